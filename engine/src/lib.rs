@@ -1,0 +1,16 @@
+//! MRT Live engine: Magenta RealTime v1 re-implemented on burn.
+//!
+//! - [`lm`]: the Depthformer language model (T5 encoder + temporal and depth decoders).
+//! - [`system`]: the streaming system around the models (encoder ids from state, …).
+//! - [`conformance`]: the golden-fixture ladders run by `mrt conformance` and `cargo test`.
+//! - [`bench`]: `mrt bench` measurements.
+
+pub mod bench;
+pub mod conformance;
+pub mod device;
+pub mod lm;
+pub mod npy;
+pub mod rng;
+pub mod system;
+
+pub use device::DeviceChoice;

@@ -1,0 +1,174 @@
+//! The name map between the official t5x checkpoint and our modules, as data.
+//!
+//! [`manifest`] lists every tensor a config expects (430 for the real base checkpoint, spec §4.10)
+//! with its shape. [`HostWeights`] holds tensors read from a checkpoint (or made up for benchmarks)
+//! and checks them against the manifest: a missing, extra or mis-shaped tensor is an error naming it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::checkpoint::{RawTensor, T5xCheckpoint};
+use super::{LmConfig, LmError};
+
+pub const EMBEDDING: &str = "token_embedder.embedding";
+pub const LOGITS: &str = "decoder.logits_dense.kernel";
+pub const ENCODER_NORM: &str = "encoder.encoder_norm.scale";
+pub const DECODER_NORM: &str = "decoder.decoder_norm.scale";
+pub const TEMPORAL: &str = "decoder.decoder.temporal_decoder";
+pub const DEPTH: &str = "decoder.decoder.depth_decoder";
+pub const TEMPORAL_RELPOS: &str = "decoder.decoder.temporal_decoder.relpos_bias.rel_embedding";
+pub const DEPTH_RELPOS: &str = "decoder.decoder.depth_decoder.relpos_bias_depth.rel_embedding";
+
+/// Every tensor name (without the `target.` prefix) and shape the config expects.
+pub fn manifest(c: &LmConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, inner) = (c.d_model, c.inner_dim());
+    let mut m: Vec<(String, Vec<usize>)> = Vec::new();
+    let attn = |m: &mut Vec<(String, Vec<usize>)>, prefix: &str| {
+        for p in ["query", "key", "value"] {
+            m.push((format!("{prefix}.{p}.kernel"), vec![d, inner]));
+        }
+        m.push((format!("{prefix}.out.kernel"), vec![inner, d]));
+    };
+    let mlp = |m: &mut Vec<(String, Vec<usize>)>, prefix: &str, hidden: usize| {
+        m.push((format!("{prefix}.wi_0.kernel"), vec![d, hidden]));
+        m.push((format!("{prefix}.wi_1.kernel"), vec![d, hidden]));
+        m.push((format!("{prefix}.wo.kernel"), vec![hidden, d]));
+    };
+    let norm = |m: &mut Vec<(String, Vec<usize>)>, name: String| m.push((name, vec![d]));
+
+    m.push((EMBEDDING.into(), vec![c.vocab_size, d]));
+    for i in 0..c.encoder_layers {
+        let p = format!("encoder.layers_{i}");
+        attn(&mut m, &format!("{p}.attention"));
+        mlp(&mut m, &format!("{p}.mlp"), c.mlp_dim);
+        norm(&mut m, format!("{p}.pre_attention_layer_norm.scale"));
+        norm(&mut m, format!("{p}.pre_mlp_layer_norm.scale"));
+    }
+    norm(&mut m, ENCODER_NORM.into());
+    for i in 0..c.temporal_layers {
+        let p = format!("{TEMPORAL}.layers_{i}");
+        attn(&mut m, &format!("{p}.self_attention"));
+        attn(&mut m, &format!("{p}.encoder_decoder_attention"));
+        mlp(&mut m, &format!("{p}.mlp"), c.mlp_dim);
+        for n in ["pre_self_attention_layer_norm", "pre_cross_attention_layer_norm", "pre_mlp_layer_norm"] {
+            norm(&mut m, format!("{p}.{n}.scale"));
+        }
+    }
+    m.push((TEMPORAL_RELPOS.into(), vec![c.num_heads, c.temporal_rel_buckets]));
+    for i in 0..c.depth_layers {
+        let p = format!("{DEPTH}.depth_layers_{i}");
+        attn(&mut m, &format!("{p}.self_attention"));
+        mlp(&mut m, &format!("{p}.mlp"), c.depth_mlp_dim);
+        norm(&mut m, format!("{p}.pre_self_attention_layer_norm.scale"));
+        norm(&mut m, format!("{p}.pre_mlp_layer_norm.scale"));
+    }
+    m.push((DEPTH_RELPOS.into(), vec![c.num_heads, c.depth_rel_buckets]));
+    norm(&mut m, DECODER_NORM.into());
+    m.push((LOGITS.into(), vec![d, c.vocab_size]));
+    m
+}
+
+/// Host-side weights keyed by checkpoint name, already checked against the manifest.
+pub struct HostWeights {
+    tensors: BTreeMap<String, RawTensor>,
+    /// Where they came from, for error messages.
+    pub source: PathBuf,
+}
+
+impl HostWeights {
+    /// Reads every tensor of a t5x checkpoint directory and checks names and shapes.
+    pub fn from_t5x(dir: &Path, config: &LmConfig) -> Result<Self, LmError> {
+        let ckpt = T5xCheckpoint::open(dir)?;
+        let expected = manifest(config);
+        let unexpected: Vec<String> = {
+            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+            ckpt.names().filter(|n| !known.contains(n)).map(str::to_owned).collect()
+        };
+        if !unexpected.is_empty() {
+            return Err(LmError::UnexpectedTensors { dir: dir.to_path_buf(), names: unexpected });
+        }
+        for (name, shape) in &expected {
+            let meta = ckpt.meta(name).ok_or_else(|| LmError::MissingTensor {
+                name: name.clone(),
+                source_path: dir.to_path_buf(),
+            })?;
+            if &meta.shape != shape {
+                return Err(LmError::ShapeMismatch {
+                    name: name.clone(),
+                    source_path: dir.join(format!("target.{name}")),
+                    expected: shape.clone(),
+                    found: meta.shape.clone(),
+                });
+            }
+        }
+        let names: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut tensors = BTreeMap::new();
+        for t in ckpt.read_many(&names, threads)? {
+            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                return Err(LmError::NonFinite { source_path: dir.join(format!("target.{}", t.name)), name: t.name, index: i });
+            }
+            tensors.insert(t.name.clone(), t);
+        }
+        Ok(Self { tensors, source: dir.to_path_buf() })
+    }
+
+    /// Deterministic random weights at the config's real size (benchmarks): N(0, 1/fan_in) kernels,
+    /// unit-ish norm scales, N(0,1) embeddings and relative biases.
+    pub fn random(config: &LmConfig, seed: u64) -> Self {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut tensors = BTreeMap::new();
+        for (name, shape) in manifest(config) {
+            let n: usize = shape.iter().product();
+            let std = if name.ends_with(".scale") {
+                0.0
+            } else if name == EMBEDDING || name.ends_with("rel_embedding") {
+                1.0
+            } else {
+                1.0 / (shape[0] as f64).sqrt()
+            };
+            let data: Vec<f32> = if std == 0.0 {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| (rng.next_normal() * std) as f32).collect()
+            };
+            tensors.insert(name.clone(), RawTensor { name, shape, data });
+        }
+        Self { tensors, source: PathBuf::from("<random>") }
+    }
+
+    /// Removes and returns one tensor; its presence and shape were checked at construction.
+    pub fn take(&mut self, name: &str) -> Result<RawTensor, LmError> {
+        self.tensors.remove(name).ok_or_else(|| LmError::MissingTensor {
+            name: name.to_owned(),
+            source_path: self.source.clone(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_manifest_has_the_430_tensors_of_the_real_checkpoint() {
+        let m = manifest(&LmConfig::base());
+        assert_eq!(m.len(), 430);
+        let total: usize = m.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        assert_eq!(total, LmConfig::base().param_count());
+        let names: std::collections::HashSet<_> = m.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names.len(), 430, "names are unique");
+    }
+}

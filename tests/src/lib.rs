@@ -1,0 +1,1 @@
+//! Host-level tests live here (a CLAP host driving the bundled plugin). See `tests/README.md`.
