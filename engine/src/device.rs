@@ -58,6 +58,12 @@ impl DeviceChoice {
     }
 }
 
+/// Whether `device` is the flex CPU backend (layouts that help a CPU differ from a GPU's).
+pub fn is_flex(device: &Device) -> bool {
+    // burn re-exports no public enum to match on; its Debug form is `Device<Flex(..)>`.
+    format!("{device:?}").starts_with("Device<Flex")
+}
+
 impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -92,5 +98,6 @@ mod tests {
         assert!("tpu".parse::<DeviceChoice>().is_err());
         let best = DeviceChoice::best_compiled().expect("at least one backend is compiled");
         assert!(best.is_compiled());
+        assert!(is_flex(&DeviceChoice::Flex.device().unwrap()));
     }
 }

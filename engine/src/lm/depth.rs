@@ -5,12 +5,12 @@
 use burn::tensor::Tensor;
 
 use super::cache::KvCache;
-use super::layers::{Attention, GeGlu, RmsNorm};
+use super::layers::{GeGlu, RmsNorm, SelfAttention};
 
 #[derive(Clone, Debug)]
 pub struct DepthLayer {
     pub pre_self_attention_norm: RmsNorm,
-    pub self_attention: Attention,
+    pub self_attention: SelfAttention,
     pub pre_mlp_norm: RmsNorm,
     pub mlp: GeGlu,
 }
@@ -19,7 +19,7 @@ impl DepthLayer {
     /// Whole frames (teacher forcing): `x: [b·t, q, d]`, `bias: [1, h, q, q]` causal.
     pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         let h = self.pre_self_attention_norm.forward(x.clone());
-        let x = x + self.self_attention.forward(h.clone(), h, Some(bias));
+        let x = x + self.self_attention.forward(h, Some(bias));
         let h = self.pre_mlp_norm.forward(x.clone());
         x + self.mlp.forward(h)
     }
@@ -27,8 +27,7 @@ impl DepthLayer {
     /// One level: `x: [b, 1, d]`, `bias_row: [1, h, 1, q+1]`, the cache holding levels `0..q`.
     pub fn step(&self, x: Tensor<3>, cache: &mut KvCache, bias_row: Tensor<4>) -> Tensor<3> {
         let h = self.pre_self_attention_norm.forward(x.clone());
-        let q = self.self_attention.project_q(h.clone());
-        let (k, v) = self.self_attention.project_kv(h);
+        let (q, k, v) = self.self_attention.project(h);
         let (keys, values) = cache.append(k, v);
         let x = x + self.self_attention.attend(q, keys, values, Some(bias_row));
         let h = self.pre_mlp_norm.forward(x.clone());

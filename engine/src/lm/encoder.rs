@@ -7,12 +7,12 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::layers::{Attention, GeGlu, RmsNorm};
+use super::layers::{GeGlu, RmsNorm, SelfAttention};
 
 #[derive(Clone, Debug)]
 pub struct EncoderLayer {
     pub pre_attention_norm: RmsNorm,
-    pub attention: Attention,
+    pub attention: SelfAttention,
     pub pre_mlp_norm: RmsNorm,
     pub mlp: GeGlu,
 }
@@ -21,7 +21,7 @@ impl EncoderLayer {
     /// `[b, s, d] -> [b, s, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.pre_attention_norm.forward(x.clone());
-        let x = x + self.attention.forward(h.clone(), h, None);
+        let x = x + self.attention.forward(h, None);
         let h = self.pre_mlp_norm.forward(x.clone());
         x + self.mlp.forward(h)
     }

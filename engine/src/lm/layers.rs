@@ -3,7 +3,8 @@
 //!
 //! Upstream quirks kept on purpose (flaxformer 399ea3a, `components/dense.py`,
 //! `components/attention/dense_attention.py`, `t5/t5_architecture.py`):
-//! - `DenseGeneral(use_bias=False)` with kernels stored `[in, out]`, so `y = x·W` needs no transpose;
+//! - `DenseGeneral(use_bias=False)` with kernels stored `[in, out]`, so `y = x·W` needs no transpose
+//!   (q|k|v and wi_0|wi_1 are concatenated column-wise at load: one matmul each);
 //! - attention logits are not divided by √head_dim (T5 folds that into the initialisation);
 //! - `T5LayerNorm` has no mean subtraction and no bias, eps 1e-6;
 //! - the MLP is `wo(gelu_tanh(x·wi_0) ⊙ (x·wi_1))` (jax's default approximate GELU).
@@ -11,24 +12,70 @@
 use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::Tensor;
 
-/// `y = x·W` with `W: [in, out]`.
+/// `y = x·W` with `W: [in, out]`, stored as `[blocks, in, out/blocks]` column blocks.
+///
+/// burn-flex runs a 2-D matmul below ~7M multiply-adds on one thread, and every decode-step
+/// projection (2 rows × 768 × 768…2816) is below that: one core streams the weights while the
+/// others idle. As column blocks the same product is a batched matmul, which flex spreads over
+/// its threads block by block. GPUs get one block (a plain 2-D matmul).
 #[derive(Clone, Debug)]
 pub struct Linear {
-    pub weight: Tensor<2>,
+    /// `[blocks, in, out / blocks]`.
+    weight: Tensor<3>,
+    in_dim: usize,
+    out_dim: usize,
 }
 
 impl Linear {
-    /// `[batch, seq, in] -> [batch, seq, out]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, s, d_in] = x.dims();
-        let d_out = self.weight.dims()[1];
-        x.reshape([b * s, d_in]).matmul(self.weight.clone()).reshape([b, s, d_out])
+    /// `weight: [in, out]`, split into `blocks` column blocks when `out` divides evenly.
+    pub fn new(weight: Tensor<2>, blocks: usize) -> Self {
+        let [in_dim, out_dim] = weight.dims();
+        let blocks = (1..=blocks.max(1)).rev().find(|b| out_dim % b == 0 && out_dim / b >= 64).unwrap_or(1);
+        let weight = if blocks == 1 {
+            weight.reshape([1, in_dim, out_dim])
+        } else {
+            // [in, out] -> [in, B, out/B] -> [B, in, out/B]; the copy happens once, at load.
+            let nb = out_dim / blocks;
+            let blocked = weight.reshape([in_dim, blocks, nb]).swap_dims(0, 1);
+            let data = blocked.clone().into_data();
+            Tensor::from_data(data, &blocked.device())
+        };
+        Self { weight, in_dim, out_dim }
+    }
+
+    /// Several `[in, out_i]` kernels fused column-wise into one `[in, Σ out_i]` map, so that one
+    /// matmul computes them all (q|k|v, wi_0|wi_1). Split the output with [`split_last`].
+    pub fn fused(weights: Vec<Tensor<2>>, blocks: usize) -> Self {
+        Self::new(Tensor::cat(weights, 1), blocks)
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
     }
 
     /// `[rows, in] -> [rows, out]`.
     pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.clone())
+        let [rows, _] = x.dims();
+        let blocks = self.weight.dims()[0];
+        if blocks == 1 {
+            return x.matmul(self.weight.clone().reshape([self.in_dim, self.out_dim]));
+        }
+        let y = x.reshape([1, rows, self.in_dim]).matmul(self.weight.clone()); // [B, rows, out/B]
+        y.swap_dims(0, 1).reshape([rows, self.out_dim])
     }
+
+    /// `[batch, seq, in] -> [batch, seq, out]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        self.forward2(x.reshape([b * s, self.in_dim])).reshape([b, s, self.out_dim])
+    }
+}
+
+/// Splits the last dimension of a fused projection into `parts` equal pieces.
+pub fn split_last(x: Tensor<3>, parts: usize) -> Vec<Tensor<3>> {
+    let [b, s, n] = x.dims();
+    let w = n / parts;
+    (0..parts).map(|i| x.clone().slice([0..b, 0..s, i * w..(i + 1) * w])).collect()
 }
 
 /// T5 RMSNorm: `x · scale / sqrt(mean(x²) + eps)`.
@@ -53,68 +100,93 @@ impl RmsNorm {
     }
 }
 
-/// Multi-head attention with separate q/k/v/out kernels (`[d, heads·head_dim]`, head-major
-/// columns) and no scaling of the logits.
+/// Splits `[b, s, heads·dh]` into `[b, heads, s, dh]`.
+fn split_heads(x: Tensor<3>, heads: usize, head_dim: usize) -> Tensor<4> {
+    let [b, s, _] = x.dims();
+    x.reshape([b, s, heads, head_dim]).swap_dims(1, 2)
+}
+
+/// `softmax(q·kᵀ + bias)·v` over `q: [b, h, s, dh]`, `k, v: [b, h, t, dh]`, no logit scaling
+/// (T5), then the output projection: returns `[b, s, d]`.
+fn attend(out: &Linear, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<3> {
+    let mut logits = q.matmul(k.swap_dims(2, 3)); // [b, h, s, t]
+    if let Some(bias) = bias {
+        logits = logits + bias;
+    }
+    let ctx = softmax(logits, 3).matmul(v); // [b, h, s, dh]
+    let [b, h, s, dh] = ctx.dims();
+    out.forward(ctx.swap_dims(1, 2).reshape([b, s, h * dh]))
+}
+
+/// Self-attention with the q, k and v kernels (`[d, heads·head_dim]` each, head-major columns)
+/// fused into one `[d, 3·heads·head_dim]` projection.
 #[derive(Clone, Debug)]
-pub struct Attention {
-    pub query: Linear,
-    pub key: Linear,
-    pub value: Linear,
+pub struct SelfAttention {
+    pub qkv: Linear,
     pub out: Linear,
     pub num_heads: usize,
     pub head_dim: usize,
 }
 
-impl Attention {
-    /// `[b, s, d] -> [b, heads, s, head_dim]`.
-    fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
-        let [b, s, _] = x.dims();
-        x.reshape([b, s, self.num_heads, self.head_dim]).swap_dims(1, 2)
+impl SelfAttention {
+    /// Queries, keys and values of `x: [b, s, d]`, each `[b, heads, s, head_dim]`.
+    pub fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let mut parts = split_last(self.qkv.forward(x), 3).into_iter();
+        let mut next = || split_heads(parts.next().expect("three parts"), self.num_heads, self.head_dim);
+        (next(), next(), next())
     }
 
-    /// Keys and values of `x: [b, t, d]`, each `[b, heads, t, head_dim]`.
-    pub fn project_kv(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        (self.split_heads(self.key.forward(x.clone())), self.split_heads(self.value.forward(x)))
-    }
-
-    /// Queries of `x: [b, s, d]` as `[b, heads, s, head_dim]`.
-    pub fn project_q(&self, x: Tensor<3>) -> Tensor<4> {
-        self.split_heads(self.query.forward(x))
-    }
-
-    /// Attends `q: [b, h, s, dh]` over `k, v: [b, h, t, dh]` with an additive `bias`
-    /// broadcastable to `[b, h, s, t]`; returns the projected output `[b, s, d]`.
+    /// Attends `q` over cached `k, v` with an additive `bias` broadcastable to `[b, h, s, t]`.
     pub fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<3> {
-        let mut logits = q.matmul(k.swap_dims(2, 3)); // [b, h, s, t], unscaled (T5)
-        if let Some(bias) = bias {
-            logits = logits + bias;
-        }
-        let probs = softmax(logits, 3);
-        let ctx = probs.matmul(v); // [b, h, s, dh]
-        let [b, h, s, dh] = ctx.dims();
-        self.out.forward(ctx.swap_dims(1, 2).reshape([b, s, h * dh]))
+        attend(&self.out, q, k, v, bias)
     }
 
-    /// Self- or cross-attention over a whole sequence.
-    pub fn forward(&self, x: Tensor<3>, memory: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
-        let q = self.project_q(x);
-        let (k, v) = self.project_kv(memory);
+    /// Over a whole sequence `x: [b, s, d] -> [b, s, d]`.
+    pub fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
+        let (q, k, v) = self.project(x);
         self.attend(q, k, v, bias)
     }
 }
 
+/// Cross-attention to a fixed memory (the encoder output): the k and v kernels fused, applied
+/// once per chunk; the query applied per step.
+#[derive(Clone, Debug)]
+pub struct CrossAttention {
+    pub query: Linear,
+    pub key_value: Linear,
+    pub out: Linear,
+    pub num_heads: usize,
+    pub head_dim: usize,
+}
+
+impl CrossAttention {
+    /// Keys and values of the memory `[b, t, d]`, each `[b, heads, t, head_dim]`.
+    pub fn project_kv(&self, memory: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        let mut parts = split_last(self.key_value.forward(memory), 2).into_iter();
+        let mut next = || split_heads(parts.next().expect("two parts"), self.num_heads, self.head_dim);
+        (next(), next())
+    }
+
+    /// `x: [b, s, d]` attending over precomputed `k, v` -> `[b, s, d]`.
+    pub fn forward(&self, x: Tensor<3>, k: Tensor<4>, v: Tensor<4>) -> Tensor<3> {
+        let q = split_heads(self.query.forward(x), self.num_heads, self.head_dim);
+        attend(&self.out, q, k, v, None)
+    }
+}
+
 /// Gated GELU MLP: `wo(gelu_tanh(x·wi_0) ⊙ (x·wi_1))`.
+/// `wi` holds `wi_0 | wi_1` fused column-wise (`[d, 2·hidden]`).
 #[derive(Clone, Debug)]
 pub struct GeGlu {
-    pub wi_0: Linear,
-    pub wi_1: Linear,
+    pub wi: Linear,
     pub wo: Linear,
 }
 
 impl GeGlu {
     /// `[b, s, d] -> [b, s, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = gelu_approximate(self.wi_0.forward(x.clone()));
-        self.wo.forward(gate * self.wi_1.forward(x))
+        let mut parts = split_last(self.wi.forward(x), 2).into_iter();
+        let (gate, linear) = (parts.next().expect("two parts"), parts.next().expect("two parts"));
+        self.wo.forward(gelu_approximate(gate) * linear)
     }
 }

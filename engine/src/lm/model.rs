@@ -16,7 +16,7 @@ use super::cache::KvCache;
 use super::checkpoint::RawTensor;
 use super::depth::DepthLayer;
 use super::encoder::{sinusoid_positions, EncoderLayer};
-use super::layers::{Attention, GeGlu, Linear, RmsNorm};
+use super::layers::{CrossAttention, GeGlu, Linear, RmsNorm, SelfAttention};
 use super::relpos::causal_bias_table;
 use super::temporal::{CrossKv, TemporalLayer};
 use super::weights::{self, HostWeights};
@@ -84,33 +84,50 @@ fn upload<const D: usize>(t: RawTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, shape), device)
 }
 
+/// Column blocks per linear map: twice the CPU threads on flex (so the batched matmul balances
+/// over them), one on GPUs.
+fn linear_blocks(device: &Device) -> usize {
+    if crate::device::is_flex(device) {
+        2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
+}
+
 impl Depthformer {
     /// Builds the model on `device` from checked host weights, consuming them.
     pub fn from_weights(config: LmConfig, mut w: HostWeights, device: &Device) -> Result<Self, LmError> {
         let c = &config;
         let eps = c.rms_norm_eps;
-        let mut lin = |w: &mut HostWeights, n: &str| -> Result<Linear, LmError> {
-            Ok(Linear { weight: upload::<2>(w.take(n)?, device) })
-        };
+        // Column blocks for the CPU (see `Linear`); one block on GPUs.
+        let blocks = linear_blocks(device);
+        let mut mat = |w: &mut HostWeights, n: &str| -> Result<Tensor<2>, LmError> { Ok(upload::<2>(w.take(n)?, device)) };
         let norm = |w: &mut HostWeights, n: &str| -> Result<RmsNorm, LmError> {
             Ok(RmsNorm::new(upload::<1>(w.take(n)?, device), eps))
         };
-        let attention = |w: &mut HostWeights, lin: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Linear, LmError>, p: &str| -> Result<Attention, LmError> {
-            Ok(Attention {
-                query: lin(w, &format!("{p}.query.kernel"))?,
-                key: lin(w, &format!("{p}.key.kernel"))?,
-                value: lin(w, &format!("{p}.value.kernel"))?,
-                out: lin(w, &format!("{p}.out.kernel"))?,
+        let self_attention = |w: &mut HostWeights, mat: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Tensor<2>, LmError>, p: &str| -> Result<SelfAttention, LmError> {
+            let qkv = vec![mat(w, &format!("{p}.query.kernel"))?, mat(w, &format!("{p}.key.kernel"))?, mat(w, &format!("{p}.value.kernel"))?];
+            Ok(SelfAttention {
+                qkv: Linear::fused(qkv, blocks),
+                out: Linear::new(mat(w, &format!("{p}.out.kernel"))?, blocks),
                 num_heads: c.num_heads,
                 head_dim: c.head_dim,
             })
         };
-        let mlp = |w: &mut HostWeights, lin: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Linear, LmError>, p: &str| -> Result<GeGlu, LmError> {
-            Ok(GeGlu {
-                wi_0: lin(w, &format!("{p}.wi_0.kernel"))?,
-                wi_1: lin(w, &format!("{p}.wi_1.kernel"))?,
-                wo: lin(w, &format!("{p}.wo.kernel"))?,
+        let cross_attention = |w: &mut HostWeights, mat: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Tensor<2>, LmError>, p: &str| -> Result<CrossAttention, LmError> {
+            let query = Linear::new(mat(w, &format!("{p}.query.kernel"))?, blocks);
+            let kv = vec![mat(w, &format!("{p}.key.kernel"))?, mat(w, &format!("{p}.value.kernel"))?];
+            Ok(CrossAttention {
+                query,
+                key_value: Linear::fused(kv, blocks),
+                out: Linear::new(mat(w, &format!("{p}.out.kernel"))?, blocks),
+                num_heads: c.num_heads,
+                head_dim: c.head_dim,
             })
+        };
+        let mlp = |w: &mut HostWeights, mat: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Tensor<2>, LmError>, p: &str| -> Result<GeGlu, LmError> {
+            let wi = vec![mat(w, &format!("{p}.wi_0.kernel"))?, mat(w, &format!("{p}.wi_1.kernel"))?];
+            Ok(GeGlu { wi: Linear::fused(wi, blocks), wo: Linear::new(mat(w, &format!("{p}.wo.kernel"))?, blocks) })
         };
 
         let embedding = upload::<2>(w.take(weights::EMBEDDING)?, device);
@@ -119,9 +136,9 @@ impl Depthformer {
             let p = format!("encoder.layers_{i}");
             encoder.push(EncoderLayer {
                 pre_attention_norm: norm(&mut w, &format!("{p}.pre_attention_layer_norm.scale"))?,
-                attention: attention(&mut w, &mut lin, &format!("{p}.attention"))?,
+                attention: self_attention(&mut w, &mut mat, &format!("{p}.attention"))?,
                 pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut lin, &format!("{p}.mlp"))?,
+                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
             });
         }
         let encoder_norm = norm(&mut w, weights::ENCODER_NORM)?;
@@ -130,11 +147,11 @@ impl Depthformer {
             let p = format!("{}.layers_{i}", weights::TEMPORAL);
             temporal.push(TemporalLayer {
                 pre_self_attention_norm: norm(&mut w, &format!("{p}.pre_self_attention_layer_norm.scale"))?,
-                self_attention: attention(&mut w, &mut lin, &format!("{p}.self_attention"))?,
+                self_attention: self_attention(&mut w, &mut mat, &format!("{p}.self_attention"))?,
                 pre_cross_attention_norm: norm(&mut w, &format!("{p}.pre_cross_attention_layer_norm.scale"))?,
-                cross_attention: attention(&mut w, &mut lin, &format!("{p}.encoder_decoder_attention"))?,
+                cross_attention: cross_attention(&mut w, &mut mat, &format!("{p}.encoder_decoder_attention"))?,
                 pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut lin, &format!("{p}.mlp"))?,
+                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
             });
         }
         let mut depth = Vec::with_capacity(c.depth_layers);
@@ -142,9 +159,9 @@ impl Depthformer {
             let p = format!("{}.depth_layers_{i}", weights::DEPTH);
             depth.push(DepthLayer {
                 pre_self_attention_norm: norm(&mut w, &format!("{p}.pre_self_attention_layer_norm.scale"))?,
-                self_attention: attention(&mut w, &mut lin, &format!("{p}.self_attention"))?,
+                self_attention: self_attention(&mut w, &mut mat, &format!("{p}.self_attention"))?,
                 pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut lin, &format!("{p}.mlp"))?,
+                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
             });
         }
         let bias = |w: &mut HostWeights, name: &str, buckets: usize, max_distance: usize, len: usize| -> Result<Tensor<4>, LmError> {
@@ -155,7 +172,7 @@ impl Depthformer {
         let temporal_bias = bias(&mut w, weights::TEMPORAL_RELPOS, c.temporal_rel_buckets, c.temporal_rel_max_distance, c.chunk_frames)?;
         let depth_bias = bias(&mut w, weights::DEPTH_RELPOS, c.depth_rel_buckets, c.depth_rel_max_distance, c.num_levels)?;
         let decoder_norm = norm(&mut w, weights::DECODER_NORM)?;
-        let logits = lin(&mut w, weights::LOGITS)?;
+        let logits = Linear::new(mat(&mut w, weights::LOGITS)?, blocks);
         let positions = sinusoid_positions(c.encoder_len(), c.d_model, c.position_timescale, device);
         Ok(Self {
             config,

@@ -7,14 +7,14 @@
 use burn::tensor::Tensor;
 
 use super::cache::KvCache;
-use super::layers::{Attention, GeGlu, RmsNorm};
+use super::layers::{CrossAttention, GeGlu, RmsNorm, SelfAttention};
 
 #[derive(Clone, Debug)]
 pub struct TemporalLayer {
     pub pre_self_attention_norm: RmsNorm,
-    pub self_attention: Attention,
+    pub self_attention: SelfAttention,
     pub pre_cross_attention_norm: RmsNorm,
-    pub cross_attention: Attention,
+    pub cross_attention: CrossAttention,
     pub pre_mlp_norm: RmsNorm,
     pub mlp: GeGlu,
 }
@@ -35,15 +35,14 @@ impl TemporalLayer {
     /// Whole sequence (teacher forcing): `x: [b, t, d]`, `bias: [1, h, t, t]` causal.
     pub fn forward(&self, x: Tensor<3>, cross: &CrossKv, bias: Tensor<4>) -> Tensor<3> {
         let h = self.pre_self_attention_norm.forward(x.clone());
-        let x = x + self.self_attention.forward(h.clone(), h, Some(bias));
+        let x = x + self.self_attention.forward(h, Some(bias));
         self.cross_and_mlp(x, cross)
     }
 
     /// One frame: `x: [b, 1, d]`, `bias_row: [1, h, 1, t+1]`, the cache holding frames `0..t`.
     pub fn step(&self, x: Tensor<3>, cross: &CrossKv, cache: &mut KvCache, bias_row: Tensor<4>) -> Tensor<3> {
         let h = self.pre_self_attention_norm.forward(x.clone());
-        let q = self.self_attention.project_q(h.clone());
-        let (k, v) = self.self_attention.project_kv(h);
+        let (q, k, v) = self.self_attention.project(h);
         let (keys, values) = cache.append(k, v);
         let x = x + self.self_attention.attend(q, keys, values, Some(bias_row));
         self.cross_and_mlp(x, cross)
@@ -51,8 +50,7 @@ impl TemporalLayer {
 
     fn cross_and_mlp(&self, x: Tensor<3>, cross: &CrossKv) -> Tensor<3> {
         let h = self.pre_cross_attention_norm.forward(x.clone());
-        let q = self.cross_attention.project_q(h);
-        let x = x + self.cross_attention.attend(q, cross.keys.clone(), cross.values.clone(), None);
+        let x = x + self.cross_attention.forward(h, cross.keys.clone(), cross.values.clone());
         let h = self.pre_mlp_norm.forward(x.clone());
         x + self.mlp.forward(h)
     }
