@@ -41,7 +41,7 @@ fn fixture_err(dir: &Path, name: &str, reason: String) -> ConformanceError {
 pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, ConformanceError> {
     let mut report = Report { fixture: dir.to_path_buf(), checks: Vec::new() };
     let config = LmConfig::from_json_file(&dir.join("config.json"))?;
-    let (d, vocab, levels) = (config.d_model, config.vocab_size, config.num_levels);
+    let (vocab, levels) = (config.vocab_size, config.num_levels);
 
     // 1. Checkpoint reader: every tensor, shapes and chunking as the set documents them.
     let ckpt_dir = dir.join("checkpoint");
@@ -104,8 +104,11 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
         .map(|a| a.iter().filter_map(Value::as_i64).map(|v| v as i32).collect())
         .unwrap_or_else(|| vec![0, 1]);
     let targets = read_i32(dir, "teacher_targets.npy")?;
-    let (r, n) = (targets.shape[0], targets.shape[1]);
-    if r != rows.len() || n % levels != 0 {
+    let (r, n) = match targets.shape[..] {
+        [r, n] => (r, n),
+        _ => return Err(fixture_err(dir, "teacher_targets.npy", format!("expected 2-D, shape {:?}", targets.shape))),
+    };
+    if r != rows.len() || n % levels != 0 || n / levels > config.chunk_frames || rows.iter().any(|&i| !(0..2).contains(&i)) {
         return Err(fixture_err(dir, "teacher_targets.npy", format!("shape {:?} vs teacher_rows {rows:?}", targets.shape)));
     }
     let frames = n / levels;
@@ -160,6 +163,13 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
     let topk_ids = read_i32(dir, "greedy_topk_ids.npy")?;
     let topk_logits = read_f32(dir, "greedy_topk_logits.npy")?;
     let k = *topk_ids.shape.last().unwrap_or(&0);
+    let steps_expected = config.chunk_tokens();
+    if k == 0 || k > vocab || topk_ids.data.len() != steps_expected * k || topk_logits.data.len() != topk_ids.data.len() {
+        return Err(fixture_err(dir, "greedy_topk_ids.npy", format!("shape {:?} does not hold {steps_expected} steps", topk_ids.shape)));
+    }
+    if let Some(bad) = topk_ids.data.iter().find(|&&i| i < 0 || i as usize >= vocab) {
+        return Err(fixture_err(dir, "greedy_topk_ids.npy", format!("id {bad} outside the vocabulary ({vocab})")));
+    }
     let mut first_frame = Vec::with_capacity(levels * vocab);
     let mut topk_diff = 0f64;
     let mut topk_ok = true;
@@ -209,6 +219,5 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
             first_bad.map(|i| format!(", first difference at step {i}")).unwrap_or_default()
         ),
     );
-    let _ = d;
     Ok(report)
 }
