@@ -1,11 +1,13 @@
 //! MRT Live engine: Magenta RealTime v1 re-implemented on burn.
 //!
+//! - [`codec`]: SpectroStream, 48 kHz stereo audio ↔ RVQ codes.
 //! - [`lm`]: the Depthformer language model (T5 encoder + temporal and depth decoders).
 //! - [`system`]: the streaming system around the models (encoder ids from state, …).
 //! - [`conformance`]: the golden-fixture ladders run by `mrt conformance` and `cargo test`.
 //! - [`bench`]: `mrt bench` measurements.
 
 pub mod bench;
+pub mod codec;
 pub mod conformance;
 pub mod device;
 pub mod lm;

@@ -1,9 +1,10 @@
 //! Golden-fixture ladders: the same checks for `mrt conformance <DIR>` and `cargo test`.
 //!
-//! A fixture set is a directory with a `config.json` whose `"kind"` names the ladder (`"lm"`; the
-//! codec ladder comes with the codec). Every rung prints one row: what was compared, the largest
+//! A fixture set is a directory with a `config.json` whose `"kind"` names the ladder (`"lm"` or
+//! `"codec"`). Every rung prints one row: what was compared, the largest
 //! absolute difference, the tolerance from the set's README, and pass/fail.
 
+pub mod codec;
 pub mod lm;
 
 use std::fmt;
@@ -73,6 +74,8 @@ pub enum ConformanceError {
     NotImplemented { path: PathBuf, kind: String },
     #[error(transparent)]
     Lm(#[from] crate::lm::LmError),
+    #[error(transparent)]
+    Codec(#[from] crate::codec::CodecError),
     #[error("fixture array {path}: {reason}")]
     Fixture { path: PathBuf, reason: String },
 }
@@ -85,7 +88,7 @@ pub fn run(dir: &Path, device: &Device) -> Result<Report, ConformanceError> {
         serde_json::from_str(&text).map_err(|e| ConformanceError::Read { path: path.clone(), reason: e.to_string() })?;
     match json.get("kind").and_then(|k| k.as_str()) {
         Some("lm") => lm::run(dir, &json, device),
-        Some("codec") => Err(ConformanceError::NotImplemented { path, kind: "codec".into() }),
+        Some("codec") => codec::run(dir, &json, device),
         other => Err(ConformanceError::UnknownKind { path, kind: other.unwrap_or("<missing>").to_owned() }),
     }
 }

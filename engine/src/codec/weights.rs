@@ -1,0 +1,685 @@
+//! Reading the official MRT2 SpectroStream weights (`resources/spectrostream/*.safetensors`).
+//!
+//! Keys are slash-delimited Flax paths; conv kernels (transposed ones too) are HWIO
+//! `(k_time, k_freq, in, out)`; every conv has a bias. The name map, as the fixture README lists it:
+//!
+//! ```text
+//!  encoder.safetensors   params/encoder/base_conv_first/conv/{kernel,bias}
+//!                        params/encoder/encoder_{i}/conv2d_3x3/...            in → in
+//!                        params/encoder/encoder_{i}/conv2d_{kt}x{kf}_a/...    in → out, stride s_i
+//!                        params/encoder/encoder_{i}/shortcut_layer/conv1x1/... (in ≠ out)
+//!                        params/encoder/bottleneck/conv2d_3x3{,_a}/...
+//!                        params/encoder/output_convs/{conv1x1_last, shortcut_layer/conv1x1_b1, .../conv1x1_b2}/...
+//!  decoder.safetensors   params/decoder/input_layer/{conv1x1_first, shortcut_layer/conv1x1_b1, .../conv1x1_b2}/...
+//!                        params/decoder/input_layers_residual_unit/conv2d_3x3{_a,}/...
+//!                        params/decoder/decoder_{i}/conv2dtranspose_{kt}x{kf}/...  in → out, stride s_{n−1−i}
+//!                        params/decoder/decoder_{i}/conv2d_3x3/...             out → out
+//!                        params/decoder/decoder_{i}/shortcut_layer/conv1x1/... (in ≠ out)
+//!                        params/decoder/output_layer/base_conv_last/...
+//!                        params/quantizer/embedding                  [levels, codebook, latent]
+//!  quantizer.safetensors params/soundstream/quantizer/embedding      [levels, codebook, latent]
+//! ```
+//!
+//! with `(kt, kf) = (max(3, 2·s_t), max(3, 2·s_f))`. Every width is read off the shapes while
+//! walking the network, so the walk also checks that consecutive layers fit: a missing,
+//! mis-shaped, non-finite or unused tensor, or a corrupt file, is an error naming file and tensor.
+//! [`manifest`] is the same map in the other direction (widths → names and shapes), used for
+//! random benchmark weights and pinned against the fixture files and the published sizes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+use super::{CodecConfig, CodecError};
+
+pub const ENCODER_FILE: &str = "encoder.safetensors";
+pub const DECODER_FILE: &str = "decoder.safetensors";
+pub const QUANTIZER_FILE: &str = "quantizer.safetensors";
+pub const ENCODER: &str = "params/encoder";
+pub const DECODER: &str = "params/decoder";
+/// The codebooks as `decoder.safetensors` carries them.
+pub const DECODER_CODEBOOKS: &str = "params/quantizer/embedding";
+/// The codebooks as `quantizer.safetensors` carries them.
+pub const QUANTIZER_CODEBOOKS: &str = "params/soundstream/quantizer/embedding";
+
+/// A host tensor in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// The tensors of one safetensors file, converted to f32.
+#[derive(Clone, Debug)]
+pub struct SafetensorsFile {
+    pub path: PathBuf,
+    tensors: BTreeMap<String, HostTensor>,
+    /// Names handed out by [`SafetensorsFile::tensor`], to report unused ones.
+    used: std::cell::RefCell<BTreeSet<String>>,
+}
+
+impl SafetensorsFile {
+    pub fn read(path: &Path) -> Result<Self, CodecError> {
+        let bytes = std::fs::read(path).map_err(|source| CodecError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses a whole file held in memory; `path` only names it in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CodecError> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| CodecError::CorruptFile {
+            path: path.to_path_buf(),
+            reason: format!("{e}{}", diagnose(bytes)),
+        })?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let bad = |reason: String| CodecError::CorruptFile { path: path.to_path_buf(), reason: format!("tensor `{name}`: {reason}") };
+            let raw = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                Dtype::F64 => raw
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                    .collect(),
+                Dtype::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
+                Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+                other => return Err(bad(format!("unsupported dtype {other:?} (expected F32, F64, F16 or BF16)"))),
+            };
+            let shape = view.shape().to_vec();
+            if data.len() != shape.iter().product::<usize>() {
+                return Err(bad(format!("{} values for shape {shape:?}", data.len())));
+            }
+            tensors.insert(name, HostTensor { shape, data });
+        }
+        Ok(Self { path: path.to_path_buf(), tensors, used: Default::default() })
+    }
+
+    /// A file made in memory (random weights, tests).
+    pub fn from_tensors(path: &Path, tensors: BTreeMap<String, HostTensor>) -> Self {
+        Self { path: path.to_path_buf(), tensors, used: Default::default() }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&HostTensor> {
+        self.tensors.get(name)
+    }
+
+    /// The tensor `name`, checked against `shape` (`None` = any size) and for finite values.
+    pub fn tensor(&self, name: &str, shape: &[Option<usize>]) -> Result<&HostTensor, CodecError> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| CodecError::MissingTensor { path: self.path.clone(), name: name.to_owned() })?;
+        let fits = t.shape.len() == shape.len() && t.shape.iter().zip(shape).all(|(&d, want)| want.is_none_or(|w| w == d));
+        if !fits {
+            return Err(CodecError::ShapeMismatch {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                expected: shape.iter().map(|d| d.map_or_else(|| "_".to_owned(), |d| d.to_string())).collect::<Vec<_>>().join(", "),
+                found: t.shape.clone(),
+            });
+        }
+        if let Some(index) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(CodecError::NonFinite { path: self.path.clone(), name: name.to_owned(), index });
+        }
+        self.used.borrow_mut().insert(name.to_owned());
+        Ok(t)
+    }
+
+    /// Errors if a tensor under `prefix` was never asked for (a config that does not match the file).
+    pub fn check_all_used(&self, prefix: &str) -> Result<(), CodecError> {
+        let used = self.used.borrow();
+        let unused: Vec<String> = self.tensors.keys().filter(|n| n.starts_with(prefix) && !used.contains(*n)).cloned().collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::UnexpectedTensors { path: self.path.clone(), names: unused })
+        }
+    }
+
+    /// Serialises the tensors as f32 safetensors (tests, converted caches).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CodecError> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, b, s)| safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.as_str(), v)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CodecError::CorruptFile { path: self.path.clone(), reason: e.to_string() })?;
+        safetensors::serialize(views, None).map_err(|e| CodecError::CorruptFile { path: self.path.clone(), reason: e.to_string() })
+    }
+
+    /// Removes a tensor (tests of the error paths).
+    pub fn remove(&mut self, name: &str) -> Option<HostTensor> {
+        self.tensors.remove(name)
+    }
+}
+
+/// When the safetensors crate rejects a file, names the tensors whose data lies past the end of a
+/// truncated file (the crate's own message only says the buffer is incomplete).
+fn diagnose(bytes: &[u8]) -> String {
+    let Some(n) = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])) else {
+        return "; the file is shorter than the 8-byte header length".into();
+    };
+    let Some(header) = usize::try_from(n).ok().and_then(|n| bytes.get(8..8usize.saturating_add(n))) else {
+        return format!("; the header length {n} runs past the {} bytes of the file", bytes.len());
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return String::new();
+    };
+    let available = bytes.len() - 8 - header.len();
+    let mut cut: Vec<(u64, String)> = map
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .filter_map(|(name, info)| {
+            let end = info.pointer("/data_offsets/1")?.as_u64()?;
+            (end > available as u64).then(|| (end, name.clone()))
+        })
+        .collect();
+    if cut.is_empty() {
+        return String::new();
+    }
+    cut.sort();
+    let names: Vec<&str> = cut.iter().map(|(_, n)| n.as_str()).collect();
+    format!("; data of {} tensor(s) lies past the end of the {available} data bytes (file truncated?): {}", names.len(), names.join(", "))
+}
+
+/// IEEE half → f32.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: renormalise.
+            let shift = f.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | (((f << shift) & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+// ------------------------------------------------------------------ the walk: files → parameters
+
+/// One conv's parameters as stored: HWIO kernel and bias.
+#[derive(Clone, Debug)]
+pub struct ConvParams {
+    /// Full key prefix, e.g. `params/encoder/encoder_0/conv2d_3x4_a`.
+    pub name: String,
+    /// `(k_time, k_freq, in, out)`.
+    pub kernel: HostTensor,
+    pub bias: Vec<f32>,
+}
+
+impl ConvParams {
+    pub fn k_time(&self) -> usize {
+        self.kernel.shape[0]
+    }
+    pub fn k_freq(&self) -> usize {
+        self.kernel.shape[1]
+    }
+    pub fn in_channels(&self) -> usize {
+        self.kernel.shape[2]
+    }
+    pub fn out_channels(&self) -> usize {
+        self.kernel.shape[3]
+    }
+}
+
+/// Reads `{prefix}/conv/kernel` (checked against `kernel`) and `{prefix}/conv/bias`.
+fn conv(file: &SafetensorsFile, prefix: &str, kernel: [Option<usize>; 4]) -> Result<ConvParams, CodecError> {
+    let k = file.tensor(&format!("{prefix}/conv/kernel"), &kernel)?.clone();
+    let out = k.shape[3];
+    let bias = file.tensor(&format!("{prefix}/conv/bias"), &[Some(out)])?.data.clone();
+    Ok(ConvParams { name: prefix.to_owned(), kernel: k, bias })
+}
+
+/// Kernel size of a strided block's main conv: `(max(3, 2·s_t), max(3, 2·s_f))`.
+pub fn block_kernel(stride: [usize; 2]) -> [usize; 2] {
+    [3.max(2 * stride[0]), 3.max(2 * stride[1])]
+}
+
+/// A residual block: encoder `conv_a(ELU(conv3x3(ELU(x))))` or decoder
+/// `conv3x3(ELU(conv_t(ELU(x))))`, with an optional 1×1 shortcut.
+#[derive(Clone, Debug)]
+pub struct BlockParams {
+    /// Encoder: `conv2d_3x3` (in → in). Decoder: the transposed `conv2dtranspose_{kt}x{kf}` (in → out).
+    pub first: ConvParams,
+    /// Encoder: `conv2d_{kt}x{kf}_a` (in → out, strided). Decoder: `conv2d_3x3` (out → out).
+    pub second: ConvParams,
+    /// `shortcut_layer/conv1x1` (present iff in ≠ out).
+    pub shortcut: Option<ConvParams>,
+    pub stride: [usize; 2],
+}
+
+impl BlockParams {
+    pub fn in_channels(&self) -> usize {
+        self.first.in_channels()
+    }
+    pub fn out_channels(&self) -> usize {
+        self.second.out_channels()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EncoderParams {
+    /// `base_conv_first`, 2 (re, im) → base.
+    pub base: ConvParams,
+    /// `encoder_0..`; the last `fused_blocks` see the stereo halves concatenated.
+    pub blocks: Vec<BlockParams>,
+    pub bottleneck: BlockParams,
+    /// `output_convs/conv1x1_last`, `…/shortcut_layer/conv1x1_b1`, `…/conv1x1_b2`.
+    pub out_last: ConvParams,
+    pub out_b1: ConvParams,
+    pub out_b2: ConvParams,
+}
+
+#[derive(Clone, Debug)]
+pub struct DecoderParams {
+    /// `input_layer/conv1x1_first`, `…/shortcut_layer/conv1x1_b1`, `…/conv1x1_b2`.
+    pub in_first: ConvParams,
+    pub in_b1: ConvParams,
+    pub in_b2: ConvParams,
+    /// `input_layers_residual_unit`: `first` = `conv2d_3x3_a`, `second` = `conv2d_3x3`.
+    pub residual: BlockParams,
+    /// `decoder_0..`; the first `fused_blocks` see the fused channels.
+    pub blocks: Vec<BlockParams>,
+    /// `output_layer/base_conv_last`, base → 2 (re, im).
+    pub out: ConvParams,
+}
+
+/// RVQ codebooks `[levels, codebook_size, dim]`.
+#[derive(Clone, Debug)]
+pub struct CodebookParams {
+    pub levels: usize,
+    pub codebook_size: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+/// Every codec parameter, widths checked layer to layer.
+#[derive(Clone, Debug)]
+pub struct CodecWeights {
+    pub encoder: EncoderParams,
+    pub decoder: DecoderParams,
+    pub codebooks: CodebookParams,
+}
+
+impl CodecWeights {
+    /// Reads `encoder.safetensors`, `decoder.safetensors` and (if present) `quantizer.safetensors`
+    /// from `dir`. The codebooks come from `quantizer.safetensors`, else from the copy in
+    /// `decoder.safetensors`.
+    pub fn read_dir(dir: &Path, config: &CodecConfig) -> Result<Self, CodecError> {
+        let encoder = SafetensorsFile::read(&dir.join(ENCODER_FILE))?;
+        let decoder = SafetensorsFile::read(&dir.join(DECODER_FILE))?;
+        let qpath = dir.join(QUANTIZER_FILE);
+        let quantizer = if qpath.is_file() { Some(SafetensorsFile::read(&qpath)?) } else { None };
+        Self::from_files(&encoder, &decoder, quantizer.as_ref(), config)
+    }
+
+    pub fn from_files(
+        encoder: &SafetensorsFile,
+        decoder: &SafetensorsFile,
+        quantizer: Option<&SafetensorsFile>,
+        config: &CodecConfig,
+    ) -> Result<Self, CodecError> {
+        let enc = read_encoder(encoder, config)?;
+        encoder.check_all_used(ENCODER)?;
+        let latent = enc.out_last.out_channels();
+        let dec = read_decoder(decoder, config, latent)?;
+        let codebooks = match quantizer {
+            Some(q) => {
+                let c = read_codebooks(q, QUANTIZER_CODEBOOKS, latent)?;
+                q.check_all_used("")?;
+                c
+            }
+            None => read_codebooks(decoder, DECODER_CODEBOOKS, latent)?,
+        };
+        // The decoder file's copy of the codebooks is not needed when quantizer.safetensors is
+        // there, but it must still be what the README says it is.
+        if decoder.contains(DECODER_CODEBOOKS) {
+            read_codebooks(decoder, DECODER_CODEBOOKS, latent)?;
+        }
+        decoder.check_all_used("")?;
+        Ok(Self { encoder: enc, decoder: dec, codebooks })
+    }
+
+    /// Parameter counts (encoder, decoder, codebooks), as the fixture README and spec §2.4 state them.
+    pub fn param_counts(&self) -> (usize, usize, usize) {
+        let conv = |c: &ConvParams| c.kernel.data.len() + c.bias.len();
+        let block = |b: &BlockParams| conv(&b.first) + conv(&b.second) + b.shortcut.as_ref().map_or(0, conv);
+        let e = &self.encoder;
+        let enc = conv(&e.base) + e.blocks.iter().map(block).sum::<usize>() + block(&e.bottleneck) + conv(&e.out_last) + conv(&e.out_b1) + conv(&e.out_b2);
+        let d = &self.decoder;
+        let dec = conv(&d.in_first) + conv(&d.in_b1) + conv(&d.in_b2) + block(&d.residual) + d.blocks.iter().map(block).sum::<usize>() + conv(&d.out);
+        (enc, dec, self.codebooks.data.len())
+    }
+}
+
+fn read_encoder(f: &SafetensorsFile, config: &CodecConfig) -> Result<EncoderParams, CodecError> {
+    let splits = config.audio_channels;
+    let n = config.ratios.len();
+    let fuse_at = n - config.fused_blocks();
+    let base = conv(f, &format!("{ENCODER}/base_conv_first"), [None, None, Some(2), None])?;
+    let mut c = base.out_channels();
+    let mut blocks = Vec::with_capacity(n);
+    for (i, &stride) in config.ratios.iter().enumerate() {
+        if i == fuse_at {
+            c *= splits;
+        }
+        let p = format!("{ENCODER}/encoder_{i}");
+        let first = conv(f, &format!("{p}/conv2d_3x3"), [Some(3), Some(3), Some(c), Some(c)])?;
+        let [kt, kf] = block_kernel(stride);
+        let second = conv(f, &format!("{p}/conv2d_{kt}x{kf}_a"), [Some(kt), Some(kf), Some(c), None])?;
+        let out = second.out_channels();
+        let shortcut = shortcut(f, &p, c, out)?;
+        blocks.push(BlockParams { first, second, shortcut, stride });
+        c = out;
+    }
+    if fuse_at == n {
+        c *= splits;
+    }
+    let p = format!("{ENCODER}/bottleneck");
+    let bottleneck = BlockParams {
+        first: conv(f, &format!("{p}/conv2d_3x3"), [Some(3), Some(3), Some(c), Some(c)])?,
+        second: conv(f, &format!("{p}/conv2d_3x3_a"), [Some(3), Some(3), Some(c), Some(c)])?,
+        shortcut: None,
+        stride: [1, 1],
+    };
+    let flat = c * config.latent_bins();
+    let p = format!("{ENCODER}/output_convs");
+    let out_last = conv(f, &format!("{p}/conv1x1_last"), [Some(1), Some(1), Some(flat), None])?;
+    let latent = out_last.out_channels();
+    let out_b1 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b1"), [Some(1), Some(1), Some(flat), Some(flat)])?;
+    let out_b2 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b2"), [Some(1), Some(1), Some(flat), Some(latent)])?;
+    Ok(EncoderParams { base, blocks, bottleneck, out_last, out_b1, out_b2 })
+}
+
+fn shortcut(f: &SafetensorsFile, block: &str, cin: usize, cout: usize) -> Result<Option<ConvParams>, CodecError> {
+    let name = format!("{block}/shortcut_layer/conv1x1");
+    if cin != cout || f.contains(&format!("{name}/conv/kernel")) {
+        conv(f, &name, [Some(1), Some(1), Some(cin), Some(cout)]).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn read_decoder(f: &SafetensorsFile, config: &CodecConfig, latent: usize) -> Result<DecoderParams, CodecError> {
+    let splits = config.audio_channels;
+    let n = config.ratios.len();
+    let split_at = config.fused_blocks();
+    let p = format!("{DECODER}/input_layer");
+    let in_first = conv(f, &format!("{p}/conv1x1_first"), [Some(1), Some(1), Some(latent), None])?;
+    let flat = in_first.out_channels();
+    let in_b1 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b1"), [Some(1), Some(1), Some(latent), Some(flat)])?;
+    let in_b2 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b2"), [Some(1), Some(1), Some(flat), Some(flat)])?;
+    let bins = config.latent_bins();
+    let p = format!("{DECODER}/input_layers_residual_unit");
+    if flat % bins != 0 {
+        return Err(CodecError::ShapeMismatch {
+            path: f.path.clone(),
+            name: format!("{DECODER}/input_layer/conv1x1_first/conv/kernel"),
+            expected: format!("1, 1, {latent}, a multiple of the {bins} latent bins"),
+            found: in_first.kernel.shape.clone(),
+        });
+    }
+    let c = flat / bins;
+    let first = conv(f, &format!("{p}/conv2d_3x3_a"), [Some(3), Some(3), Some(c), Some(c)])?;
+    let mut c = first.out_channels();
+    let residual = BlockParams {
+        first,
+        second: conv(f, &format!("{p}/conv2d_3x3"), [Some(3), Some(3), Some(c), Some(c)])?,
+        shortcut: None,
+        stride: [1, 1],
+    };
+    let mut blocks = Vec::with_capacity(n);
+    for i in 0..n {
+        let stride = config.ratios[n - 1 - i];
+        let p = format!("{DECODER}/decoder_{i}");
+        let [kt, kf] = block_kernel(stride);
+        if i == split_at {
+            c = split_channels(f, &format!("{p}/conv2dtranspose_{kt}x{kf}"), c, splits)?;
+        }
+        let first = conv(f, &format!("{p}/conv2dtranspose_{kt}x{kf}"), [Some(kt), Some(kf), Some(c), None])?;
+        let out = first.out_channels();
+        let second = conv(f, &format!("{p}/conv2d_3x3"), [Some(3), Some(3), Some(out), Some(out)])?;
+        let shortcut = shortcut(f, &p, c, out)?;
+        blocks.push(BlockParams { first, second, shortcut, stride });
+        c = out;
+    }
+    let name = format!("{DECODER}/output_layer/base_conv_last");
+    if split_at == n {
+        c = split_channels(f, &name, c, splits)?;
+    }
+    let out = conv(f, &name, [None, None, Some(c), Some(2)])?;
+    Ok(DecoderParams { in_first, in_b1, in_b2, residual, blocks, out })
+}
+
+/// Channels per stereo half where the decoder splits; names the next layer if they do not divide.
+fn split_channels(f: &SafetensorsFile, next: &str, c: usize, splits: usize) -> Result<usize, CodecError> {
+    if c % splits == 0 {
+        Ok(c / splits)
+    } else {
+        let k = f.get(&format!("{next}/conv/kernel")).map(|t| t.shape.clone()).unwrap_or_default();
+        Err(CodecError::ShapeMismatch {
+            path: f.path.clone(),
+            name: format!("{next}/conv/kernel"),
+            expected: format!("_, _, {c}/{splits}, _ (fused channels split into {splits} halves)"),
+            found: k,
+        })
+    }
+}
+
+fn read_codebooks(f: &SafetensorsFile, name: &str, latent: usize) -> Result<CodebookParams, CodecError> {
+    let t = f.tensor(name, &[None, None, Some(latent)])?;
+    let (levels, codebook_size) = (t.shape[0], t.shape[1]);
+    if levels == 0 || codebook_size == 0 {
+        return Err(CodecError::ShapeMismatch {
+            path: f.path.clone(),
+            name: name.to_owned(),
+            expected: format!("levels ≥ 1, codebook ≥ 1, {latent}"),
+            found: t.shape.clone(),
+        });
+    }
+    Ok(CodebookParams { levels, codebook_size, dim: latent, data: t.data.clone() })
+}
+
+// ------------------------------------------------------------------ the map as data: widths → names
+
+/// Widths that, with a [`CodecConfig`], determine every tensor shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodecWidths {
+    pub encoder_base: usize,
+    pub decoder_base: usize,
+    /// Latent / codebook dimension (`num_features`).
+    pub latent: usize,
+    pub levels: usize,
+    pub codebook_size: usize,
+    /// Per-block channel multipliers, encoder order (MRT2 `mults`).
+    pub mults: Vec<usize>,
+}
+
+impl CodecWidths {
+    /// The released MRT2/v1 codec (fixture README "full-size").
+    pub fn full_size() -> Self {
+        Self { encoder_base: 32, decoder_base: 64, latent: 256, levels: 64, codebook_size: 1024, mults: vec![2, 1, 2, 1, 1, 2, 1] }
+    }
+
+    /// The C1 fixture's tiny variant.
+    pub fn c1() -> Self {
+        Self { encoder_base: 4, decoder_base: 8, latent: 32, levels: 16, codebook_size: 1024, mults: vec![2, 1, 2, 1, 1, 2, 1] }
+    }
+}
+
+/// `(file, key, shape)` of every tensor of the three files, in file then key order.
+pub fn manifest(config: &CodecConfig, w: &CodecWidths) -> Vec<(&'static str, String, Vec<usize>)> {
+    let mut m = Vec::new();
+    let mut conv = |file: &'static str, prefix: String, kt: usize, kf: usize, cin: usize, cout: usize| {
+        m.push((file, format!("{prefix}/conv/bias"), vec![cout]));
+        m.push((file, format!("{prefix}/conv/kernel"), vec![kt, kf, cin, cout]));
+    };
+    let (n, splits, bins) = (config.ratios.len(), config.audio_channels, config.latent_bins());
+    let fused = config.fused_blocks();
+    // Encoder: per-half widths grow by `mults`; the fused blocks take splits × the per-half width.
+    let e = ENCODER_FILE;
+    conv(e, format!("{ENCODER}/base_conv_first"), 7, 7, 2, w.encoder_base);
+    let mut half = w.encoder_base;
+    let mut c = half;
+    for (i, (&s, &mult)) in config.ratios.iter().zip(&w.mults).enumerate() {
+        let cin = if i == n - fused { c * splits } else { c };
+        let out = half * mult;
+        half = out;
+        let p = format!("{ENCODER}/encoder_{i}");
+        let [kt, kf] = block_kernel(s);
+        conv(e, format!("{p}/conv2d_3x3"), 3, 3, cin, cin);
+        conv(e, format!("{p}/conv2d_{kt}x{kf}_a"), kt, kf, cin, out);
+        if cin != out {
+            conv(e, format!("{p}/shortcut_layer/conv1x1"), 1, 1, cin, out);
+        }
+        c = out;
+    }
+    let c = if fused == 0 { c * splits } else { c };
+    conv(e, format!("{ENCODER}/bottleneck/conv2d_3x3"), 3, 3, c, c);
+    conv(e, format!("{ENCODER}/bottleneck/conv2d_3x3_a"), 3, 3, c, c);
+    let flat = c * bins;
+    conv(e, format!("{ENCODER}/output_convs/conv1x1_last"), 1, 1, flat, w.latent);
+    conv(e, format!("{ENCODER}/output_convs/shortcut_layer/conv1x1_b1"), 1, 1, flat, flat);
+    conv(e, format!("{ENCODER}/output_convs/shortcut_layer/conv1x1_b2"), 1, 1, flat, w.latent);
+    // Decoder: mirror image; decoder_i undoes encoder block n−1−i.
+    let d = DECODER_FILE;
+    let mut widths = vec![w.decoder_base]; // per-half output width of decoder_{n-1}, decoder_{n-2}, …
+    for &mult in &w.mults {
+        let last = *widths.last().unwrap_or(&w.decoder_base);
+        widths.push(last * mult);
+    }
+    // decoder_i: in = widths[n − i], out = widths[n − 1 − i]; fused blocks output splits × that.
+    let c0 = widths[n];
+    conv(d, format!("{DECODER}/input_layer/conv1x1_first"), 1, 1, w.latent, c0 * bins);
+    conv(d, format!("{DECODER}/input_layer/shortcut_layer/conv1x1_b1"), 1, 1, w.latent, c0 * bins);
+    conv(d, format!("{DECODER}/input_layer/shortcut_layer/conv1x1_b2"), 1, 1, c0 * bins, c0 * bins);
+    conv(d, format!("{DECODER}/input_layers_residual_unit/conv2d_3x3"), 3, 3, c0, c0);
+    conv(d, format!("{DECODER}/input_layers_residual_unit/conv2d_3x3_a"), 3, 3, c0, c0);
+    for i in 0..n {
+        let s = config.ratios[n - 1 - i];
+        let cin = widths[n - i];
+        let out = if i + 1 == fused { widths[n - 1 - i] * splits } else { widths[n - 1 - i] };
+        let p = format!("{DECODER}/decoder_{i}");
+        let [kt, kf] = block_kernel(s);
+        conv(d, format!("{p}/conv2d_3x3"), 3, 3, out, out);
+        conv(d, format!("{p}/conv2dtranspose_{kt}x{kf}"), kt, kf, cin, out);
+        if cin != out {
+            conv(d, format!("{p}/shortcut_layer/conv1x1"), 1, 1, cin, out);
+        }
+    }
+    conv(d, format!("{DECODER}/output_layer/base_conv_last"), 7, 7, w.decoder_base, 2);
+    m.push((d, DECODER_CODEBOOKS.to_owned(), vec![w.levels, w.codebook_size, w.latent]));
+    m.push((QUANTIZER_FILE, QUANTIZER_CODEBOOKS.to_owned(), vec![w.levels, w.codebook_size, w.latent]));
+    m.sort();
+    m
+}
+
+/// Deterministic random weights at the given widths (benchmarks, tests): N(0, 1/fan_in) kernels,
+/// small biases, codebooks N(0, 1/latent) so that residuals shrink level by level.
+pub fn random_files(config: &CodecConfig, widths: &CodecWidths, seed: u64) -> [SafetensorsFile; 3] {
+    let mut rng = crate::rng::SplitMix64::new(seed);
+    let mut files: [BTreeMap<String, HostTensor>; 3] = Default::default();
+    for (file, name, shape) in manifest(config, widths) {
+        let count: usize = shape.iter().product();
+        let std = if name.ends_with("/bias") {
+            0.05
+        } else if name.ends_with("/embedding") {
+            1.0 / (widths.latent as f64).sqrt()
+        } else {
+            1.0 / ((shape[0] * shape[1] * shape[2]) as f64).sqrt()
+        };
+        let data = (0..count).map(|_| (rng.next_normal() * std) as f32).collect();
+        let slot = [ENCODER_FILE, DECODER_FILE, QUANTIZER_FILE].iter().position(|f| *f == file).unwrap_or(0);
+        files[slot].insert(name, HostTensor { shape, data });
+    }
+    let [e, d, q] = files;
+    [
+        SafetensorsFile::from_tensors(Path::new("<random>/encoder.safetensors"), e),
+        SafetensorsFile::from_tensors(Path::new("<random>/decoder.safetensors"), d),
+        SafetensorsFile::from_tensors(Path::new("<random>/quantizer.safetensors"), q),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c1_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/codec/C1")
+    }
+
+    #[test]
+    fn manifest_matches_every_key_and_shape_of_the_c1_files() {
+        let config = CodecConfig::spectrostream_48k_stereo();
+        let m = manifest(&config, &CodecWidths::c1());
+        for file in [ENCODER_FILE, DECODER_FILE, QUANTIZER_FILE] {
+            let f = SafetensorsFile::read(&c1_dir().join(file)).expect("C1 file reads");
+            let mut want: Vec<(String, Vec<usize>)> = m.iter().filter(|(f, _, _)| *f == file).map(|(_, n, s)| (n.clone(), s.clone())).collect();
+            let mut got: Vec<(String, Vec<usize>)> = f.names().map(|n| (n.to_owned(), f.get(n).map(|t| t.shape.clone()).unwrap_or_default())).collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{file}");
+        }
+    }
+
+    #[test]
+    fn parameter_counts_match_the_published_sizes() {
+        let config = CodecConfig::spectrostream_48k_stereo();
+        let count = |w: &CodecWidths, file: &str| -> usize {
+            manifest(&config, w).iter().filter(|(f, n, _)| *f == file && !n.ends_with("/embedding")).map(|(_, _, s)| s.iter().product::<usize>()).sum()
+        };
+        // Fixture README "Dimensions".
+        assert_eq!(count(&CodecWidths::c1(), ENCODER_FILE), 145_464);
+        assert_eq!(count(&CodecWidths::c1(), DECODER_FILE), 559_834);
+        assert_eq!(count(&CodecWidths::full_size(), ENCODER_FILE), 9_251_904);
+        assert_eq!(count(&CodecWidths::full_size(), DECODER_FILE), 35_684_546);
+        let full = CodecWidths::full_size();
+        assert_eq!(full.levels * full.codebook_size * full.latent, 16_777_216);
+    }
+
+    #[test]
+    fn the_walk_reads_c1_and_random_full_size_weights() {
+        let config = CodecConfig::spectrostream_48k_stereo();
+        let w = CodecWeights::read_dir(&c1_dir(), &config).expect("C1 weights load");
+        assert_eq!(w.param_counts(), (145_464, 559_834, 524_288));
+        assert_eq!((w.codebooks.levels, w.codebooks.codebook_size, w.codebooks.dim), (16, 1024, 32));
+        let [e, d, q] = random_files(&config, &CodecWidths::full_size(), 1);
+        let w = CodecWeights::from_files(&e, &d, Some(&q), &config).expect("random full-size weights load");
+        assert_eq!(w.param_counts(), (9_251_904, 35_684_546, 16_777_216));
+    }
+
+    #[test]
+    fn a_wrong_config_leaves_tensors_unused_and_says_so() {
+        let mut config = CodecConfig::spectrostream_48k_stereo();
+        let [e, d, q] = random_files(&config, &CodecWidths::c1(), 2);
+        config.ratios.pop();
+        config.ratios[5] = [2, 2];
+        let err = CodecWeights::from_files(&e, &d, Some(&q), &config).expect_err("a 6-block config must not load 7-block files");
+        assert!(err.to_string().contains("encoder"), "{err}");
+    }
+
+    #[test]
+    fn half_floats_convert() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+}
