@@ -12,6 +12,9 @@
 use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::Tensor;
 
+/// Row count from which a product is a sequence (not a decode step) for [`Linear::forward2`].
+const LARGE_ROWS: usize = 64;
+
 /// `y = x·W` with `W: [in, out]`, stored as `[blocks, in, out/blocks]` column blocks.
 ///
 /// burn-flex runs a 2-D matmul below ~7M multiply-adds on one thread, and every decode-step
@@ -59,6 +62,15 @@ impl Linear {
         let blocks = self.weight.dims()[0];
         if blocks == 1 {
             return x.matmul(self.weight.clone().reshape([self.in_dim, self.out_dim]));
+        }
+        if rows >= LARGE_ROWS {
+            // Whole sequences (encoder, cross-attention K/V): each block is big enough for the
+            // GEMM's own threading, which beats one thread per block here.
+            let nb = self.out_dim / blocks;
+            let parts = (0..blocks)
+                .map(|b| x.clone().matmul(self.weight.clone().slice([b..b + 1, 0..self.in_dim, 0..nb]).reshape([self.in_dim, nb])))
+                .collect();
+            return Tensor::cat(parts, 1);
         }
         let y = x.reshape([1, rows, self.in_dim]).matmul(self.weight.clone()); // [B, rows, out/B]
         y.swap_dims(0, 1).reshape([rows, self.out_dim])

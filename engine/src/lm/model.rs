@@ -86,7 +86,11 @@ fn upload<const D: usize>(t: RawTensor, device: &Device) -> Tensor<D> {
 
 /// Column blocks per linear map: twice the CPU threads on flex (so the batched matmul balances
 /// over them), one on GPUs.
+/// `MRT_LINEAR_BLOCKS` overrides the choice (benchmarks compare layouts with it).
 fn linear_blocks(device: &Device) -> usize {
+    if let Some(n) = std::env::var("MRT_LINEAR_BLOCKS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        return n.max(1);
+    }
     if crate::device::is_flex(device) {
         2 * std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
