@@ -2,7 +2,7 @@
 //!
 //! - [`codec`]: SpectroStream, 48 kHz stereo audio ↔ RVQ codes.
 //! - [`lm`]: the Depthformer language model (T5 encoder + temporal and depth decoders).
-//! - [`system`]: the streaming system around the models (encoder ids from state, …).
+//! - [`system`]: the streaming system: state, encoder ids, crossfade, `generate_chunk`.
 //! - [`conformance`]: the golden-fixture ladders run by `mrt conformance` and `cargo test`.
 //! - [`bench`]: `mrt bench` measurements.
 
