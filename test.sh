@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the golden-fixture ladders, and the plugin bundle.
+# The whole test suite: unit tests, the golden-fixture ladders, the CLI, and the plugin bundle.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+cargo test --workspace --locked 2>&1 | tee "$log"
+
 cargo xtask bundle mrt-live --release
 for f in "target/bundled/MRT Live.clap" "target/bundled/MRT Live.vst3"; do
   test -e "$f" || { echo "error: bundle $f was not produced" >&2; exit 1; }
 done
 echo "bundles: target/bundled/MRT Live.clap, target/bundled/MRT Live.vst3"
+
+# One closing line for the whole run (cargo's own last line is a crate's empty doc-test run).
+grep -E '^test result:' "$log" | awk '
+  { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "tests: %d passed, %d failed\n", p, f }'
