@@ -8,10 +8,11 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 
 cargo xtask bundle mrt-live --release
-for f in "target/bundled/MRT Live.clap" "target/bundled/MRT Live.vst3"; do
+bundled="${CARGO_TARGET_DIR:-target}/bundled"
+for f in "$bundled/MRT Live.clap" "$bundled/MRT Live.vst3"; do
   test -e "$f" || { echo "error: bundle $f was not produced" >&2; exit 1; }
 done
-echo "bundles: target/bundled/MRT Live.clap, target/bundled/MRT Live.vst3"
+echo "bundles: $bundled/MRT Live.clap, $bundled/MRT Live.vst3"
 
 # One closing line for the whole run (cargo's own last line is a crate's empty doc-test run).
 grep -E '^test result:' "$log" | awk '
