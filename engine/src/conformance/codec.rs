@@ -10,9 +10,8 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 
-use super::{compare, ConformanceError, Report};
+use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
 use crate::codec::{host, CodecConfig, CodecError, CodecWeights, Codec};
-use crate::npy;
 
 /// Tolerances of the fixture README ("Suggested tolerances for a float32 port").
 pub const ATOL_STFT: f64 = 1e-4;
@@ -21,21 +20,7 @@ pub const ATOL_DEQUANTIZED: f64 = 1e-4;
 pub const ATOL_DECODER_SPEC: f64 = 1e-4;
 pub const ATOL_DECODED: f64 = 1e-5;
 
-fn read_f32(dir: &Path, name: &str) -> Result<npy::NpyArray<f32>, ConformanceError> {
-    let p = dir.join(name);
-    npy::read_f32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
-}
-
-fn read_i32(dir: &Path, name: &str) -> Result<npy::NpyArray<i32>, ConformanceError> {
-    let p = dir.join(name);
-    npy::read_i32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
-}
-
-fn fixture_err(dir: &Path, name: &str, reason: String) -> ConformanceError {
-    ConformanceError::Fixture { path: dir.join(name), reason }
-}
-
-fn dims<const N: usize>(dir: &Path, name: &str, a: &npy::NpyArray<impl Sized>) -> Result<[usize; N], ConformanceError> {
+fn dims<const N: usize>(dir: &Path, name: &str, a: &crate::npy::NpyArray<impl Sized>) -> Result<[usize; N], ConformanceError> {
     <[usize; N]>::try_from(a.shape.as_slice()).map_err(|_| fixture_err(dir, name, format!("expected {N} dimensions, found shape {:?}", a.shape)))
 }
 

@@ -8,11 +8,10 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
-use super::{compare, ConformanceError, Report};
+use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
 use crate::lm::checkpoint::T5xCheckpoint;
 use crate::lm::weights::HostWeights;
 use crate::lm::{Depthformer, LmConfig, SamplingParams};
-use crate::npy;
 use crate::system::ids::encoder_ids;
 
 /// Tolerances stated in the LM fixture README ("Suggested tolerances for a float32 port").
@@ -20,22 +19,8 @@ pub const ATOL_ACTIVATIONS: f64 = 1e-4;
 pub const RTOL_ACTIVATIONS: f64 = 1e-4;
 pub const ATOL_GUIDED: f64 = 5e-4;
 
-fn read_f32(dir: &Path, name: &str) -> Result<npy::NpyArray<f32>, ConformanceError> {
-    let p = dir.join(name);
-    npy::read_f32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
-}
-
-fn read_i32(dir: &Path, name: &str) -> Result<npy::NpyArray<i32>, ConformanceError> {
-    let p = dir.join(name);
-    npy::read_i32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
-}
-
 fn host(t: Tensor<3>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap_or_else(|e| panic!("float tensor readback failed: {e:?}"))
-}
-
-fn fixture_err(dir: &Path, name: &str, reason: String) -> ConformanceError {
-    ConformanceError::Fixture { path: dir.join(name), reason }
 }
 
 pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, ConformanceError> {

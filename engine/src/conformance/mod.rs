@@ -80,6 +80,21 @@ pub enum ConformanceError {
     Fixture { path: PathBuf, reason: String },
 }
 
+/// Reads a fixture array, naming the file in the error.
+pub(crate) fn read_f32(dir: &Path, name: &str) -> Result<crate::npy::NpyArray<f32>, ConformanceError> {
+    let p = dir.join(name);
+    crate::npy::read_f32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
+}
+
+pub(crate) fn read_i32(dir: &Path, name: &str) -> Result<crate::npy::NpyArray<i32>, ConformanceError> {
+    let p = dir.join(name);
+    crate::npy::read_i32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
+}
+
+pub(crate) fn fixture_err(dir: &Path, name: &str, reason: String) -> ConformanceError {
+    ConformanceError::Fixture { path: dir.join(name), reason }
+}
+
 /// Runs the ladder that the set's `config.json` names.
 pub fn run(dir: &Path, device: &Device) -> Result<Report, ConformanceError> {
     let path = dir.join("config.json");
