@@ -37,6 +37,8 @@ pub enum LmError {
     ShapeMismatch { name: String, source_path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor `{name}` in {source_path} holds a non-finite value at flat index {index}")]
     NonFinite { name: String, source_path: PathBuf, index: usize },
+    #[error("{path} is not a usable LM safetensors file: {reason}")]
+    BadSafetensors { path: PathBuf, reason: String },
     #[error("invalid sampling setting: {0}")]
     BadSampling(String),
     #[error("invalid input: {0}")]

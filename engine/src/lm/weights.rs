@@ -80,27 +80,9 @@ impl HostWeights {
     pub fn from_t5x(dir: &Path, config: &LmConfig) -> Result<Self, LmError> {
         let ckpt = T5xCheckpoint::open(dir)?;
         let expected = manifest(config);
-        let unexpected: Vec<String> = {
-            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-            ckpt.names().filter(|n| !known.contains(n)).map(str::to_owned).collect()
-        };
-        if !unexpected.is_empty() {
-            return Err(LmError::UnexpectedTensors { dir: dir.to_path_buf(), names: unexpected });
-        }
-        for (name, shape) in &expected {
-            let meta = ckpt.meta(name).ok_or_else(|| LmError::MissingTensor {
-                name: name.clone(),
-                source_path: dir.to_path_buf(),
-            })?;
-            if &meta.shape != shape {
-                return Err(LmError::ShapeMismatch {
-                    name: name.clone(),
-                    source_path: dir.join(format!("target.{name}")),
-                    expected: shape.clone(),
-                    found: meta.shape.clone(),
-                });
-            }
-        }
+        check_names_and_shapes(&expected, ckpt.names(), |n| ckpt.meta(n).map(|m| m.shape.clone()), dir, |name| {
+            dir.join(format!("target.{name}"))
+        })?;
         let names: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut tensors = BTreeMap::new();
@@ -111,6 +93,41 @@ impl HostWeights {
             tensors.insert(t.name.clone(), t);
         }
         Ok(Self { tensors, source: dir.to_path_buf() })
+    }
+
+    /// Reads a safetensors file with t5x tensor names (no `target.` prefix), as written by
+    /// `assets::convert`, through a memory map, with the checks of [`HostWeights::from_t5x`]:
+    /// a missing, extra, mis-shaped, non-f32 or non-finite tensor is an error naming it and the file.
+    pub fn from_safetensors(path: &Path, config: &LmConfig) -> Result<Self, LmError> {
+        let file = std::fs::File::open(path).map_err(|source| LmError::Io { path: path.to_path_buf(), source })?;
+        // SAFETY: the map is read-only and only read while this function runs; every value is
+        // copied out before it returns. A file truncated concurrently by another process could
+        // fault, as with any mmap reader; our cache writes files under a temporary name and
+        // renames them, never rewriting one in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| LmError::Io { path: path.to_path_buf(), source })?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| LmError::BadSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
+        let expected = manifest(config);
+        let names = st.names();
+        let shape_of = |n: &str| st.tensor(n).ok().map(|v| v.shape().to_vec());
+        check_names_and_shapes(&expected, names.iter().copied(), shape_of, path, |_| path.to_path_buf())?;
+        let mut tensors = BTreeMap::new();
+        for (name, shape) in expected {
+            let view = st.tensor(&name).map_err(|e| LmError::BadSafetensors { path: path.to_path_buf(), reason: format!("tensor `{name}`: {e}") })?;
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(LmError::BadSafetensors {
+                    path: path.to_path_buf(),
+                    reason: format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype()),
+                });
+            }
+            let data: Vec<f32> =
+                view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+                return Err(LmError::NonFinite { name, source_path: path.to_path_buf(), index });
+            }
+            tensors.insert(name.clone(), RawTensor { name, shape, data });
+        }
+        Ok(Self { tensors, source: path.to_path_buf() })
     }
 
     /// Deterministic random weights at the config's real size (benchmarks): N(0, 1/fan_in) kernels,
@@ -156,6 +173,36 @@ impl HostWeights {
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+}
+
+/// The checks shared by every loader: no tensor outside `expected`, none missing, every shape
+/// as expected. `shape_of` reads a tensor's shape from the source; `tensor_path` names the file
+/// or directory of one tensor in errors.
+pub(crate) fn check_names_and_shapes<'a>(
+    expected: &[(String, Vec<usize>)],
+    names: impl Iterator<Item = &'a str>,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+    source: &Path,
+    tensor_path: impl Fn(&str) -> PathBuf,
+) -> Result<(), LmError> {
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut unexpected: Vec<String> = names.filter(|n| !known.contains(n)).map(str::to_owned).collect();
+    if !unexpected.is_empty() {
+        unexpected.sort();
+        return Err(LmError::UnexpectedTensors { dir: source.to_path_buf(), names: unexpected });
+    }
+    for (name, shape) in expected {
+        let found = shape_of(name).ok_or_else(|| LmError::MissingTensor { name: name.clone(), source_path: source.to_path_buf() })?;
+        if &found != shape {
+            return Err(LmError::ShapeMismatch {
+                name: name.clone(),
+                source_path: tensor_path(name),
+                expected: shape.clone(),
+                found,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
