@@ -7,6 +7,7 @@
 //! - [`conformance`]: the golden-fixture ladders run by `mrt conformance` and `cargo test`.
 //! - [`bench`]: `mrt bench` measurements.
 
+pub mod assets;
 pub mod bench;
 pub mod codec;
 pub mod conformance;
