@@ -18,5 +18,6 @@ pub mod proto;
 pub mod rng;
 pub mod style;
 pub mod system;
+pub mod tfbundle;
 
 pub use device::DeviceChoice;
