@@ -19,5 +19,6 @@ pub mod rng;
 pub mod style;
 pub mod system;
 pub mod tfbundle;
+pub mod tflite;
 
 pub use device::DeviceChoice;
