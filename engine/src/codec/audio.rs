@@ -52,6 +52,31 @@ impl Audio {
 
 /// Reads the first audio track of a file (format from the contents, the extension as a hint).
 pub fn read(path: &Path) -> Result<Audio, AudioError> {
+    let mut interleaved: Vec<f32> = Vec::new();
+    let (channels, sample_rate_hz) = stream(path, |block, _, _| {
+        interleaved.extend_from_slice(block);
+        Ok(())
+    })?;
+    let frames = interleaved.len() / channels;
+    if frames == 0 {
+        return Err(AudioError::Empty { path: path.to_path_buf() });
+    }
+    let mut samples = vec![0f32; channels * frames];
+    for (f, frame) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &v) in frame.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(AudioError::NonFinite { path: path.to_path_buf(), channel: c, frame: f });
+            }
+            samples[c * frames + f] = v;
+        }
+    }
+    Ok(Audio { sample_rate_hz, channels, samples })
+}
+
+/// Decodes the first audio track packet by packet, handing each block of interleaved samples to
+/// `on_block(samples, channels, sample_rate_hz)`: memory stays bounded whatever the file's length.
+/// Returns `(channels, sample_rate_hz)`.
+pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Result<(), AudioError>) -> Result<(usize, u32), AudioError> {
     let file = File::open(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
     let unsupported = |reason: String| AudioError::Unsupported { path: path.to_path_buf(), reason };
     let decode = |reason: String| AudioError::Decode { path: path.to_path_buf(), reason };
@@ -80,7 +105,6 @@ pub fn read(path: &Path) -> Result<Audio, AudioError> {
         SymphoniaError::Unsupported(what) => unsupported(format!("codec or sample format not supported ({what})")),
         other => decode(other.to_string()),
     })?;
-    let mut interleaved: Vec<f32> = Vec::new();
     let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
         let packet = match format.next_packet() {
@@ -109,24 +133,13 @@ pub fn read(path: &Path) -> Result<Audio, AudioError> {
             _ => buf.insert(SampleBuffer::new(needed, spec)),
         };
         b.copy_interleaved_ref(decoded);
-        interleaved.extend_from_slice(b.samples());
+        if spec.channels.count() > 0 && spec.rate > 0 {
+            on_block(b.samples(), spec.channels.count(), spec.rate)?;
+        }
     }
     let channels = channels.filter(|&c| c > 0).ok_or_else(|| unsupported("unknown channel count".into()))?;
     let sample_rate_hz = sample_rate.filter(|&r| r > 0).ok_or_else(|| unsupported("unknown sample rate".into()))?;
-    let frames = interleaved.len() / channels;
-    if frames == 0 {
-        return Err(AudioError::Empty { path: path.to_path_buf() });
-    }
-    let mut samples = vec![0f32; channels * frames];
-    for (f, frame) in interleaved.chunks_exact(channels).enumerate() {
-        for (c, &v) in frame.iter().enumerate() {
-            if !v.is_finite() {
-                return Err(AudioError::NonFinite { path: path.to_path_buf(), channel: c, frame: f });
-            }
-            samples[c * frames + f] = v;
-        }
-    }
-    Ok(Audio { sample_rate_hz, channels, samples })
+    Ok((channels, sample_rate_hz))
 }
 
 /// Audio as the codec takes it: `channels` (mono is duplicated) at `sample_rate_hz`, channel-first.

@@ -1,10 +1,25 @@
 //! MusicCoCa, the style model (spec §3): text and audio prompts → 768-d style embedding →
 //! 12 RVQ style codes, of which the LM reads the first 6; weighted blends of prompts.
+//!
+//! - [`tokenizer`]: SentencePiece from the official `.model` file, MusicCoCa's 128 text ids.
+//! - [`mel`]: the log-mel front end (constants from MRT2's `audio_preprocessor.tflite`).
+//! - [`params`]: the towers' parameters and their place among the v1 SavedModel's 80 leaves.
+//! - [`towers`]: the text and audio transformers with attention pooling, on burn.
+//! - [`model`]: [`StyleModel`]: loading, text/audio embeddings, the style RVQ.
+//! - [`audio`]: audio prompt files, streamed to 16 kHz mono clips with bounded memory.
+//! - [`blend`]: weighted blends `Σ wᵢ·eᵢ / Σ wᵢ`.
 
+pub mod audio;
 pub mod blend;
+pub mod mel;
+pub mod model;
+pub mod params;
 pub mod tokenizer;
+pub mod tiny;
+pub mod towers;
 
 pub use blend::{blend, lerp, Weighted};
+pub use model::{ClipAccumulator, StyleModel, StylePaths};
 pub use tokenizer::{SentencePiece, TokenizerError};
 
 /// Why a style could not be computed.
@@ -12,8 +27,12 @@ pub use tokenizer::{SentencePiece, TokenizerError};
 pub enum StyleError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    #[error("MusicCoCa weights: {0}")]
+    Weights(String),
     #[error("style weight {weight} of prompt {index} is not a finite value ≥ 0")]
     BadWeight { index: usize, weight: f32 },
     #[error("invalid style input: {0}")]
     BadInput(String),
+    #[error("{path}: {reason}")]
+    Audio { path: std::path::PathBuf, reason: String },
 }
