@@ -18,6 +18,8 @@ pub mod proto;
 pub mod rng;
 pub mod style;
 pub mod system;
+pub mod tiny_model;
+pub mod verify;
 pub mod tfbundle;
 pub mod tflite;
 

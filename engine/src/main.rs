@@ -80,11 +80,245 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceChoice>,
     },
+    /// Style embeddings of text and audio prompts: the norm and the 12 style tokens of each, and
+    /// of their weighted blend (`Σ wᵢ·eᵢ / Σ wᵢ`).
+    Embed {
+        /// Text, or an audio file (an existing path, or a name ending in .wav/.flac/.mp3/.ogg).
+        #[arg(required = true)]
+        prompts: Vec<String>,
+        /// One weight ≥ 0 per prompt (repeat, or comma-separate); default 1 each.
+        #[arg(long = "weight", alias = "weights", value_delimiter = ',')]
+        weights: Vec<f32>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print the whole embedding too.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Check this engine against the official test data (`testdata/musiccoca_mv212`,
+    /// `testdata/ssv2_48k_stereo` of google/magenta-realtime): a table with pass/fail.
+    Verify {
+        /// The folder holding `musiccoca_mv212/` and/or `ssv2_48k_stereo/` (the official `testdata/`).
+        #[arg(long)]
+        official: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Generate music from weighted prompts into a WAV (48 kHz stereo, 32-bit float).
+    Generate {
+        /// A text prompt or an audio file (repeat for a blend); none: unconditional.
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// One weight ≥ 0 per prompt (repeat, or comma-separate); default 1 each.
+        #[arg(long = "weight", alias = "weights", value_delimiter = ',')]
+        weights: Vec<f32>,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 1.1)]
+        temperature: f32,
+        #[arg(long = "top-k", default_value_t = 40)]
+        top_k: usize,
+        #[arg(long = "guidance", default_value_t = 5.0)]
+        guidance: f32,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Save the streaming state here afterwards (JSON), to continue later with --resume.
+        #[arg(long)]
+        save_state: Option<PathBuf>,
+        /// Continue from a saved state.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Download what a model size needs (into the Hugging Face cache, or --model-dir), with
+    /// resume and checksums, then convert the LM into the fast cache.
+    Fetch {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Also fetch the official test data (for `mrt verify`).
+        #[arg(long)]
+        testdata: bool,
+    },
+    /// Convert a located LM checkpoint (t5x zarr) once into a memory-mappable safetensors cache.
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Developer tools.
+    Dev {
+        #[command(subcommand)]
+        what: DevWhat,
+    },
     /// Benchmarks at the real model size with random weights.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(Subcommand)]
+enum DevWhat {
+    /// Write the tiny test model (L1 LM + C1 codec fixtures + a tiny random MusicCoCa) in the
+    /// official layouts; use it with `--model-dir DIR --size tiny`.
+    TinyModel {
+        dir: PathBuf,
+        /// The golden fixtures folder (holding lm/L1 and codec/C1).
+        #[arg(long, env = "MRT_FIXTURES", default_value = "../shared/fixtures")]
+        fixtures: PathBuf,
+    },
+}
+
+/// Which model and where.
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// base, large, or a size named in the model dir's mrt-live.json (the tiny model's is "tiny").
+    #[arg(long, default_value = "base")]
+    size: String,
+    /// A folder with magenta-realtime/ and magenta-realtime-2/ (default: $MRT_MODEL_DIR, then the
+    /// Hugging Face cache).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+}
+
+impl ModelArgs {
+    fn locate(&self) -> Result<mrt::assets::ModelPaths> {
+        Ok(mrt::assets::ModelPaths::locate(&self.size, self.model_dir.as_deref())?)
+    }
+
+    fn device(&self) -> Result<(DeviceChoice, burn::tensor::Device)> {
+        let choice = pick_device(self.device)?;
+        Ok((choice, choice.device().map_err(anyhow::Error::msg)?))
+    }
+}
+
+/// Terminal progress for downloads and conversion.
+struct Bars(indicatif::ProgressBar);
+
+impl Bars {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:32} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl mrt::assets::Progress for Bars {
+    fn begin(&self, what: &str, total_bytes: u64) {
+        self.0.reset();
+        self.0.set_length(total_bytes);
+        self.0.set_message(what.to_string());
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn finish(&self) {
+        self.0.finish();
+    }
+    fn note(&self, text: &str) {
+        self.0.println(text);
+    }
+}
+
+/// Locates the model; when files are missing, fetches them (into --model-dir if given, else the
+/// Hugging Face cache); then makes sure the LM is in the converted cache. Fails fast offline
+/// with the list of files needed.
+fn ensure_model(model: &ModelArgs) -> Result<mrt::assets::ModelPaths> {
+    let paths = match mrt::assets::ModelPaths::locate(&model.size, model.model_dir.as_deref()) {
+        Ok(p) => p,
+        Err(mrt::assets::AssetError::Missing(_)) => {
+            eprintln!("model `{}` is not complete on disk: fetching what is missing", model.size);
+            let target = match &model.model_dir {
+                Some(d) => mrt::assets::FetchTarget::ModelDir(d.clone()),
+                None => mrt::assets::FetchTarget::HfCache,
+            };
+            mrt::assets::fetch(&model.size, &target, &mrt::assets::FetchOptions::default(), &Bars::new())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    convert_lm(paths)
+}
+
+/// Points `paths` at the converted LM (converting once if needed).
+fn convert_lm(mut paths: mrt::assets::ModelPaths) -> Result<mrt::assets::ModelPaths> {
+    let settings = mrt::assets::Settings::from_env();
+    let converted = mrt::assets::convert_with(&paths, &settings.cache_dir, &Bars::new())?;
+    paths.lm_checkpoint.path = converted.lm_weights;
+    paths.lm_format = mrt::assets::LmFormat::Safetensors;
+    Ok(paths)
+}
+
+/// A prompt: text, or an audio file.
+enum Prompt {
+    Text(String),
+    Audio(PathBuf),
+}
+
+impl Prompt {
+    fn parse(s: &str) -> Prompt {
+        let path = std::path::Path::new(s);
+        let audio_ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["wav", "flac", "mp3", "ogg", "oga", "aif", "aiff"].contains(&e.to_ascii_lowercase().as_str()));
+        if path.is_file() || audio_ext {
+            Prompt::Audio(path.to_path_buf())
+        } else {
+            Prompt::Text(s.to_string())
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Prompt::Text(t) => format!("{t:?}"),
+            Prompt::Audio(p) => p.display().to_string(),
+        }
+    }
+
+    fn embed(&self, model: &mrt::style::StyleModel) -> Result<Vec<f32>> {
+        match self {
+            Prompt::Text(t) if t.trim().is_empty() => bail!("an empty text prompt: give some words, or leave the prompt out for no style"),
+            Prompt::Text(t) => Ok(model.embed_text(t)?),
+            Prompt::Audio(p) => Ok(mrt::style::audio::embed_file(model, p, None)?),
+        }
+    }
+}
+
+/// Weights for `n` prompts: all 1 when none are given, else one per prompt.
+fn prompt_weights(n: usize, weights: &[f32]) -> Result<Vec<f32>> {
+    if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        bail!("weight {w}: weights must be finite and ≥ 0");
+    }
+    match weights.len() {
+        0 => Ok(vec![1.0; n]),
+        k if k == n => Ok(weights.to_vec()),
+        k => bail!("{k} weights for {n} prompts: give one --weight per prompt"),
+    }
+}
+
+/// Embeds the prompts and blends them; `None` = no style (no prompts, or all weights zero).
+fn blended_style(model: &mrt::style::StyleModel, prompts: &[Prompt], weights: &[f32]) -> Result<Option<Vec<f32>>> {
+    let mut embeddings = Vec::with_capacity(prompts.len());
+    for (p, &w) in prompts.iter().zip(weights) {
+        if !(w.is_finite() && w >= 0.0) {
+            bail!("weight {w} for prompt {}: weights must be finite and ≥ 0", p.label());
+        }
+        embeddings.push(p.embed(model).with_context(|| format!("prompt {}", p.label()))?);
+    }
+    let parts: Vec<mrt::style::Weighted<'_>> =
+        embeddings.iter().zip(weights).map(|(e, &weight)| mrt::style::Weighted { embedding: e, weight }).collect();
+    Ok(mrt::style::blend(&parts)?)
+}
+
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt()
 }
 
 #[derive(Subcommand)]
@@ -186,6 +420,116 @@ fn run() -> Result<ExitCode> {
             let audio = codec.decode_codes(&kept, frames, levels).with_context(|| format!("decoding {}", input.display()))?;
             mrt::codec::audio::write_wav(&output, &audio, codec.channels(), codec.config.sample_rate_hz)?;
             println!("{}: {frames} frames × {levels} levels → {} samples → {}", input.display(), audio.len() / codec.channels(), output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embed { prompts, weights, model, full } => {
+            let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
+            let weights = prompt_weights(prompts.len(), &weights)?;
+            let paths = model.locate()?;
+            let (_, dev) = model.device()?;
+            let style = mrt::system::load::load_style(&paths, &dev)?;
+            let mut embeddings = Vec::new();
+            for p in &prompts {
+                let e = p.embed(&style).with_context(|| format!("prompt {}", p.label()))?;
+                let tokens = style.tokenize(&e)?;
+                println!("{:<40} norm {:>8.4}  tokens {:?}", p.label(), norm(&e), tokens);
+                if full {
+                    println!("  {e:?}");
+                }
+                embeddings.push(e);
+            }
+            if prompts.len() > 1 {
+                let parts: Vec<mrt::style::Weighted<'_>> =
+                    embeddings.iter().zip(&weights).map(|(e, &weight)| mrt::style::Weighted { embedding: e, weight }).collect();
+                match mrt::style::blend(&parts)? {
+                    Some(b) => println!("{:<40} norm {:>8.4}  tokens {:?}", format!("blend {weights:?}"), norm(&b), style.tokenize(&b)?),
+                    None => println!("blend {weights:?}: total weight 0 → no style (MASK tokens)"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { official, model } => {
+            let paths = model.locate()?;
+            let (choice, dev) = model.device()?;
+            let mut report = mrt::verify::Report::default();
+            let (mc, ss) = (official.join("musiccoca_mv212"), official.join("ssv2_48k_stereo"));
+            if !mc.is_dir() && !ss.is_dir() {
+                bail!("{}: neither musiccoca_mv212/ nor ssv2_48k_stereo/ is there (point --official at the official testdata/ folder)", official.display());
+            }
+            if mc.is_dir() {
+                let style = mrt::system::load::load_style(&paths, &dev)?;
+                mrt::verify::verify_musiccoca(&mc, &style, &mut report)?;
+            }
+            if ss.is_dir() {
+                let codec = mrt::codec::Codec::load(&paths.codec_dir.path, paths.codec_config.clone(), &dev)?;
+                mrt::verify::verify_codec(&ss, &codec, &mut report)?;
+            }
+            println!("device: {choice}");
+            println!("{report}");
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Generate { prompts, weights, seconds, seed, temperature, top_k, guidance, output, save_state, resume, model } => {
+            mrt::system::offline::frames_for(seconds, 48_000)?;
+            if !(temperature.is_finite() && temperature >= 0.0) {
+                bail!("--temperature {temperature}: expected a finite value ≥ 0");
+            }
+            if !guidance.is_finite() {
+                bail!("--guidance {guidance}: expected a finite value");
+            }
+            let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
+            let weights = prompt_weights(prompts.len(), &weights)?;
+            let paths = ensure_model(&model)?;
+            let (choice, dev) = model.device()?;
+            eprintln!("model {} ({}), device {choice}", paths.size, paths.lm_checkpoint.source);
+            let system = mrt::system::load::load_generator(&paths, &dev)?;
+            let style_codes = if prompts.is_empty() {
+                None
+            } else {
+                let style = mrt::system::load::load_style(&paths, &dev)?;
+                match blended_style(&style, &prompts, &weights)? {
+                    Some(e) => Some(style.tokenize(&e)?),
+                    None => None,
+                }
+            };
+            let mut state = match &resume {
+                Some(p) => mrt::system::StreamState::load(p)?,
+                None => system.init_state(),
+            };
+            let params = mrt::lm::SamplingParams { temperature, top_k, guidance_weight: guidance, seed };
+            let total = (seconds / 2.0).ceil() as u64;
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} chunks  {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let frames = mrt::system::offline::generate_to_wav(&system, &mut state, style_codes.as_deref(), &params, seconds, &output, |p| {
+                bar.set_position(p.chunk as u64);
+                bar.set_message(format!("{:.1} s of audio, {:.2}× real time", p.audio_seconds, p.realtime_factor()));
+            })?;
+            bar.finish();
+            if let Some(p) = &save_state {
+                state.save(p)?;
+            }
+            println!("{}: {frames} frames ({:.2} s) at 48 kHz stereo", output.display(), frames as f64 / 48_000.0);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { model, testdata } => {
+            let target = match &model.model_dir {
+                Some(d) => mrt::assets::FetchTarget::ModelDir(d.clone()),
+                None => mrt::assets::FetchTarget::HfCache,
+            };
+            let paths = mrt::assets::fetch(&model.size, &target, &mrt::assets::FetchOptions { testdata }, &Bars::new())?;
+            let paths = convert_lm(paths)?;
+            println!("model `{}` ready: LM {} (from {})", paths.size, paths.lm_checkpoint.path.display(), paths.codec_dir.source);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert { model } => {
+            let paths = convert_lm(model.locate()?)?;
+            println!("LM `{}` converted: {}", paths.size, paths.lm_checkpoint.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev { what: DevWhat::TinyModel { dir, fixtures } } => {
+            mrt::tiny_model::write(&dir, &fixtures)?;
+            println!("tiny model written to {} (use --model-dir {} --size {})", dir.display(), dir.display(), mrt::tiny_model::TINY_SIZE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Codec { device, reps, json } } => {

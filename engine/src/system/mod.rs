@@ -4,6 +4,8 @@
 pub mod crossfade;
 pub mod generate;
 pub mod ids;
+pub mod load;
+pub mod offline;
 pub mod state;
 
 pub use generate::{Chunk, MagentaRt, SystemError};
