@@ -190,6 +190,14 @@ impl ModelArgs {
         Ok(mrt::assets::ModelPaths::locate(&self.size, self.model_dir.as_deref())?)
     }
 
+    /// Downloads go into --model-dir when given, else the Hugging Face cache.
+    fn fetch_target(&self) -> mrt::assets::FetchTarget {
+        match &self.model_dir {
+            Some(d) => mrt::assets::FetchTarget::ModelDir(d.clone()),
+            None => mrt::assets::FetchTarget::HfCache,
+        }
+    }
+
     fn device(&self) -> Result<(DeviceChoice, burn::tensor::Device)> {
         let choice = pick_device(self.device)?;
         Ok((choice, choice.device().map_err(anyhow::Error::msg)?))
@@ -235,10 +243,7 @@ fn ensure_model(model: &ModelArgs) -> Result<mrt::assets::ModelPaths> {
         Ok(p) => p,
         Err(mrt::assets::AssetError::Missing(_)) => {
             eprintln!("model `{}` is not complete on disk: fetching what is missing", model.size);
-            let target = match &model.model_dir {
-                Some(d) => mrt::assets::FetchTarget::ModelDir(d.clone()),
-                None => mrt::assets::FetchTarget::HfCache,
-            };
+            let target = model.fetch_target();
             mrt::assets::fetch(&model.size, &target, &mrt::assets::FetchOptions::default(), &Bars::new())?
         }
         Err(e) => return Err(e.into()),
@@ -513,10 +518,7 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Fetch { model, testdata } => {
-            let target = match &model.model_dir {
-                Some(d) => mrt::assets::FetchTarget::ModelDir(d.clone()),
-                None => mrt::assets::FetchTarget::HfCache,
-            };
+            let target = model.fetch_target();
             let paths = mrt::assets::fetch(&model.size, &target, &mrt::assets::FetchOptions { testdata }, &Bars::new())?;
             let paths = convert_lm(paths)?;
             println!("model `{}` ready: LM {} (from {})", paths.size, paths.lm_checkpoint.path.display(), paths.codec_dir.source);
