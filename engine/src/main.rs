@@ -260,41 +260,7 @@ fn convert_lm(mut paths: mrt::assets::ModelPaths) -> Result<mrt::assets::ModelPa
     Ok(paths)
 }
 
-/// A prompt: text, or an audio file.
-enum Prompt {
-    Text(String),
-    Audio(PathBuf),
-}
-
-impl Prompt {
-    fn parse(s: &str) -> Prompt {
-        let path = std::path::Path::new(s);
-        let audio_ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["wav", "flac", "mp3", "ogg", "oga", "aif", "aiff"].contains(&e.to_ascii_lowercase().as_str()));
-        if path.is_file() || audio_ext {
-            Prompt::Audio(path.to_path_buf())
-        } else {
-            Prompt::Text(s.to_string())
-        }
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Prompt::Text(t) => format!("{t:?}"),
-            Prompt::Audio(p) => p.display().to_string(),
-        }
-    }
-
-    fn embed(&self, model: &mrt::style::StyleModel) -> Result<Vec<f32>> {
-        match self {
-            Prompt::Text(t) if t.trim().is_empty() => bail!("an empty text prompt: give some words, or leave the prompt out for no style"),
-            Prompt::Text(t) => Ok(model.embed_text(t)?),
-            Prompt::Audio(p) => Ok(mrt::style::audio::embed_file(model, p, None)?),
-        }
-    }
-}
+use mrt::style::Prompt;
 
 /// Weights for `n` prompts: all 1 when none are given, else one per prompt.
 fn prompt_weights(n: usize, weights: &[f32]) -> Result<Vec<f32>> {
@@ -306,20 +272,6 @@ fn prompt_weights(n: usize, weights: &[f32]) -> Result<Vec<f32>> {
         k if k == n => Ok(weights.to_vec()),
         k => bail!("{k} weights for {n} prompts: give one --weight per prompt"),
     }
-}
-
-/// Embeds the prompts and blends them; `None` = no style (no prompts, or all weights zero).
-fn blended_style(model: &mrt::style::StyleModel, prompts: &[Prompt], weights: &[f32]) -> Result<Option<Vec<f32>>> {
-    let mut embeddings = Vec::with_capacity(prompts.len());
-    for (p, &w) in prompts.iter().zip(weights) {
-        if !(w.is_finite() && w >= 0.0) {
-            bail!("weight {w} for prompt {}: weights must be finite and ≥ 0", p.label());
-        }
-        embeddings.push(p.embed(model).with_context(|| format!("prompt {}", p.label()))?);
-    }
-    let parts: Vec<mrt::style::Weighted<'_>> =
-        embeddings.iter().zip(weights).map(|(e, &weight)| mrt::style::Weighted { embedding: e, weight }).collect();
-    Ok(mrt::style::blend(&parts)?)
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -491,10 +443,8 @@ fn run() -> Result<ExitCode> {
                 None
             } else {
                 let style = mrt::system::load::load_style(&paths, &dev)?;
-                match blended_style(&style, &prompts, &weights)? {
-                    Some(e) => Some(style.tokenize(&e)?),
-                    None => None,
-                }
+                let weighted: Vec<(Prompt, f32)> = prompts.into_iter().zip(weights).collect();
+                mrt::style::style_codes(&style, &weighted)?
             };
             let mut state = match &resume {
                 Some(p) => mrt::system::StreamState::load(p)?,

@@ -390,3 +390,29 @@ fn blending_prompts_and_no_style() {
     assert!(model.tokenize(&mix).is_ok());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn prompts_parse_and_weighted_prompts_give_codes() {
+    let (dir, model, _) = tiny_model("prompts");
+    assert_eq!(style::Prompt::parse("funky bass"), style::Prompt::Text("funky bass".into()));
+    assert_eq!(style::Prompt::parse("missing.WAV"), style::Prompt::AudioFile("missing.WAV".into()));
+    let file = dir.join("ref");
+    std::fs::write(&file, b"x").unwrap();
+    assert_eq!(style::Prompt::parse(file.to_str().unwrap()), style::Prompt::AudioFile(file.clone()));
+
+    let text = style::Prompt::Text("funk".into());
+    let audio = style::Prompt::Audio16k(vec![0.1; 16_000]);
+    let alone = model.tokenize(&model.embed_text("funk").unwrap()).unwrap();
+    // A zero-weight prompt is not even embedded: a broken file with weight 0 is no error.
+    let broken = style::Prompt::AudioFile(dir.join("nope.wav"));
+    assert_eq!(style::style_codes(&model, &[(text.clone(), 1.0), (broken.clone(), 0.0)]).unwrap(), Some(alone));
+    let err = style::style_codes(&model, &[(text.clone(), 1.0), (broken, 0.5)]).unwrap_err().to_string();
+    assert!(err.contains("nope.wav"), "{err}");
+    assert_eq!(style::style_codes(&model, &[(text.clone(), 0.0)]).unwrap(), None);
+    assert_eq!(style::style_codes(&model, &[]).unwrap(), None);
+    assert!(style::style_codes(&model, &[(text.clone(), -1.0)]).is_err());
+    assert!(style::style_codes(&model, &[(style::Prompt::Text(" ".into()), 1.0)]).unwrap_err().to_string().contains("empty text prompt"));
+    let mixed = style::style_codes(&model, &[(text, 1.0), (audio, 1.0)]).unwrap().unwrap();
+    assert_eq!(mixed.len(), 12);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -7,6 +7,7 @@
 //! - [`towers`]: the text and audio transformers with attention pooling, on burn.
 //! - [`model`]: [`StyleModel`]: loading, text/audio embeddings, the style RVQ.
 //! - [`audio`]: audio prompt files, streamed to 16 kHz mono clips with bounded memory.
+//! - [`prompt`]: prompts (text, audio file, audio) and the style codes of weighted prompts.
 //! - [`blend`]: weighted blends `Σ wᵢ·eᵢ / Σ wᵢ`.
 
 pub mod audio;
@@ -14,12 +15,14 @@ pub mod blend;
 pub mod mel;
 pub mod model;
 pub mod params;
+pub mod prompt;
 pub mod tokenizer;
 pub mod tiny;
 pub mod towers;
 
 pub use blend::{blend, lerp, Weighted};
 pub use model::{ClipAccumulator, StyleModel, StylePaths};
+pub use prompt::{blend_prompts, style_codes, Prompt};
 pub use tokenizer::{SentencePiece, TokenizerError};
 
 /// Why a style could not be computed.
