@@ -132,7 +132,7 @@ fn nan_weights_are_rejected() {
 fn a_chunk_of_51_frames_decodes_to_97920_samples_per_channel() {
     let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
     let codec = Codec::load(&fixture("C1"), CodecConfig::spectrostream_48k_stereo(), &device).expect("C1 loads");
-    let codes: Vec<i32> = (0..51 * 16).map(|i| (i * 37 % 1024) as i32).collect();
+    let codes: Vec<i32> = (0..51 * 16).map(|i| i * 37 % 1024).collect();
     let audio = codec.decode_codes(&codes, 51, 16).expect("decodes");
     assert_eq!(audio.len(), 2 * 97_920);
     assert!(audio.iter().all(|v| v.is_finite()));

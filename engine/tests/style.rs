@@ -2,6 +2,9 @@
 //! a direct f64 transcription of the recipe, the style RVQ against brute force (with the
 //! string-sorted codebook order), audio clipping, blends and the error paths.
 
+// A direct transcription indexes by design.
+#![allow(clippy::needless_range_loop)]
+
 use std::path::PathBuf;
 
 use mrt::style::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams};
@@ -117,7 +120,7 @@ fn pool(x: &[Vec<f64>], p: &PoolParams) -> Vec<f64> {
     let mut q = dense(&query, &p.query_w, &p.query_b, 0, h * dp).remove(0);
     for (c, qc) in q.iter_mut().enumerate() {
         let s = f64::from(p.per_dim_scale.data[c % dp]);
-        *qc *= 1.442695041 / (dp as f64).sqrt() * (1.0 + s.exp()).ln();
+        *qc *= std::f64::consts::LOG2_E / (dp as f64).sqrt() * (1.0 + s.exp()).ln();
     }
     let k = dense(x, &p.key_w, &p.key_b, 0, h * dp);
     let v = dense(x, &p.value_w, &p.value_b, 0, h * dp);

@@ -89,7 +89,7 @@ impl CodecConfig {
         if self.audio_channels == 0 {
             return Err("audio_channels must be at least 1".into());
         }
-        if self.fft_length % 2 != 0 || self.fft_length < 2 {
+        if !self.fft_length.is_multiple_of(2) || self.fft_length < 2 {
             return Err(format!("fft_length {} must be even", self.fft_length));
         }
         if self.frame_length != self.fft_length {
@@ -104,7 +104,7 @@ impl CodecConfig {
         if self.ratios.is_empty() || self.ratios.iter().any(|r| r[0] == 0 || r[1] == 0) {
             return Err(format!("ratios {:?} must be non-empty with non-zero strides", self.ratios));
         }
-        if self.num_bins() % self.freq_reduction() != 0 {
+        if !self.num_bins().is_multiple_of(self.freq_reduction()) {
             return Err(format!(
                 "{} bins are not divisible by the product of the frequency strides {}",
                 self.num_bins(),

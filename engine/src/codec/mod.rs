@@ -147,11 +147,11 @@ impl Codec {
     /// `samples` a multiple of [`Codec::samples_per_frame`]: `[batch, 2·channels, samples/480, 480]`.
     pub fn spectrogram(&self, audio: &[f32], batch: usize) -> Result<Tensor<4>, CodecError> {
         let ch = self.channels();
-        if batch == 0 || audio.len() % (batch * ch) != 0 {
+        if batch == 0 || !audio.len().is_multiple_of(batch * ch) {
             return Err(CodecError::BadInput(format!("{} samples do not split into {batch} clips × {ch} channels", audio.len())));
         }
         let samples = audio.len() / (batch * ch);
-        if samples == 0 || samples % self.samples_per_frame() != 0 {
+        if samples == 0 || !samples.is_multiple_of(self.samples_per_frame()) {
             return Err(CodecError::BadInput(format!(
                 "{samples} samples per channel is not a positive multiple of the {}-sample codec frame",
                 self.samples_per_frame()
@@ -175,7 +175,7 @@ impl Codec {
     fn embed_windowed(&self, audio: &[f32], batch: usize, window: usize) -> Result<Vec<f32>, CodecError> {
         let ch = self.channels();
         let spf = self.samples_per_frame();
-        if batch == 0 || audio.len() % (batch * ch) != 0 || (audio.len() / (batch * ch)) % spf != 0 {
+        if batch == 0 || !audio.len().is_multiple_of(batch * ch) || !(audio.len() / (batch * ch)).is_multiple_of(spf) {
             // `spectrogram` words the error.
             return host(self.encoder.forward(self.spectrogram(audio, batch)?));
         }
@@ -209,7 +209,7 @@ impl Codec {
     /// `ceil(samples / 1920)` frames (v1's `encode`: `ceil(seconds·25)`).
     pub fn encode_audio(&self, audio: &[f32], levels: usize) -> Result<Codes, CodecError> {
         let ch = self.channels();
-        if audio.is_empty() || audio.len() % ch != 0 {
+        if audio.is_empty() || !audio.len().is_multiple_of(ch) {
             return Err(CodecError::BadInput(format!("{} samples do not form a non-empty {ch}-channel clip", audio.len())));
         }
         if let Some(i) = audio.iter().position(|v| !v.is_finite()) {
@@ -241,7 +241,7 @@ impl Codec {
 
     fn decode_windowed(&self, embeddings: &[f32], batch: usize, window: usize) -> Result<Vec<f32>, CodecError> {
         let d = self.rvq.dim();
-        if batch == 0 || embeddings.is_empty() || embeddings.len() % (batch * d) != 0 {
+        if batch == 0 || embeddings.is_empty() || !embeddings.len().is_multiple_of(batch * d) {
             return Err(CodecError::BadInput(format!("{} latent values do not form {batch} clips of {d}-d frames", embeddings.len())));
         }
         if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {

@@ -99,7 +99,7 @@ impl Rvq {
     /// decision margins in the same layout.
     pub fn encode_with_margins(&self, embeddings: &[f32], levels: usize) -> Result<(Vec<i32>, Vec<f64>), CodecError> {
         self.check_levels(levels)?;
-        if embeddings.len() % self.dim != 0 {
+        if !embeddings.len().is_multiple_of(self.dim) {
             return Err(CodecError::BadInput(format!("{} embedding values are not a whole number of {}-d frames", embeddings.len(), self.dim)));
         }
         if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
@@ -134,7 +134,7 @@ impl Rvq {
     /// `[frames, dim]` embeddings.
     pub fn decode(&self, codes: &[i32], stored_levels: usize, levels: usize) -> Result<Vec<f32>, CodecError> {
         self.check_levels(levels)?;
-        if stored_levels < levels || stored_levels == 0 || codes.len() % stored_levels != 0 {
+        if stored_levels < levels || stored_levels == 0 || !codes.len().is_multiple_of(stored_levels) {
             return Err(CodecError::BadInput(format!(
                 "{} codes in rows of {stored_levels} levels cannot provide {levels} levels",
                 codes.len()

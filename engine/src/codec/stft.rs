@@ -82,11 +82,11 @@ impl Stft {
     /// `audio`: channel-first `[channels][samples]`, `samples` a multiple of the hop.
     /// Returns `[2·channels][samples / hop][bins]` (re, im per channel).
     pub fn forward(&self, audio: &[f32], channels: usize) -> Result<Vec<f32>, CodecError> {
-        if channels == 0 || audio.len() % channels != 0 {
+        if channels == 0 || !audio.len().is_multiple_of(channels) {
             return Err(CodecError::BadInput(format!("{} samples do not split into {channels} channels", audio.len())));
         }
         let samples = audio.len() / channels;
-        if samples % self.frame_step != 0 {
+        if !samples.is_multiple_of(self.frame_step) {
             return Err(CodecError::BadInput(format!(
                 "STFT input of {samples} samples is not a multiple of the hop {}",
                 self.frame_step

@@ -470,7 +470,7 @@ fn read_decoder(f: &SafetensorsFile, config: &CodecConfig, latent: usize) -> Res
 
 /// Channels per stereo half where the decoder splits; names the next layer if they do not divide.
 fn split_channels(f: &SafetensorsFile, next: &str, c: usize, splits: usize) -> Result<usize, CodecError> {
-    if c % splits == 0 {
+    if c.is_multiple_of(splits) {
         Ok(c / splits)
     } else {
         let k = f.get(&format!("{next}/conv/kernel")).map(|t| t.shape.clone()).unwrap_or_default();

@@ -117,7 +117,8 @@ pub fn compare(actual: &[f32], expected: &[f32], atol: f64, rtol: f64) -> (f64, 
     let mut ok = true;
     for (&a, &b) in actual.iter().zip(expected) {
         let d = (f64::from(a) - f64::from(b)).abs();
-        if !(d <= atol + rtol * f64::from(b).abs()) {
+        // NaN differences fail too.
+        if d.is_nan() || d > atol + rtol * f64::from(b).abs() {
             ok = false;
         }
         if d > max || d.is_nan() {

@@ -175,7 +175,7 @@ impl LmConfig {
                 return Err(format!("{name} must be > 0"));
             }
         }
-        if self.d_model % 2 != 0 {
+        if !self.d_model.is_multiple_of(2) {
             return Err(format!("d_model {} must be even (split-half sinusoids)", self.d_model));
         }
         if self.encoder_codec_levels > self.num_levels {

@@ -68,7 +68,7 @@ mod tests {
         let t = causal_bias_table(&rel, 1, 4, 4, 3);
         assert_eq!(t[0], 0.5);
         assert_eq!(t[1], MASKED);
-        assert_eq!(t[3 + 0], 1.5); // q=1, k=0: distance 1
-        assert_eq!(t[6 + 0], bucket(2, 4, 4) as f32 * 0.0 + rel[bucket(2, 4, 4)]);
+        assert_eq!(t[3], 1.5); // q=1, k=0: distance 1
+        assert_eq!(t[6], bucket(2, 4, 4) as f32 * 0.0 + rel[bucket(2, 4, 4)]);
     }
 }

@@ -92,12 +92,12 @@ pub fn read_v1_params(savedmodel: &Path) -> Result<MusicCocaParams, StyleError> 
     let shape_of = |i: usize| keys[i].as_deref().and_then(|k| bundle.shape(k)).map(<[usize]>::to_vec);
     let dims = Dims::from_v1_shapes(shape_of).map_err(|e| StyleError::Weights(format!("{}: {e}", savedmodel.display())))?;
     let mut leaves = Vec::with_capacity(V1_LEAVES);
-    for i in 0..V1_LEAVES {
+    for (i, key) in keys.iter().enumerate() {
         let Some(expected) = dims.v1_shape(i) else {
             leaves.push(None);
             continue;
         };
-        let key = keys[i].as_deref().ok_or_else(|| {
+        let key = key.as_deref().ok_or_else(|| {
             StyleError::Weights(format!("{}: leaf {i} ({}) is missing", savedmodel.display(), params::v1_role(i).describe()))
         })?;
         let found = bundle.shape(key).unwrap_or_default();

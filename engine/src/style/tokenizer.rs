@@ -63,7 +63,7 @@ impl CharsMap {
             return Err(format!("precompiled charsmap of {} bytes has no trie size", blob.len()));
         }
         let trie_len = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
-        if trie_len % 4 != 0 || 4 + trie_len > blob.len() {
+        if !trie_len.is_multiple_of(4) || 4 + trie_len > blob.len() {
             return Err(format!("precompiled charsmap: trie of {trie_len} bytes in a blob of {}", blob.len()));
         }
         let units = blob[4..4 + trie_len].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -154,11 +154,10 @@ impl SentencePiece {
                             3 => add_dummy_prefix = v.as_bool().unwrap_or(true),
                             4 => remove_extra_whitespaces = v.as_bool().unwrap_or(true),
                             5 => escape_whitespaces = v.as_bool().unwrap_or(true),
-                            6 => {
-                                if v.as_bytes().is_some_and(|b| !b.is_empty()) {
+                            6
+                                if v.as_bytes().is_some_and(|b| !b.is_empty()) => {
                                     return Err(unsupported("a normalizer given as rule TSV instead of a precompiled charsmap".into()));
                                 }
-                            }
                             _ => {}
                         }
                     }

@@ -20,8 +20,9 @@ use super::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackPa
 
 const LN_EPS: f64 = 1e-6;
 const LOGIT_CAP: f64 = 50.0;
-/// `1/ln 2`: Praxis `PerDimScale` makes softplus(0) scale the query by exactly `1/√Dp`.
-const PER_DIM_SCALE: f64 = 1.442_695_041;
+/// `1/ln 2` (Praxis writes 1.442695041): `PerDimScale` makes softplus(0) scale the query by
+/// exactly `1/√Dp`.
+const PER_DIM_SCALE: f64 = std::f64::consts::LOG2_E;
 
 fn t1(t: &HostTensor, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(t.data.clone(), [t.numel()]), device)
@@ -309,7 +310,7 @@ impl Towers {
     pub fn embed_mels(&self, mels: &[f32], b: usize, frames: usize, mel_bins: usize) -> Result<Vec<f32>, String> {
         let p = self.patch_side;
         let patches = self.pos_emb.dims()[0];
-        if frames % p != 0 || mel_bins % p != 0 || (frames / p) * (mel_bins / p) != patches || mels.len() != b * frames * mel_bins {
+        if !frames.is_multiple_of(p) || !mel_bins.is_multiple_of(p) || (frames / p) * (mel_bins / p) != patches || mels.len() != b * frames * mel_bins {
             return Err(format!(
                 "a {frames} × {mel_bins} spectrogram does not make the tower's {patches} patches of {p} × {p}"
             ));

@@ -75,7 +75,7 @@ pub fn encoder_ids(
 /// LM id → raw codec code, `max(id − 2, 0) mod 1024` (v1 `llm_to_rvq(safe=False)`): ids outside the
 /// level's range are folded, as the reference does, rather than rejected.
 pub fn id_to_code(config: &LmConfig, id: i32) -> i32 {
-    ((id - config.codec_offset as i32).max(0) % config.codebook_size as i32) as i32
+    (id - config.codec_offset as i32).max(0) % config.codebook_size as i32
 }
 
 #[cfg(test)]
@@ -90,7 +90,7 @@ mod tests {
         let ids = encoder_ids(&c, &ctx, 16, Some(&[0, 1, 2, 3, 4, 5, 9, 9])).unwrap();
         assert_eq!(ids.len(), 2 * 1006);
         assert_eq!(ids[0], MASK_ID);
-        assert_eq!(ids[999], (2 + 3 * 1024 + 5) as i32);
+        assert_eq!(ids[999], 2 + 3 * 1024 + 5);
         assert_eq!(&ids[1000..1006], &[17410, 17410 + 1025, 17410 + 2050, 17410 + 3075, 17410 + 4100, 17410 + 5125]);
         assert_eq!(&ids[1006..2006], &ids[..1000]);
         assert_eq!(&ids[2006..], &[MASK_ID; 6]);
