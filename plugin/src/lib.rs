@@ -1,23 +1,36 @@
 //! MRT Live: Magenta RealTime as a CLAP/VST3 instrument.
 //!
-//! This is the host-facing shell of the instrument. It declares the plugin's identity, audio ports
-//! (stereo out, optional stereo sidechain in), MIDI input and parameters. The generation worker
-//! (the `mrt-engine` crate, running on its own thread) will later feed rendered audio into this
-//! shell through a lock-free queue; until then [`MrtLive::process`] outputs silence.
+//! ```text
+//!  host ──process()──► ChunkPlayer (audio thread: no allocation, locks, logging or I/O)
+//!                         ▲ triple buffer (finished chunks at the host rate, seq + epoch)
+//!                         │ atomics (started chunk, reset epoch, offline wait, underruns)
+//!  worker thread ─────────┘ registry-shared model → style → generate_chunk → rubato
+//!  sidechain ──rtrb──► worker (16 kHz, last 10 s) → style embedding
+//! ```
 //!
-//! Real-time rules for `process()`: no allocation, no locks, no logging, no I/O.
+//! - [`params`]: parameters with stable ids and the persisted state.
+//! - [`player`]: the audio-thread chunk player and its fade/underrun envelope.
+//! - [`worker`]: the generation thread; [`registry`]: one loaded model per process.
+//! - [`sidechain`], [`resample`]: the sidechain style path and streaming resampling.
+//! - [`shared`]: status and counters shared by the threads and the editor.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
-/// Lowest value of the output gain parameter, in decibels.
-pub const GAIN_MIN_DB: f32 = -60.0;
-/// Highest value of the output gain parameter, in decibels.
-pub const GAIN_MAX_DB: f32 = 12.0;
-/// Time the output gain smoother takes to reach a new value, in milliseconds.
-pub const GAIN_SMOOTHING_MS: f32 = 50.0;
+pub mod params;
+pub mod player;
+pub mod registry;
+pub mod resample;
+pub mod shared;
+pub mod sidechain;
+pub mod worker;
+
+pub use params::{MrtLiveParams, GAIN_MAX_DB, GAIN_MIN_DB, GAIN_SMOOTHING_MS, PARAM_IDS, SLOTS};
+use player::BlockControl;
+pub use shared::{Shared, Status};
+use worker::{PlayerIo, WorkerHandle};
 
 /// Port names shared by both audio layouts.
 const PORT_NAMES: PortNames = PortNames {
@@ -28,40 +41,31 @@ const PORT_NAMES: PortNames = PortNames {
     aux_outputs: &[],
 };
 
-/// The instrument. Created by the host through [`Default`]; keep construction cheap.
+/// The instrument. Created by the host through [`Default`]; construction is cheap (the worker
+/// thread starts at the first activation).
 pub struct MrtLive {
     params: Arc<MrtLiveParams>,
-}
-
-/// Parameters exposed to the host.
-#[derive(Params)]
-pub struct MrtLiveParams {
-    /// Output gain, stored as a linear voltage gain and displayed in decibels.
-    #[id = "gain"]
-    pub gain: FloatParam,
-}
-
-impl Default for MrtLiveParams {
-    fn default() -> Self {
-        Self {
-            gain: FloatParam::new(
-                "Output Gain",
-                util::db_to_gain(0.0),
-                FloatRange::gain_range(GAIN_MIN_DB, GAIN_MAX_DB),
-            )
-            // The range never reaches zero, so logarithmic smoothing is safe.
-            .with_smoother(SmoothingStyle::Logarithmic(GAIN_SMOOTHING_MS))
-            .with_unit(" dB")
-            .with_value_to_string(formatters::v2s_f32_gain_to_db(2))
-            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
-        }
-    }
+    shared: Arc<Shared>,
+    worker: Option<WorkerHandle>,
+    io: Option<PlayerIo>,
+    offline: bool,
+    /// Offline: the first playing block starts a fresh context (deterministic bounces).
+    offline_reset_pending: bool,
+    was_playing: bool,
+    last_pos: Option<i64>,
 }
 
 impl Default for MrtLive {
     fn default() -> Self {
         Self {
             params: Arc::new(MrtLiveParams::default()),
+            shared: Arc::new(Shared::default()),
+            worker: None,
+            io: None,
+            offline: false,
+            offline_reset_pending: false,
+            was_playing: false,
+            last_pos: None,
         }
     }
 }
@@ -70,6 +74,81 @@ impl MrtLive {
     /// The plugin's parameters, typed (the host-facing [`Plugin::params`] is type-erased).
     pub fn mrt_params(&self) -> &Arc<MrtLiveParams> {
         &self.params
+    }
+
+    /// Status, counters and the chunk log shared with the worker.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts the worker (once) and gives it and the player fresh plumbing for this rate/mode.
+    /// Public so that tests can drive the plugin without a host.
+    pub fn start(&mut self, sample_rate: f32, process_mode: ProcessMode) {
+        if self.worker.is_none() {
+            match WorkerHandle::spawn(self.params.clone(), self.shared.clone()) {
+                Ok(w) => self.worker = Some(w),
+                Err(e) => {
+                    self.shared.set_status(Status::Error, format!("cannot start the generation thread: {e}"));
+                    self.io = None;
+                    return;
+                }
+            }
+        }
+        // The wrapper also does this on activation; tests drive `start` without a wrapper.
+        self.params.gain.smoothed.reset(self.params.gain.value());
+        self.offline = process_mode == ProcessMode::Offline;
+        self.offline_reset_pending = self.offline;
+        let (player_io, worker_io) = worker::plumbing(sample_rate, self.offline, &self.shared);
+        if let Some(w) = &self.worker {
+            w.configure(worker_io);
+        }
+        self.io = Some(player_io);
+        self.was_playing = false;
+        self.last_pos = None;
+    }
+
+    /// The realtime part of `process()`, without the framework's buffer types: renders into
+    /// `left`/`right` (same length), capturing `sidechain` (left, right) if connected.
+    /// `transport_playing`/`pos_samples` come from the host transport.
+    pub fn render(
+        &mut self,
+        left: &mut [f32],
+        right: &mut [f32],
+        sidechain: Option<(&[f32], &[f32])>,
+        transport_playing: bool,
+        pos_samples: Option<i64>,
+    ) {
+        let n = left.len().min(right.len());
+        let Some(io) = self.io.as_mut() else {
+            left.fill(0.0);
+            right.fill(0.0);
+            return;
+        };
+        match sidechain {
+            Some((l, r)) => io.sidechain.capture(l, r),
+            None => io.sidechain.idle(n),
+        }
+        let free_run = self.params.free_run.value();
+        let playing = free_run || transport_playing;
+        if !free_run && transport_playing {
+            // A jump back to the start (or play from the start) begins a new context.
+            let jumped = !self.was_playing || matches!((self.last_pos, pos_samples), (Some(a), Some(b)) if b < a);
+            if jumped && pos_samples.is_some_and(|p| p <= 0) && io.player.started_in_epoch() {
+                io.player.reset_context();
+            }
+        }
+        if self.offline && self.offline_reset_pending && playing {
+            self.offline_reset_pending = false;
+            io.player.reset_context();
+        }
+        self.was_playing = transport_playing;
+        self.last_pos = pos_samples;
+        io.player.render(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline });
+        for i in 0..n {
+            let g = self.params.gain.smoothed.next();
+            left[i] *= g;
+            right[i] *= g;
+        }
     }
 }
 
@@ -116,34 +195,41 @@ impl Plugin for MrtLive {
     fn activate(
         &mut self,
         _audio_io_layout: &AudioIOLayout,
-        _buffer_config: &BufferConfig,
+        buffer_config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        self.start(buffer_config.sample_rate, buffer_config.process_mode);
         true
     }
 
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        self.params.gain.smoothed.reset(self.params.gain.value());
+    }
 
     fn process(
         &mut self,
         buffer: &mut Buffer,
-        _aux: &mut AuxiliaryBuffers,
+        aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        // Drain incoming notes; they will drive the generation worker later.
+        // Notes are accepted so hosts route MIDI here; they do not steer generation (yet).
         while context.next_event().is_some() {}
-
-        let num_samples = buffer.samples();
-        for channel in buffer.as_slice() {
-            channel.fill(0.0);
+        let transport = context.transport();
+        let (playing, pos) = (transport.playing, transport.pos_samples());
+        let sidechain = aux.inputs.first_mut().map(|b| b.as_slice_immutable());
+        let sidechain = match sidechain {
+            Some([l, r, ..]) => Some((&l[..], &r[..])),
+            Some([m]) => Some((&m[..], &m[..])),
+            _ => None,
+        };
+        match buffer.as_slice() {
+            [left, right, ..] => self.render(left, right, sidechain, playing, pos),
+            channels => {
+                for c in channels {
+                    c.fill(0.0);
+                }
+            }
         }
-
-        // Nothing to scale yet, but keep the gain smoother in step with the host's timeline so it
-        // has settled on the right value once generated audio arrives.
-        if let Ok(steps @ 1..) = u32::try_from(num_samples) {
-            self.params.gain.smoothed.next_step(steps);
-        }
-
         ProcessStatus::Normal
     }
 }
@@ -191,6 +277,13 @@ mod tests {
         assert_eq!(with_sc.aux_input_ports, &[new_nonzero_u32(2)]);
         assert_eq!(with_sc.aux_input_name(0).as_deref(), Some("Sidechain"));
         assert!(without_sc.aux_input_ports.is_empty());
+    }
+
+    #[test]
+    fn param_ids_are_stable() {
+        let plugin = MrtLive::default();
+        let ids: Vec<String> = plugin.params().param_map().into_iter().map(|(id, _, _)| id).collect();
+        assert_eq!(ids, PARAM_IDS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! Host parameters (stable ids, never rename them: hosts store automation by id) and the
+//! persisted non-parameter state (prompts, settings, generation context).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use nice_plug::params::persist::PersistentField;
+use nice_plug::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::shared::lock;
+
+/// Lowest value of the output gain parameter, in decibels.
+pub const GAIN_MIN_DB: f32 = -60.0;
+/// Highest value of the output gain parameter, in decibels.
+pub const GAIN_MAX_DB: f32 = 12.0;
+/// Time the output gain smoother takes to reach a new value, in milliseconds.
+pub const GAIN_SMOOTHING_MS: f32 = 50.0;
+/// Number of text-prompt style slots.
+pub const SLOTS: usize = 8;
+/// Highest seed value (kept below 2^24 so every seed survives the host's normalised f32).
+pub const SEED_MAX: i32 = 1_000_000;
+
+/// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
+/// projects and automation.
+pub const PARAM_IDS: [&str; 16] = [
+    "slot1_weight",
+    "slot2_weight",
+    "slot3_weight",
+    "slot4_weight",
+    "slot5_weight",
+    "slot6_weight",
+    "slot7_weight",
+    "slot8_weight",
+    "sidechain_weight",
+    "temperature",
+    "top_k",
+    "guidance",
+    "seed",
+    "gain",
+    "free_run",
+    "chunks_ahead",
+];
+
+/// Version of [`SavedState`]'s layout.
+pub const SAVED_STATE_VERSION: u32 = 1;
+
+/// Model and worker settings, persisted with the project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Model directory; `None` = `$MRT_MODEL_DIR`, then the Hugging Face cache.
+    pub model_dir: Option<PathBuf>,
+    /// Model size (`base`, `large`, or a name from the directory's `mrt-live.json`).
+    pub size: String,
+    /// Backend (`flex`, `wgpu`, `cuda`); `None` = the best one compiled in.
+    pub device: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { model_dir: None, size: "base".into(), device: None }
+    }
+}
+
+/// Everything besides parameters that a project stores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedState {
+    pub version: u32,
+    /// Text prompts of the style slots (empty = unused).
+    pub prompts: Vec<String>,
+    pub settings: Settings,
+    /// The generation context, so a reopened project continues where it stopped.
+    pub context: Option<mrt::system::StreamState>,
+}
+
+impl Default for SavedState {
+    fn default() -> Self {
+        Self { version: SAVED_STATE_VERSION, prompts: vec![String::new(); SLOTS], settings: Settings::default(), context: None }
+    }
+}
+
+impl SavedState {
+    /// Brings a deserialised state to the current layout; a state from a newer build keeps
+    /// nothing but is reported.
+    pub fn normalized(mut self) -> Result<Self, String> {
+        if self.version > SAVED_STATE_VERSION {
+            return Err(format!(
+                "the project was saved by a newer MRT Live (state version {}, this build reads up to {SAVED_STATE_VERSION}); prompts and settings were not restored",
+                self.version
+            ));
+        }
+        self.version = SAVED_STATE_VERSION;
+        self.prompts.resize(SLOTS, String::new());
+        Ok(self)
+    }
+}
+
+/// A persisted value behind a mutex that counts host restores, so the worker can notice a
+/// restored project (nice-plug does not re-activate the plugin after loading state).
+#[derive(Debug, Default)]
+pub struct Persisted<T> {
+    value: Mutex<T>,
+    restores: AtomicU64,
+}
+
+impl<T: Clone> Persisted<T> {
+    pub fn new(value: T) -> Self {
+        Self { value: Mutex::new(value), restores: AtomicU64::new(0) }
+    }
+
+    pub fn get(&self) -> T {
+        lock(&self.value).clone()
+    }
+
+    /// Changes the value without counting as a restore (editor and worker).
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut lock(&self.value))
+    }
+
+    /// How many times the host restored this value.
+    pub fn restores(&self) -> u64 {
+        self.restores.load(Ordering::Acquire)
+    }
+}
+
+impl<'a, T> PersistentField<'a, T> for Persisted<T>
+where
+    T: Serialize + Deserialize<'a> + Send + Sync + Clone,
+{
+    fn set(&self, new_value: T) {
+        *lock(&self.value) = new_value;
+        self.restores.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&T) -> R,
+    {
+        f(&lock(&self.value))
+    }
+}
+
+/// Parameters exposed to the host, plus the persisted state.
+#[derive(Params)]
+pub struct MrtLiveParams {
+    #[id = "slot1_weight"]
+    pub slot1: FloatParam,
+    #[id = "slot2_weight"]
+    pub slot2: FloatParam,
+    #[id = "slot3_weight"]
+    pub slot3: FloatParam,
+    #[id = "slot4_weight"]
+    pub slot4: FloatParam,
+    #[id = "slot5_weight"]
+    pub slot5: FloatParam,
+    #[id = "slot6_weight"]
+    pub slot6: FloatParam,
+    #[id = "slot7_weight"]
+    pub slot7: FloatParam,
+    #[id = "slot8_weight"]
+    pub slot8: FloatParam,
+    /// Weight of the sidechain audio in the style blend.
+    #[id = "sidechain_weight"]
+    pub sidechain_weight: FloatParam,
+    #[id = "temperature"]
+    pub temperature: FloatParam,
+    /// 0 disables the top-k filter.
+    #[id = "top_k"]
+    pub top_k: IntParam,
+    #[id = "guidance"]
+    pub guidance: FloatParam,
+    #[id = "seed"]
+    pub seed: IntParam,
+    /// Output gain, stored as a linear voltage gain and displayed in decibels.
+    #[id = "gain"]
+    pub gain: FloatParam,
+    /// Generate and play regardless of the host transport.
+    #[id = "free_run"]
+    pub free_run: BoolParam,
+    /// Chunks generated ahead of the one playing.
+    #[id = "chunks_ahead"]
+    pub chunks_ahead: IntParam,
+
+    /// Prompts, model settings and the generation context.
+    #[persist = "mrt-live-state"]
+    pub saved: Persisted<SavedState>,
+}
+
+fn weight(name: &str, default: f32) -> FloatParam {
+    FloatParam::new(name, default, FloatRange::Linear { min: 0.0, max: 1.0 })
+        .with_value_to_string(formatters::v2s_f32_rounded(2))
+}
+
+impl Default for MrtLiveParams {
+    fn default() -> Self {
+        Self {
+            slot1: weight("Slot 1 Weight", 1.0),
+            slot2: weight("Slot 2 Weight", 0.0),
+            slot3: weight("Slot 3 Weight", 0.0),
+            slot4: weight("Slot 4 Weight", 0.0),
+            slot5: weight("Slot 5 Weight", 0.0),
+            slot6: weight("Slot 6 Weight", 0.0),
+            slot7: weight("Slot 7 Weight", 0.0),
+            slot8: weight("Slot 8 Weight", 0.0),
+            sidechain_weight: weight("Sidechain Weight", 0.0),
+            temperature: FloatParam::new("Temperature", 1.1, FloatRange::Linear { min: 0.0, max: 4.0 })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            top_k: IntParam::new("Top-k", 40, IntRange::Linear { min: 0, max: 1024 }),
+            guidance: FloatParam::new("Guidance", 5.0, FloatRange::Linear { min: 0.0, max: 10.0 })
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: SEED_MAX }),
+            gain: FloatParam::new("Output Gain", util::db_to_gain(0.0), FloatRange::gain_range(GAIN_MIN_DB, GAIN_MAX_DB))
+                // The range never reaches zero, so logarithmic smoothing is safe.
+                .with_smoother(SmoothingStyle::Logarithmic(GAIN_SMOOTHING_MS))
+                .with_unit(" dB")
+                .with_value_to_string(formatters::v2s_f32_gain_to_db(2))
+                .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            free_run: BoolParam::new("Free Run", false),
+            chunks_ahead: IntParam::new("Chunks Ahead", 1, IntRange::Linear { min: 1, max: 4 }).non_automatable(),
+            saved: Persisted::new(SavedState::default()),
+        }
+    }
+}
+
+impl MrtLiveParams {
+    /// The weight parameter of slot `i` (0-based).
+    pub fn slot(&self, i: usize) -> &FloatParam {
+        [&self.slot1, &self.slot2, &self.slot3, &self.slot4, &self.slot5, &self.slot6, &self.slot7, &self.slot8][i]
+    }
+
+    /// The sampling settings the next chunk will use.
+    pub fn sampling(&self) -> mrt::lm::SamplingParams {
+        mrt::lm::SamplingParams {
+            temperature: self.temperature.value(),
+            top_k: self.top_k.value().max(0) as usize,
+            guidance_weight: self.guidance.value(),
+            seed: self.seed.value().max(0) as u64,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! One loaded model per process: every plugin instance asking for the same (model directory,
+//! size, device) shares one set of weights.
+//!
+//! The registry holds weak references, so a model is freed when the last instance using it
+//! goes away. Loading happens under the registry lock: a second instance asking for the same
+//! model while it loads waits for it instead of loading it twice.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use mrt::style::StyleModel;
+use mrt::system::MagentaRt;
+use mrt::DeviceChoice;
+
+use crate::shared::lock;
+
+/// What identifies a loaded model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelKey {
+    /// The model directory asked for (`None` = the engine's default places).
+    pub model_dir: Option<PathBuf>,
+    pub size: String,
+    pub device: DeviceChoice,
+}
+
+impl Hash for ModelKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.model_dir.hash(state);
+        self.size.hash(state);
+        // `DeviceChoice` has no `Hash`; its name identifies it.
+        self.device.to_string().hash(state);
+    }
+}
+
+/// The loaded system: generator and style model.
+pub struct Models {
+    pub generator: MagentaRt,
+    pub style: StyleModel,
+    pub device: DeviceChoice,
+    /// Where the files came from, for the status line.
+    pub description: String,
+}
+
+/// A keyed cache of weakly held, shared values, loaded at most once at a time.
+pub struct Registry<K, V> {
+    entries: Mutex<HashMap<K, Weak<V>>>,
+}
+
+impl<K: Eq + Hash + Clone, V> Default for Registry<K, V> {
+    fn default() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> Registry<K, V> {
+    /// The live value for `key`, or the result of `load` (stored when it succeeds).
+    pub fn get_or_load<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<Arc<V>, E> {
+        let mut entries = lock(&self.entries);
+        if let Some(v) = entries.get(key).and_then(Weak::upgrade) {
+            return Ok(v);
+        }
+        entries.retain(|_, w| w.strong_count() > 0);
+        let v = Arc::new(load()?);
+        entries.insert(key.clone(), Arc::downgrade(&v));
+        Ok(v)
+    }
+
+    /// Number of values alive.
+    pub fn live(&self) -> usize {
+        lock(&self.entries).values().filter(|w| w.strong_count() > 0).count()
+    }
+}
+
+/// The process-wide model registry.
+pub fn models() -> &'static Registry<ModelKey, Models> {
+    static REGISTRY: OnceLock<Registry<ModelKey, Models>> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+/// Why a model could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadFailure {
+    /// Files are missing; the engine's message lists them and how to fetch them.
+    NotInstalled(String),
+    Error(String),
+}
+
+/// Locates and loads a model (no network).
+pub fn load(key: &ModelKey) -> Result<Models, LoadFailure> {
+    use mrt::assets::{AssetError, ModelPaths};
+    let paths = ModelPaths::locate(&key.size, key.model_dir.as_deref()).map_err(|e| match e {
+        AssetError::Missing(_) => LoadFailure::NotInstalled(e.to_string()),
+        other => LoadFailure::Error(other.to_string()),
+    })?;
+    let device = key.device.device().map_err(LoadFailure::Error)?;
+    let generator = mrt::system::load::load_generator(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
+    let style = mrt::system::load::load_style(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
+    let description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
+    Ok(Models { generator, style, device: key.device, description })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn same_key_shares_one_load_and_frees_when_unused() {
+        let reg: Registry<u32, String> = Registry::default();
+        let loads = AtomicUsize::new(0);
+        let load = || -> Result<String, ()> {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok("model".into())
+        };
+        let a = reg.get_or_load(&1, load).unwrap();
+        let b = reg.get_or_load(&1, load).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let c = reg.get_or_load(&2, load).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        assert_eq!(reg.live(), 2);
+        drop((a, b));
+        assert_eq!(reg.live(), 1);
+        let _d = reg.get_or_load(&1, load).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 3, "a freed model is loaded again");
+    }
+
+    #[test]
+    fn failed_load_is_not_cached() {
+        let reg: Registry<u32, String> = Registry::default();
+        assert_eq!(reg.get_or_load(&1, || Err::<String, _>("nope")).unwrap_err(), "nope");
+        assert_eq!(*reg.get_or_load(&1, || Ok::<_, &str>("ok".to_string())).unwrap(), "ok");
+    }
+
+    #[test]
+    fn concurrent_requests_load_once() {
+        let reg: Arc<Registry<u32, String>> = Arc::new(Registry::default());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (reg, loads) = (reg.clone(), loads.clone());
+                std::thread::spawn(move || {
+                    reg.get_or_load(&7, || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok::<_, ()>("m".to_string())
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        let vals: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(vals.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+    }
+}

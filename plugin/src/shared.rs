@@ -1,0 +1,177 @@
+//! State shared between the audio thread, the generation worker and the editor.
+//!
+//! The audio thread touches only the atomics. The strings behind mutexes are written by the worker
+//! and read by the editor and tests.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// Where the worker stands with its model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// No worker has started yet (the plugin was never activated).
+    Idle = 0,
+    /// The model files are not on disk; [`Shared::message`] names what is missing.
+    NotInstalled = 1,
+    Loading = 2,
+    Ready = 3,
+    /// Loading or generating failed; [`Shared::message`] says why. The plugin stays silent.
+    Error = 4,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Status::NotInstalled,
+            2 => Status::Loading,
+            3 => Status::Ready,
+            4 => Status::Error,
+            _ => Status::Idle,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::NotInstalled => "not installed",
+            Status::Loading => "loading",
+            Status::Ready => "ready",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// What the worker recorded about one generated chunk (for the editor and tests).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkInfo {
+    pub seq: u64,
+    pub epoch: u64,
+    /// The style codes the chunk was generated with; `None` = no style.
+    pub style_tokens: Option<Vec<i32>>,
+    /// Whether the sidechain took part in the style.
+    pub sidechain_used: bool,
+    pub seconds: f32,
+}
+
+/// How many [`ChunkInfo`]s are kept.
+pub const CHUNK_LOG: usize = 32;
+
+fn f32_atomic(v: f32) -> AtomicU32 {
+    AtomicU32::new(v.to_bits())
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    status: AtomicU8,
+    /// Human-readable detail of the status (the missing-files message, the error, the model).
+    pub message: Mutex<String>,
+    /// The device the model runs on, once loaded.
+    pub device: Mutex<String>,
+    /// The worker thread runs and has not given up.
+    pub worker_alive: AtomicBool,
+    /// Underruns while playing (the player ran dry).
+    pub underruns: AtomicU64,
+    /// Sequence number of the chunk the player last started.
+    pub started_seq: AtomicU64,
+    /// Context epoch; the player bumps it to reset the generation context.
+    pub epoch: AtomicU64,
+    /// Offline: the player is blocked waiting for the next chunk.
+    pub waiting: AtomicBool,
+    /// Chunks generated since the worker started.
+    pub chunks_generated: AtomicU64,
+    seconds_per_chunk: AtomicU32,
+    buffer_ahead: AtomicU32,
+    sidechain_peak: AtomicU32,
+    /// Sidechain samples dropped because the worker did not drain the ring in time.
+    pub sidechain_dropped: AtomicU64,
+    /// The newest chunks' details, oldest first.
+    pub chunk_log: Mutex<Vec<ChunkInfo>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            status: AtomicU8::new(Status::Idle as u8),
+            message: Mutex::new(String::new()),
+            device: Mutex::new(String::new()),
+            worker_alive: AtomicBool::new(false),
+            underruns: AtomicU64::new(0),
+            started_seq: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            chunks_generated: AtomicU64::new(0),
+            seconds_per_chunk: f32_atomic(0.0),
+            buffer_ahead: f32_atomic(0.0),
+            sidechain_peak: f32_atomic(0.0),
+            sidechain_dropped: AtomicU64::new(0),
+            chunk_log: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Locks a mutex even if a panicking thread poisoned it (the data are plain values).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    /// Sets status and message together (worker side; takes a lock).
+    pub fn set_status(&self, status: Status, message: impl Into<String>) {
+        *lock(&self.message) = message.into();
+        self.status.store(status as u8, Ordering::Release);
+    }
+
+    pub fn message(&self) -> String {
+        lock(&self.message).clone()
+    }
+
+    /// Whether the worker can still produce chunks (thread alive; starting, loading or ready).
+    /// Lock-free.
+    pub fn can_deliver(&self) -> bool {
+        self.worker_alive.load(Ordering::Acquire) && matches!(self.status(), Status::Idle | Status::Loading | Status::Ready)
+    }
+
+    pub fn seconds_per_chunk(&self) -> f32 {
+        f32::from_bits(self.seconds_per_chunk.load(Ordering::Relaxed))
+    }
+
+    pub fn set_seconds_per_chunk(&self, v: f32) {
+        self.seconds_per_chunk.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Seconds of audio ready to play (the rest of the current chunk plus a published one).
+    pub fn buffer_ahead(&self) -> f32 {
+        f32::from_bits(self.buffer_ahead.load(Ordering::Relaxed))
+    }
+
+    pub fn set_buffer_ahead(&self, v: f32) {
+        self.buffer_ahead.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Peak level of the sidechain input (linear, with a release applied by the audio thread).
+    pub fn sidechain_peak(&self) -> f32 {
+        f32::from_bits(self.sidechain_peak.load(Ordering::Relaxed))
+    }
+
+    pub fn set_sidechain_peak(&self, v: f32) {
+        self.sidechain_peak.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Appends to the chunk log, keeping the newest [`CHUNK_LOG`] entries (worker side).
+    pub fn log_chunk(&self, info: ChunkInfo) {
+        let mut log = lock(&self.chunk_log);
+        if log.len() >= CHUNK_LOG {
+            log.remove(0);
+        }
+        log.push(info);
+    }
+
+    pub fn chunk_log(&self) -> Vec<ChunkInfo> {
+        lock(&self.chunk_log).clone()
+    }
+}

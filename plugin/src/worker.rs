@@ -1,0 +1,463 @@
+//! The generation worker: a plain `std::thread` owned by the plugin instance.
+//!
+//! ```text
+//!  settings ─► registry (shared model) ─► per chunk: style blend (slots + sidechain) ─► tokens
+//!     ─► MagentaRt::generate_chunk (48 kHz, crossfaded) ─► resample to the host rate (rubato)
+//!     ─► queue (chunks ahead) ─► triple buffer once the player started the previous one
+//! ```
+//!
+//! The worker reacts to the player through atomics in [`Shared`]: `epoch` (reset the context),
+//! `started_seq` (a chunk started: publish the next, generate more), `waiting` (offline render
+//! blocked on the next chunk). Host restores of the persisted state are noticed through
+//! [`Persisted::restores`](crate::params::Persisted::restores).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mrt::system::StreamState;
+use mrt::DeviceChoice;
+
+use crate::params::MrtLiveParams;
+use crate::player::{ChunkBuf, ChunkPlayer};
+use crate::registry::{self, LoadFailure, ModelKey, Models};
+use crate::resample::StreamResampler;
+use crate::shared::{ChunkInfo, Shared, Status};
+use crate::sidechain::{self, SidechainHistory, SidechainTap};
+
+/// How often an idle worker looks at the atomics.
+const POLL: Duration = Duration::from_millis(2);
+/// Preferred resampler block (20 ms at 48 kHz; divides a 96000-sample chunk).
+const RESAMPLE_BLOCK: usize = 960;
+
+/// The worker's end of one activation's plumbing.
+pub struct WorkerIo {
+    pub host_rate: u32,
+    pub offline: bool,
+    pub chunks: triple_buffer::Input<ChunkBuf>,
+    pub sidechain: rtrb::Consumer<f32>,
+}
+
+/// The audio thread's end of one activation's plumbing.
+pub struct PlayerIo {
+    pub player: ChunkPlayer,
+    pub sidechain: SidechainTap,
+}
+
+/// Fresh plumbing for an activation at `sample_rate`; chunk buffers are preallocated for 2 s.
+pub fn plumbing(sample_rate: f32, offline: bool, shared: &Arc<Shared>) -> (PlayerIo, WorkerIo) {
+    let capacity = (sample_rate as usize) * 2 + 4096;
+    let (input, output) = triple_buffer::triple_buffer(&ChunkBuf::with_capacity(capacity));
+    let (producer, consumer) = sidechain::ring(sample_rate);
+    let player = ChunkPlayer::new(output, shared.clone(), sample_rate);
+    let tap = SidechainTap::new(producer, shared.clone(), sample_rate);
+    (
+        PlayerIo { player, sidechain: tap },
+        WorkerIo { host_rate: sample_rate.round() as u32, offline, chunks: input, sidechain: consumer },
+    )
+}
+
+enum Command {
+    Configure(WorkerIo),
+    Shutdown,
+}
+
+/// The plugin's handle on its worker thread. Dropping it stops and joins the thread (after the
+/// chunk in progress, if any).
+pub struct WorkerHandle {
+    tx: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    pub fn spawn(params: Arc<MrtLiveParams>, shared: Arc<Shared>) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let worker = Worker::new(params, shared.clone(), rx);
+        shared.worker_alive.store(true, Ordering::Release);
+        let thread = std::thread::Builder::new().name("mrt-live generator".into()).spawn(move || worker.run());
+        match thread {
+            Ok(t) => Ok(Self { tx, thread: Some(t) }),
+            Err(e) => {
+                shared.worker_alive.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands the worker a new activation's plumbing (rate, mode, buffers).
+    pub fn configure(&self, io: WorkerIo) {
+        // A send fails only when the thread is gone, which `Shared::worker_alive` reports.
+        let _ = self.tx.send(Command::Configure(io));
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The chunk side of the current activation.
+struct ChunkIo {
+    host_rate: u32,
+    offline: bool,
+    chunks: triple_buffer::Input<ChunkBuf>,
+}
+
+/// A generated chunk at the host rate, waiting to be published.
+struct Ready {
+    seq: u64,
+    epoch: u64,
+    left: Vec<f32>,
+    right: Vec<f32>,
+}
+
+struct Worker {
+    params: Arc<MrtLiveParams>,
+    shared: Arc<Shared>,
+    rx: Receiver<Command>,
+    io: Option<ChunkIo>,
+    sidechain: Option<SidechainHistory>,
+    /// The key last tried, and its result.
+    key: Option<ModelKey>,
+    models: Option<Arc<Models>>,
+    state: Option<StreamState>,
+    restores_seen: u64,
+    epoch: u64,
+    queue: VecDeque<Ready>,
+    next_seq: u64,
+    /// Sequence number and epoch of the chunk in the triple buffer.
+    published: Option<(u64, u64)>,
+    resampler: Option<(u32, u32, StreamResampler)>,
+    style_cache: HashMap<String, Vec<f32>>,
+    /// Generation failed; no retry until the model, the context or the settings change.
+    failed: bool,
+}
+
+impl Worker {
+    fn new(params: Arc<MrtLiveParams>, shared: Arc<Shared>, rx: Receiver<Command>) -> Self {
+        let epoch = shared.epoch.load(Ordering::Acquire);
+        Self {
+            params,
+            shared,
+            rx,
+            io: None,
+            sidechain: None,
+            key: None,
+            models: None,
+            state: None,
+            restores_seen: 0,
+            epoch,
+            queue: VecDeque::new(),
+            next_seq: 1,
+            published: None,
+            resampler: None,
+            style_cache: HashMap::new(),
+            failed: false,
+        }
+    }
+
+    fn run(mut self) {
+        // Nothing may unwind out of the worker into the host: a panic in the engine becomes an
+        // error status and silence.
+        let shared = self.shared.clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.main_loop()));
+        if let Err(panic) = result {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            shared.set_status(Status::Error, format!("the generation worker stopped: {what}"));
+        }
+        shared.worker_alive.store(false, Ordering::Release);
+    }
+
+    fn main_loop(&mut self) {
+        loop {
+            // Commands first; an idle worker sleeps in the channel.
+            let cmd = if self.io.is_none() {
+                match self.rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                self.rx.try_recv().ok()
+            };
+            match cmd {
+                Some(Command::Shutdown) => return,
+                Some(Command::Configure(io)) => self.configure(io),
+                None => {}
+            }
+            self.sync_restore();
+            self.ensure_model();
+            if self.io.is_none() {
+                continue;
+            }
+            self.sync_epoch();
+            if let Some(sc) = self.sidechain.as_mut() {
+                if let Err(e) = sc.drain() {
+                    self.shared.set_status(Status::Error, format!("sidechain: {e}"));
+                }
+            }
+            self.publish();
+            if self.should_generate() {
+                self.generate_one();
+                self.publish();
+            } else {
+                match self.rx.recv_timeout(POLL) {
+                    Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                    Ok(Command::Configure(io)) => self.configure(io),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+    }
+
+    fn configure(&mut self, io: WorkerIo) {
+        let WorkerIo { host_rate, offline, chunks, sidechain } = io;
+        self.sidechain = match SidechainHistory::new(sidechain, host_rate) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.shared.set_status(Status::Error, format!("sidechain: {e}"));
+                None
+            }
+        };
+        self.io = Some(ChunkIo { host_rate, offline, chunks });
+        // Chunks made for the previous activation (rate, buffers) are useless now.
+        self.queue.clear();
+        self.published = None;
+        self.resampler = None;
+    }
+
+    /// The model key the settings ask for.
+    fn wanted_key(&self) -> Result<ModelKey, String> {
+        let settings = self.params.saved.update(|s| s.settings.clone());
+        let device = match settings.device.as_deref() {
+            Some(d) => d.parse::<DeviceChoice>()?,
+            None => DeviceChoice::best_compiled().ok_or("no backend is compiled into this build")?,
+        };
+        Ok(ModelKey { model_dir: settings.model_dir, size: settings.size, device })
+    }
+
+    fn ensure_model(&mut self) {
+        let key = match self.wanted_key() {
+            Ok(k) => k,
+            Err(e) => {
+                if self.models.is_some() || self.shared.status() != Status::Error {
+                    self.models = None;
+                    self.key = None;
+                    self.shared.set_status(Status::Error, e);
+                }
+                return;
+            }
+        };
+        if self.key.as_ref() == Some(&key) {
+            return;
+        }
+        self.models = None;
+        self.key = Some(key.clone());
+        self.failed = false;
+        self.style_cache.clear();
+        self.shared.set_status(Status::Loading, format!("loading {} on {}…", key.size, key.device));
+        *crate::shared::lock(&self.shared.device) = key.device.to_string();
+        match registry::models().get_or_load(&key, || registry::load(&key)) {
+            Ok(m) => {
+                self.shared.set_status(Status::Ready, m.description.clone());
+                if let Some(s) = &self.state {
+                    if !state_fits(&m, s) {
+                        self.state = None;
+                    }
+                }
+                self.models = Some(m);
+            }
+            Err(LoadFailure::NotInstalled(msg)) => self.shared.set_status(Status::NotInstalled, msg),
+            Err(LoadFailure::Error(msg)) => self.shared.set_status(Status::Error, msg),
+        }
+    }
+
+    /// Picks up a state restored by the host: its generation context continues.
+    fn sync_restore(&mut self) {
+        let restores = self.params.saved.restores();
+        if restores == self.restores_seen {
+            return;
+        }
+        self.restores_seen = restores;
+        let saved = self.params.saved.get();
+        match saved.normalized() {
+            Ok(saved) => {
+                self.params.saved.update(|s| *s = saved.clone());
+                self.state = saved.context.filter(|s| self.models.as_ref().is_none_or(|m| state_fits(m, s)));
+                self.queue.clear();
+                self.failed = false;
+            }
+            Err(msg) => {
+                self.params.saved.update(|s| *s = Default::default());
+                self.shared.set_status(Status::Error, msg);
+            }
+        }
+    }
+
+    /// A reset asked for by the player: a fresh context, nothing queued.
+    fn sync_epoch(&mut self) {
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        if epoch == self.epoch {
+            return;
+        }
+        self.epoch = epoch;
+        self.state = None;
+        self.queue.clear();
+        self.resampler = None;
+        self.failed = false;
+    }
+
+    /// A chunk sits in the triple buffer that the player has not started.
+    fn published_pending(&self) -> bool {
+        match self.published {
+            Some((seq, epoch)) => epoch == self.epoch && self.shared.started_seq.load(Ordering::Acquire) < seq,
+            None => false,
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.published_pending() {
+            return;
+        }
+        let Some(io) = self.io.as_mut() else { return };
+        let Some(next) = self.queue.pop_front() else { return };
+        io.chunks.input_buffer_mut().fill(next.seq, next.epoch, &next.left, &next.right);
+        io.chunks.publish();
+        self.published = Some((next.seq, next.epoch));
+    }
+
+    fn should_generate(&self) -> bool {
+        let Some(io) = self.io.as_ref() else { return false };
+        if self.models.is_none() || self.failed {
+            return false;
+        }
+        let ahead = self.queue.len() + usize::from(self.published_pending());
+        if io.offline {
+            ahead == 0 && self.shared.waiting.load(Ordering::Acquire)
+        } else {
+            ahead < self.params.chunks_ahead.value().max(1) as usize
+        }
+    }
+
+    /// The style codes for the next chunk from the slots and the sidechain; `None` = no style.
+    fn style(&mut self, models: &Models) -> Result<(Option<Vec<i32>>, bool), String> {
+        let prompts = self.params.saved.update(|s| s.prompts.clone());
+        let mut parts: Vec<(Vec<f32>, f32)> = Vec::new();
+        for (i, prompt) in prompts.iter().enumerate().take(crate::params::SLOTS) {
+            let w = self.params.slot(i).value();
+            let text = prompt.trim();
+            if w <= 0.0 || text.is_empty() {
+                continue;
+            }
+            let e = match self.style_cache.get(text) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = models.style.embed_text(text).map_err(|e| format!("prompt {} ({text:?}): {e}", i + 1))?;
+                    self.style_cache.insert(text.to_string(), e.clone());
+                    e
+                }
+            };
+            parts.push((e, w));
+        }
+        let sc_weight = self.params.sidechain_weight.value();
+        let mut sidechain_used = false;
+        if sc_weight > 0.0 {
+            if let Some(sc) = self.sidechain.as_mut().filter(|s| s.has_signal()) {
+                let e = models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?;
+                parts.push((e, sc_weight));
+                sidechain_used = true;
+            }
+        }
+        let weighted: Vec<mrt::style::Weighted<'_>> =
+            parts.iter().map(|(e, w)| mrt::style::Weighted { embedding: e, weight: *w }).collect();
+        let blended = mrt::style::blend(&weighted).map_err(|e| format!("style blend: {e}"))?;
+        let tokens = match blended {
+            Some(b) => Some(models.style.tokenize(&b).map_err(|e| format!("style tokens: {e}"))?),
+            None => None,
+        };
+        Ok((tokens, sidechain_used))
+    }
+
+    fn generate_one(&mut self) {
+        let (Some(models), Some(io)) = (self.models.clone(), self.io.as_ref()) else { return };
+        let host_rate = io.host_rate;
+        let started = Instant::now();
+        let result = self.style(&models).and_then(|(style, sidechain_used)| {
+            let mut state = match self.state.take() {
+                Some(s) => s,
+                None => models.generator.init_state(),
+            };
+            let sampling = self.params.sampling();
+            let chunk = models
+                .generator
+                .generate_chunk(&mut state, style.as_deref(), &sampling)
+                .map_err(|e| format!("generating a chunk: {e}"));
+            self.state = Some(state);
+            Ok((chunk?, style, sidechain_used))
+        });
+        let (chunk, style, sidechain_used) = match result {
+            Ok(r) => r,
+            Err(msg) => {
+                self.failed = true;
+                self.shared.set_status(Status::Error, msg);
+                return;
+            }
+        };
+        let seconds = started.elapsed().as_secs_f32();
+
+        let from = models.generator.sample_rate();
+        if !matches!(&self.resampler, Some((f, t, _)) if *f == from && *t == host_rate) {
+            match StreamResampler::new(from, host_rate, 2, RESAMPLE_BLOCK) {
+                Ok(r) => self.resampler = Some((from, host_rate, r)),
+                Err(e) => {
+                    self.failed = true;
+                    self.shared.set_status(Status::Error, e);
+                    return;
+                }
+            }
+        }
+        let n = chunk.samples();
+        let left = &chunk.audio[..n];
+        let right = if chunk.channels > 1 { &chunk.audio[n..2 * n] } else { left };
+        let mut out = vec![Vec::with_capacity(n * host_rate as usize / from as usize + 4096); 2];
+        if let Some((_, _, r)) = self.resampler.as_mut() {
+            if let Err(e) = r.process(&[left, right], &mut out) {
+                self.failed = true;
+                self.shared.set_status(Status::Error, e);
+                return;
+            }
+        }
+        let [l, r]: [Vec<f32>; 2] = out.try_into().unwrap_or_else(|_| [Vec::new(), Vec::new()]);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Ready { seq, epoch: self.epoch, left: l, right: r });
+
+        // Persist the context so a saved project continues from here.
+        let context = self.state.clone();
+        self.params.saved.update(|s| s.context = context);
+        self.shared.set_seconds_per_chunk(seconds);
+        self.shared.chunks_generated.fetch_add(1, Ordering::AcqRel);
+        self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, seconds });
+        if self.shared.status() != Status::Ready {
+            let desc = models.description.clone();
+            self.shared.set_status(Status::Ready, desc);
+        }
+    }
+}
+
+fn state_fits(m: &Models, s: &StreamState) -> bool {
+    let fresh = m.generator.init_state();
+    s.validate(fresh.context_frames, fresh.levels, fresh.channels, fresh.crossfade_samples()).is_ok()
+}
+

@@ -1,0 +1,316 @@
+//! The plugin's worker and player driven in-process with the tiny model (no host): playback at
+//! 44.1 and 96 kHz against an independently generated and resampled reference stream, silence
+//! when stopped, slot-weight automation reaching the next chunk's style tokens, and the
+//! persisted state's round trip.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use mrt_live::registry::{self, ModelKey};
+use mrt_live::resample::StreamResampler;
+use mrt_live::{MrtLive, Status};
+use nice_plug::prelude::*;
+
+/// Generous: the first load in a debug test build reads and lays out every weight.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn tiny_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+        let dir = std::env::temp_dir().join(format!("mrt-live-plugin-tiny-{}", std::process::id()));
+        mrt::tiny_model::write(&dir, &fixtures).expect("writing the tiny model from the golden fixtures");
+        dir
+    })
+}
+
+fn key() -> ModelKey {
+    ModelKey { model_dir: Some(tiny_dir().to_path_buf()), size: "tiny".into(), device: mrt::DeviceChoice::Flex }
+}
+
+/// A plugin configured for the tiny model with two prompts, slot 1 at full weight.
+fn tiny_plugin() -> MrtLive {
+    let p = MrtLive::default();
+    p.mrt_params().saved.update(|s| {
+        s.settings.model_dir = Some(tiny_dir().to_path_buf());
+        s.settings.size = "tiny".into();
+        s.settings.device = Some("flex".into());
+        s.prompts[0] = "warm ambient piano".into();
+        s.prompts[1] = "fast techno drums".into();
+    });
+    p
+}
+
+/// Sets a parameter the way a host does (normalised value through its pointer).
+fn automate(param: &impl Param, normalized: f32) {
+    // SAFETY: the parameter outlives the call; hosts use the same entry point.
+    unsafe { param.as_ptr()._internal_set_normalized_value(normalized) };
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool, p: &MrtLive) {
+    let start = Instant::now();
+    while !cond() {
+        let s = p.shared();
+        assert!(
+            !matches!(s.status(), Status::Error | Status::NotInstalled),
+            "while waiting for {what}: worker reports {}: {}",
+            s.status().label(),
+            s.message()
+        );
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what} (status {}: {})", s.status().label(), s.message());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the worker is idle with its chunk ahead ready (so that a parameter change
+/// reaches exactly the chunks generated after it).
+fn wait_quiescent(p: &MrtLive) {
+    wait_for(
+        "the worker to fill its chunk ahead",
+        || {
+            let s = p.shared();
+            s.chunks_generated.load(Ordering::Acquire) == s.started_seq.load(Ordering::Acquire) + 1
+        },
+        p,
+    );
+}
+
+/// Renders `total` samples in odd block sizes while playing, pacing like a host that never
+/// runs ahead of the worker (the test machine is far slower than real time in debug builds).
+fn play(p: &mut MrtLive, rate: f32, total: usize, pos: &mut i64) -> (Vec<f32>, Vec<f32>) {
+    let blocks = [512usize, 1, 333, 4097, 64, 8192, 7, 1000];
+    let (mut out_l, mut out_r) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    let mut k = 0;
+    while out_l.len() < total {
+        let n = blocks[k % blocks.len()].min(total - out_l.len());
+        k += 1;
+        // Refresh the buffer report with an empty block, then wait until the block and the
+        // player's 10 ms look-ahead (it fades out early when the next chunk is late) are covered.
+        let need = (n as f32 + 0.010 * rate + 1.0) / rate;
+        let start = Instant::now();
+        loop {
+            p.render(&mut [], &mut [], None, true, Some(*pos));
+            if p.shared().buffer_ahead() >= need {
+                break;
+            }
+            let s = p.shared();
+            assert!(s.can_deliver(), "worker stopped: {}: {}", s.status().label(), s.message());
+            assert!(start.elapsed() < TIMEOUT, "timed out waiting for audio");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (mut l, mut r) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        p.render(&mut l, &mut r, None, true, Some(*pos));
+        *pos += n as i64;
+        out_l.extend(l);
+        out_r.extend(r);
+    }
+    (out_l, out_r)
+}
+
+/// The stream the plugin should play: the same chunks generated directly from a fresh state
+/// and resampled in one continuous pass.
+fn reference(p: &MrtLive, rate: u32, chunks: usize) -> (Vec<f32>, Vec<f32>) {
+    let models = registry::models().get_or_load(&key(), || registry::load(&key())).expect("tiny model");
+    let log = p.shared().chunk_log();
+    let sampling = p.mrt_params().sampling();
+    let mut state = models.generator.init_state();
+    let mut rs = StreamResampler::new(models.generator.sample_rate(), rate, 2, 960).unwrap();
+    let mut out = vec![Vec::new(), Vec::new()];
+    for info in log.iter().take(chunks) {
+        let chunk = models.generator.generate_chunk(&mut state, info.style_tokens.as_deref(), &sampling).unwrap();
+        let n = chunk.samples();
+        rs.process(&[&chunk.audio[..n], &chunk.audio[n..]], &mut out).unwrap();
+    }
+    let [l, r]: [Vec<f32>; 2] = out.try_into().unwrap();
+    (l, r)
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+fn plays_seamlessly_then_stops(rate: f32) {
+    let mut p = tiny_plugin();
+    p.start(rate, ProcessMode::Realtime);
+    wait_for("the first chunk", || p.shared().chunks_generated.load(Ordering::Acquire) >= 1, &p);
+    assert_eq!(p.shared().status(), Status::Ready);
+
+    let chunk_len = (2.0 * rate) as usize;
+    let total = chunk_len * 2 + chunk_len / 2;
+    let mut pos = 0;
+    let (l, r) = play(&mut p, rate, total, &mut pos);
+    assert!(l.iter().chain(&r).all(|v| v.is_finite()), "{rate} Hz: non-finite output");
+    assert!(rms(&l) > 1e-4 && rms(&r) > 1e-4, "{rate} Hz: output is silent (rms {} / {})", rms(&l), rms(&r));
+    assert_eq!(p.shared().underruns.load(Ordering::Relaxed), 0, "{rate} Hz: underruns");
+
+    // Sample-exact against the reference stream (after the 10 ms fade-in), across both seams.
+    let (ref_l, ref_r) = reference(&p, rate as u32, 3);
+    assert!(ref_l.len() >= total, "reference too short");
+    let fade = (rate * 0.010).round() as usize;
+    for i in fade + 1..total {
+        assert_eq!(l[i], ref_l[i], "{rate} Hz: left sample {i} (chunk {}, offset {})", i / chunk_len + 1, i % chunk_len);
+        assert_eq!(r[i], ref_r[i], "{rate} Hz: right sample {i}");
+    }
+
+    // Stop: faded out within 10 ms, then silence.
+    let (mut stopped_l, mut stopped_r) = (Vec::new(), Vec::new());
+    for n in [256usize, 999, 4096] {
+        let (mut l, mut r) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        p.render(&mut l, &mut r, None, false, Some(pos));
+        stopped_l.extend(l);
+        stopped_r.extend(r);
+    }
+    assert!(stopped_l[..fade].iter().any(|&v| v != 0.0), "{rate} Hz: the stop fade plays the audio down");
+    assert!(stopped_l[fade..].iter().chain(&stopped_r[fade..]).all(|&v| v == 0.0), "{rate} Hz: not silent after stopping");
+    assert_eq!(p.shared().underruns.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn plays_seamlessly_and_stops_at_44100() {
+    plays_seamlessly_then_stops(44_100.0);
+}
+
+#[test]
+fn plays_seamlessly_and_stops_at_96000() {
+    plays_seamlessly_then_stops(96_000.0);
+}
+
+#[test]
+fn slot_weight_automation_changes_the_next_chunks_style() {
+    let mut p = tiny_plugin();
+    p.start(48_000.0, ProcessMode::Realtime);
+    wait_for("the first chunk", || p.shared().chunks_generated.load(Ordering::Acquire) >= 1, &p);
+    let models = registry::models().get_or_load(&key(), || registry::load(&key())).unwrap();
+    let tokens_of = |text: &str| models.style.tokenize(&models.style.embed_text(text).unwrap()).unwrap();
+    let (a, b) = (tokens_of("warm ambient piano"), tokens_of("fast techno drums"));
+    assert_ne!(a, b, "the two prompts must differ in style tokens for this test to mean anything");
+    let first = p.shared().chunk_log()[0].clone();
+    assert_eq!(first.style_tokens.as_ref(), Some(&a), "chunk 1: slot 1 only");
+
+    // Automate: slot 1 off, slot 2 on. Every chunk generated afterwards carries slot 2's style.
+    let mut pos = 0;
+    wait_quiescent(&p);
+    automate(&p.mrt_params().slot1, 0.0);
+    automate(&p.mrt_params().slot2, 1.0);
+    let before = p.shared().chunks_generated.load(Ordering::Acquire);
+    play(&mut p, 48_000.0, 96_000 + 10, &mut pos);
+    wait_quiescent(&p);
+    let log = p.shared().chunk_log();
+    assert!(log.len() as u64 > before, "no chunk generated after the automation");
+    for info in &log[before as usize..] {
+        assert_eq!(info.style_tokens.as_ref(), Some(&b), "chunk {} after the automation: slot 2 only", info.seq);
+    }
+
+    // Both slots at zero: no style at all.
+    automate(&p.mrt_params().slot2, 0.0);
+    let before = p.shared().chunks_generated.load(Ordering::Acquire);
+    play(&mut p, 48_000.0, 96_000, &mut pos);
+    wait_quiescent(&p);
+    let log = p.shared().chunk_log();
+    assert!(log.len() as u64 > before, "no chunk generated after the second automation");
+    for info in &log[before as usize..] {
+        assert_eq!(info.style_tokens, None, "chunk {}: all weights zero means no style", info.seq);
+    }
+}
+
+#[test]
+fn saved_state_round_trips_and_the_context_continues() {
+    let mut a = tiny_plugin();
+    automate(&a.mrt_params().seed, 0.25);
+    a.start(48_000.0, ProcessMode::Realtime);
+    let mut pos = 0;
+    play(&mut a, 48_000.0, 96_000 + 100, &mut pos);
+    wait_for("two chunks", || a.shared().chunks_generated.load(Ordering::Acquire) >= 2, &a);
+    // Stop generation at a known point: a stopped transport with the queue full.
+    std::thread::sleep(Duration::from_millis(50));
+    let fields = a.mrt_params().serialize_fields();
+    let json = fields.get("mrt-live-state").expect("the persisted field is named mrt-live-state");
+    assert!(json.contains("\"version\":1"), "the state carries its version: {json:.200}");
+    // The worker may still be writing newer contexts; what was serialised is the reference.
+    let saved_a: mrt_live::params::SavedState = serde_json::from_str(json).unwrap();
+    let ctx_a = saved_a.context.clone().expect("a context after generating");
+    assert!(ctx_a.chunk_index >= 2);
+    let params_a: Vec<(String, f32)> = a
+        .params()
+        .param_map()
+        .into_iter()
+        .map(|(id, ptr, _)| (id, unsafe { ptr.unmodulated_normalized_value() }))
+        .collect();
+
+    // A fresh instance gets the fields and parameter values the way a host restores a project.
+    let mut b = MrtLive::default();
+    b.mrt_params().deserialize_fields(&fields);
+    let b_params = b.params();
+    for ((id, ptr, _), (id_a, v)) in b_params.param_map().into_iter().zip(&params_a) {
+        assert_eq!(&id, id_a);
+        unsafe { ptr._internal_set_normalized_value(*v) };
+    }
+    assert_eq!(b.mrt_params().saved.get(), saved_a, "persisted state differs after the round trip");
+    assert_eq!(b.mrt_params().seed.value(), a.mrt_params().seed.value());
+    drop(a);
+
+    // The restored context continues: B's first chunk is the one that follows A's context.
+    b.start(48_000.0, ProcessMode::Realtime);
+    wait_for("B's first chunk", || b.shared().chunks_generated.load(Ordering::Acquire) >= 1, &b);
+    let models = registry::models().get_or_load(&key(), || registry::load(&key())).unwrap();
+    let mut expected = ctx_a.clone();
+    let style = b.shared().chunk_log()[0].style_tokens.clone();
+    models.generator.generate_chunk(&mut expected, style.as_deref(), &b.mrt_params().sampling()).unwrap();
+    let log = b.shared().chunk_log();
+    assert_eq!(log.len(), 1, "only one chunk ahead while stopped");
+    let ctx_b = b.mrt_params().saved.get().context.expect("B's context");
+    assert_eq!(ctx_b, expected, "B did not continue from the restored context");
+}
+
+#[test]
+fn missing_model_is_reported_and_silent() {
+    let mut p = MrtLive::default();
+    let empty = std::env::temp_dir().join(format!("mrt-live-no-model-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    p.mrt_params().saved.update(|s| {
+        s.settings.model_dir = Some(empty.clone());
+        s.settings.size = "base".into();
+        s.settings.device = Some("flex".into());
+    });
+    p.start(48_000.0, ProcessMode::Realtime);
+    let start = Instant::now();
+    while p.shared().status() != Status::NotInstalled {
+        assert!(start.elapsed() < Duration::from_secs(60), "status stayed {}", p.shared().status().label());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let msg = p.shared().message();
+    assert!(msg.contains("magenta-realtime"), "the message names the missing files: {msg}");
+    let (mut l, mut r) = (vec![1.0f32; 4096], vec![1.0f32; 4096]);
+    p.render(&mut l, &mut r, None, true, Some(0));
+    assert!(l.iter().chain(&r).all(|&v| v == 0.0));
+}
+
+#[test]
+fn offline_render_is_complete_and_deterministic() {
+    let render_offline = || {
+        let mut p = tiny_plugin();
+        automate(&p.mrt_params().seed, 0.5);
+        p.start(44_100.0, ProcessMode::Offline);
+        let mut out = Vec::new();
+        let mut pos = 0i64;
+        for n in [4096usize, 13, 8192, 1024].iter().cycle().take(30) {
+            let (mut l, mut r) = (vec![f32::NAN; *n], vec![f32::NAN; *n]);
+            p.render(&mut l, &mut r, None, true, Some(pos));
+            pos += *n as i64;
+            out.extend(l);
+        }
+        assert_eq!(p.shared().underruns.load(Ordering::Relaxed), 0);
+        out
+    };
+    let a = render_offline();
+    assert!(a.len() > 88_200 * 1, "render spans more than one chunk");
+    assert!(a.iter().all(|v| v.is_finite()));
+    // Complete: no silent gap anywhere after the fade-in (10 ms windows all carry signal).
+    for (w, win) in a[441..].chunks(441).enumerate() {
+        assert!(rms(win) > 0.0, "silent 10 ms window {w} in an offline render");
+    }
+    let b = render_offline();
+    assert_eq!(a, b, "two offline renders with the same seed differ");
+}
