@@ -175,13 +175,14 @@ enum DevWhat {
 #[derive(clap::Args, Clone)]
 struct ModelArgs {
     /// base, large, or a size named in the model dir's mrt-live.json (the tiny model's is "tiny").
-    #[arg(long, default_value = "base")]
+    #[arg(long, env = "MRT_MODEL_SIZE", default_value = "base")]
     size: String,
     /// A folder with magenta-realtime/ and magenta-realtime-2/ (default: $MRT_MODEL_DIR, then the
     /// Hugging Face cache).
     #[arg(long)]
     model_dir: Option<PathBuf>,
-    #[arg(long)]
+    /// flex (CPU), wgpu or cuda (default: the best one compiled in).
+    #[arg(long, env = "MRT_DEVICE")]
     device: Option<DeviceChoice>,
 }
 
@@ -252,12 +253,9 @@ fn ensure_model(model: &ModelArgs) -> Result<mrt::assets::ModelPaths> {
 }
 
 /// Points `paths` at the converted LM (converting once if needed).
-fn convert_lm(mut paths: mrt::assets::ModelPaths) -> Result<mrt::assets::ModelPaths> {
+fn convert_lm(paths: mrt::assets::ModelPaths) -> Result<mrt::assets::ModelPaths> {
     let settings = mrt::assets::Settings::from_env();
-    let converted = mrt::assets::convert_with(&paths, &settings.cache_dir, &Bars::new())?;
-    paths.lm_checkpoint.path = converted.lm_weights;
-    paths.lm_format = mrt::assets::LmFormat::Safetensors;
-    Ok(paths)
+    Ok(mrt::assets::with_converted_lm(paths, &settings.cache_dir, &Bars::new())?)
 }
 
 use mrt::style::Prompt;

@@ -13,12 +13,14 @@
 //! - [`worker`]: the generation thread; [`registry`]: one loaded model per process.
 //! - [`sidechain`], [`resample`]: the sidechain style path and streaming resampling.
 //! - [`shared`]: status and counters shared by the threads and the editor.
+//! - [`editor`]: the egui editor (slots, sidechain, sampling, model, status, download).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
+pub mod editor;
 pub mod params;
 pub mod player;
 pub mod registry;
@@ -46,6 +48,7 @@ const PORT_NAMES: PortNames = PortNames {
 pub struct MrtLive {
     params: Arc<MrtLiveParams>,
     shared: Arc<Shared>,
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
     worker: Option<WorkerHandle>,
     io: Option<PlayerIo>,
     offline: bool,
@@ -60,6 +63,7 @@ impl Default for MrtLive {
         Self {
             params: Arc::new(MrtLiveParams::default()),
             shared: Arc::new(Shared::default()),
+            editor_state: editor::default_state(),
             worker: None,
             io: None,
             offline: false,
@@ -182,14 +186,20 @@ impl Plugin for MrtLive {
     // Notes are accepted so hosts route MIDI to the instrument; nothing consumes them yet.
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::None;
-    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+    // Parameter events split the block at their sample offset: a weight change lands in the
+    // chunk that starts after it, to the sample (style is read when a chunk is generated).
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::EditorApp>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.shared.clone(), self.editor_state.clone())
     }
 
     fn activate(

@@ -43,8 +43,8 @@ pub const PARAM_IDS: [&str; 16] = [
     "chunks_ahead",
 ];
 
-/// Version of [`SavedState`]'s layout.
-pub const SAVED_STATE_VERSION: u32 = 1;
+/// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
+pub const SAVED_STATE_VERSION: u32 = 2;
 
 /// Model and worker settings, persisted with the project.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,8 +59,10 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// `base` (or `$MRT_MODEL_SIZE`), the default model places, the best backend (or `$MRT_DEVICE`).
     fn default() -> Self {
-        Self { model_dir: None, size: "base".into(), device: None }
+        let env = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        Self { model_dir: None, size: env("MRT_MODEL_SIZE").unwrap_or_else(|| "base".into()), device: env("MRT_DEVICE") }
     }
 }
 
@@ -69,16 +71,46 @@ impl Default for Settings {
 #[serde(default)]
 pub struct SavedState {
     pub version: u32,
-    /// Text prompts of the style slots (empty = unused).
+    /// Prompts of the style slots (empty = unused): text, or the path of an audio file (an
+    /// existing file, or a name with an audio extension; `mrt::style::Prompt::parse`).
     pub prompts: Vec<String>,
     pub settings: Settings,
     /// The generation context, so a reopened project continues where it stopped.
     pub context: Option<mrt::system::StreamState>,
+    /// Style embeddings of the slots' prompts, so a reopened project needs no re-embedding (and
+    /// keeps an audio prompt whose file has moved). Keyed by [`embedding_key`].
+    pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 impl Default for SavedState {
     fn default() -> Self {
-        Self { version: SAVED_STATE_VERSION, prompts: vec![String::new(); SLOTS], settings: Settings::default(), context: None }
+        Self {
+            version: SAVED_STATE_VERSION,
+            prompts: vec![String::new(); SLOTS],
+            settings: Settings::default(),
+            context: None,
+            embeddings: Default::default(),
+        }
+    }
+}
+
+/// The cache key of a prompt's embedding under a style model: the model's identity, then the
+/// text, or the audio file's path, size and modification time (an edited file is embedded again).
+pub fn embedding_key(style_model: &str, prompt: &mrt::style::Prompt) -> String {
+    use mrt::style::Prompt;
+    match prompt {
+        Prompt::Text(t) => format!("{style_model}\ntext\n{t}"),
+        Prompt::AudioFile(path) => {
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .map(|m| {
+                    let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                    format!("{}:{}", m.len(), mtime.map(|d| d.as_nanos()).unwrap_or(0))
+                })
+                .unwrap_or_else(|| "missing".into());
+            format!("{style_model}\naudio\n{}\n{stamp}", path.display())
+        }
+        Prompt::Audio16k(s) => format!("{style_model}\nsamples\n{}", s.len()),
     }
 }
 
@@ -92,8 +124,10 @@ impl SavedState {
                 self.version
             ));
         }
+        // Version 1 had no embeddings: serde's default (none) is the migration.
         self.version = SAVED_STATE_VERSION;
         self.prompts.resize(SLOTS, String::new());
+        self.embeddings.retain(|_, e| e.iter().all(|v| v.is_finite()));
         Ok(self)
     }
 }
@@ -239,5 +273,55 @@ impl MrtLiveParams {
             guidance_weight: self.guidance.value(),
             seed: self.seed.value().max(0) as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_state_migrates_to_the_current_layout() {
+        let v1 = r#"{"version":1,"prompts":["funk","",""],"settings":{"model_dir":null,"size":"large","device":"flex"},"context":null}"#;
+        let s: SavedState = serde_json::from_str(v1).unwrap();
+        let s = s.normalized().unwrap();
+        assert_eq!(s.version, SAVED_STATE_VERSION);
+        assert_eq!(s.prompts.len(), SLOTS);
+        assert_eq!(s.prompts[0], "funk");
+        assert_eq!(s.settings.size, "large");
+        assert!(s.embeddings.is_empty());
+    }
+
+    #[test]
+    fn newer_state_is_refused_with_its_version() {
+        let s = SavedState { version: SAVED_STATE_VERSION + 1, ..Default::default() };
+        let err = s.normalized().unwrap_err();
+        assert!(err.contains(&format!("state version {}", SAVED_STATE_VERSION + 1)), "{err}");
+    }
+
+    #[test]
+    fn non_finite_saved_embeddings_are_dropped() {
+        let mut s = SavedState::default();
+        s.embeddings.insert("a".into(), vec![0.5, 1.0]);
+        s.embeddings.insert("b".into(), vec![f32::NAN, 1.0]);
+        let s = s.normalized().unwrap();
+        assert_eq!(s.embeddings.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn embedding_keys_separate_models_kinds_and_file_versions() {
+        use mrt::style::Prompt;
+        let text = Prompt::Text("funk".into());
+        assert_ne!(embedding_key("m1", &text), embedding_key("m2", &text));
+        let dir = std::env::temp_dir().join(format!("mrt-live-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("funk.wav");
+        std::fs::write(&wav, b"1234").unwrap();
+        let audio = Prompt::AudioFile(wav.clone());
+        let before = embedding_key("m1", &audio);
+        assert_ne!(before, embedding_key("m1", &text));
+        std::fs::write(&wav, b"123456").unwrap();
+        assert_ne!(before, embedding_key("m1", &audio), "an edited file gets a new key");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

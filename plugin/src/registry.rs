@@ -41,6 +41,9 @@ pub struct Models {
     pub device: DeviceChoice,
     /// Where the files came from, for the status line.
     pub description: String,
+    /// Identifies the style model's weights (its SavedModel folder): embeddings cached under
+    /// another identity are not reused.
+    pub style_id: String,
 }
 
 /// A keyed cache of weakly held, shared values, loaded at most once at a time.
@@ -87,18 +90,34 @@ pub enum LoadFailure {
     Error(String),
 }
 
-/// Locates and loads a model (no network).
-pub fn load(key: &ModelKey) -> Result<Models, LoadFailure> {
-    use mrt::assets::{AssetError, ModelPaths};
+/// Locates and loads a model (no network). A t5x LM checkpoint is converted once into the
+/// engine's cache (as `mrt generate` does), reporting through `progress`.
+pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Models, LoadFailure> {
+    use mrt::assets::{AssetError, ModelPaths, Settings};
     let paths = ModelPaths::locate(&key.size, key.model_dir.as_deref()).map_err(|e| match e {
         AssetError::Missing(_) => LoadFailure::NotInstalled(e.to_string()),
         other => LoadFailure::Error(other.to_string()),
     })?;
+    let paths = mrt::assets::with_converted_lm(paths, &Settings::from_env().cache_dir, progress)
+        .map_err(|e| LoadFailure::Error(e.to_string()))?;
     let device = key.device.device().map_err(LoadFailure::Error)?;
     let generator = mrt::system::load::load_generator(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
     let style = mrt::system::load::load_style(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
     let description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
-    Ok(Models { generator, style, device: key.device, description })
+    let style_id = paths.musiccoca.path.display().to_string();
+    note_load(key);
+    Ok(Models { generator, style, device: key.device, description, style_id })
+}
+
+/// Appends one line per model actually loaded to `$MRT_LIVE_LOAD_LOG`, when set: host tests (and
+/// users chasing memory use) can see that instances share one load. Best effort.
+fn note_load(key: &ModelKey) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("MRT_LIVE_LOAD_LOG") else { return };
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let dir = key.model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(default)".into());
+        let _ = writeln!(f, "loaded size={} device={} model_dir={dir} pid={}", key.size, key.device, std::process::id());
+    }
 }
 
 #[cfg(test)]

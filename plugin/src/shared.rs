@@ -87,6 +87,42 @@ pub struct Shared {
     pub sidechain_dropped: AtomicU64,
     /// The newest chunks' details, oldest first.
     pub chunk_log: Mutex<Vec<ChunkInfo>>,
+    /// Bumped to make the worker look for the model again (after a download, or a settings
+    /// change made while it was not installed).
+    pub reload: AtomicU64,
+    /// A model download started from the editor.
+    pub download: Download,
+}
+
+/// Progress of a model download started from the editor (written by the download thread).
+#[derive(Debug, Default)]
+pub struct Download {
+    pub active: AtomicBool,
+    pub done_bytes: AtomicU64,
+    pub total_bytes: AtomicU64,
+    /// The file or phase in progress, then the outcome ("" = none yet).
+    pub line: Mutex<String>,
+    /// The last download failed; `line` says why.
+    pub failed: AtomicBool,
+}
+
+impl Download {
+    /// Fraction done in the current phase (0 when the total is unknown).
+    pub fn fraction(&self) -> f32 {
+        let total = self.total_bytes.load(Ordering::Relaxed);
+        if total == 0 {
+            return 0.0;
+        }
+        (self.done_bytes.load(Ordering::Relaxed) as f64 / total as f64).clamp(0.0, 1.0) as f32
+    }
+
+    pub fn line(&self) -> String {
+        lock(&self.line).clone()
+    }
+
+    pub fn set_line(&self, text: impl Into<String>) {
+        *lock(&self.line) = text.into();
+    }
 }
 
 impl Default for Shared {
@@ -106,6 +142,8 @@ impl Default for Shared {
             sidechain_peak: f32_atomic(0.0),
             sidechain_dropped: AtomicU64::new(0),
             chunk_log: Mutex::new(Vec::new()),
+            reload: AtomicU64::new(0),
+            download: Download::default(),
         }
     }
 }

@@ -30,6 +30,9 @@ use crate::sidechain::{self, SidechainHistory, SidechainTap};
 
 /// How often an idle worker looks at the atomics.
 const POLL: Duration = Duration::from_millis(2);
+/// While the model is not installed, how often the worker looks for it again (a download from
+/// a terminal, a copied folder).
+const NOT_INSTALLED_RETRY: Duration = Duration::from_secs(5);
 /// Preferred resampler block (20 ms at 48 kHz; divides a 96000-sample chunk).
 const RESAMPLE_BLOCK: usize = 960;
 
@@ -138,6 +141,9 @@ struct Worker {
     style_cache: HashMap<String, Vec<f32>>,
     /// Generation failed; no retry until the model, the context or the settings change.
     failed: bool,
+    /// `Shared::reload` last acted on, and when the model was last looked for.
+    reload_seen: u64,
+    last_try: Option<Instant>,
 }
 
 impl Worker {
@@ -160,6 +166,8 @@ impl Worker {
             resampler: None,
             style_cache: HashMap::new(),
             failed: false,
+            reload_seen: 0,
+            last_try: None,
         }
     }
 
@@ -240,7 +248,7 @@ impl Worker {
     /// The model key the settings ask for.
     fn wanted_key(&self) -> Result<ModelKey, String> {
         let settings = self.params.saved.update(|s| s.settings.clone());
-        let device = match settings.device.as_deref() {
+        let device = match settings.device.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             Some(d) => d.parse::<DeviceChoice>()?,
             None => DeviceChoice::best_compiled().ok_or("no backend is compiled into this build")?,
         };
@@ -259,16 +267,25 @@ impl Worker {
                 return;
             }
         };
+        let reload = self.shared.reload.load(Ordering::Acquire);
+        let retry_missing = self.shared.status() == Status::NotInstalled
+            && self.last_try.is_none_or(|t| t.elapsed() >= NOT_INSTALLED_RETRY);
+        if reload != self.reload_seen || retry_missing {
+            self.reload_seen = reload;
+            self.key = None;
+        }
         if self.key.as_ref() == Some(&key) {
             return;
         }
+        self.last_try = Some(Instant::now());
         self.models = None;
         self.key = Some(key.clone());
         self.failed = false;
         self.style_cache.clear();
         self.shared.set_status(Status::Loading, format!("loading {} on {}…", key.size, key.device));
         *crate::shared::lock(&self.shared.device) = key.device.to_string();
-        match registry::models().get_or_load(&key, || registry::load(&key)) {
+        let progress = LoadProgress::new(&self.shared, &key);
+        match registry::models().get_or_load(&key, || registry::load(&key, &progress)) {
             Ok(m) => {
                 self.shared.set_status(Status::Ready, m.description.clone());
                 if let Some(s) = &self.state {
@@ -351,25 +368,42 @@ impl Worker {
     }
 
     /// The style codes for the next chunk from the slots and the sidechain; `None` = no style.
+    /// Prompt embeddings come from memory, then the project's saved embeddings, then the style
+    /// model (and are saved with the project).
     fn style(&mut self, models: &Models) -> Result<(Option<Vec<i32>>, bool), String> {
-        let prompts = self.params.saved.update(|s| s.prompts.clone());
+        let (prompts, mut saved) = self.params.saved.update(|s| (s.prompts.clone(), s.embeddings.clone()));
         let mut parts: Vec<(Vec<f32>, f32)> = Vec::new();
+        let mut used_keys = Vec::new();
         for (i, prompt) in prompts.iter().enumerate().take(crate::params::SLOTS) {
             let w = self.params.slot(i).value();
             let text = prompt.trim();
             if w <= 0.0 || text.is_empty() {
                 continue;
             }
-            let e = match self.style_cache.get(text) {
+            let prompt = mrt::style::Prompt::parse(text);
+            let key = crate::params::embedding_key(&models.style_id, &prompt);
+            let dim = models.style.dim();
+            let e = match self.style_cache.get(&key).or_else(|| saved.get(&key)).filter(|e| e.len() == dim) {
                 Some(e) => e.clone(),
                 None => {
-                    let e = models.style.embed_text(text).map_err(|e| format!("prompt {} ({text:?}): {e}", i + 1))?;
-                    self.style_cache.insert(text.to_string(), e.clone());
+                    let e = prompt.embed(&models.style).map_err(|e| format!("slot {} ({}): {e}", i + 1, prompt.label()))?;
+                    self.style_cache.insert(key.clone(), e.clone());
                     e
                 }
             };
+            saved.insert(key.clone(), e.clone());
+            used_keys.push(key);
             parts.push((e, w));
         }
+        // Keep the saved embeddings of the prompts in use (under any weight) and drop the rest.
+        let in_slots: Vec<String> = prompts
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| crate::params::embedding_key(&models.style_id, &mrt::style::Prompt::parse(p)))
+            .collect();
+        saved.retain(|k, _| in_slots.contains(k) || used_keys.contains(k));
+        self.params.saved.update(|s| s.embeddings = saved);
         let sc_weight = self.params.sidechain_weight.value();
         let mut sidechain_used = false;
         if sc_weight > 0.0 {
@@ -452,6 +486,44 @@ impl Worker {
         if self.shared.status() != Status::Ready {
             let desc = models.description.clone();
             self.shared.set_status(Status::Ready, desc);
+        }
+    }
+}
+
+/// Shows a one-time LM conversion in the status line.
+struct LoadProgress<'a> {
+    shared: &'a Shared,
+    prefix: String,
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    shown_percent: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> LoadProgress<'a> {
+    fn new(shared: &'a Shared, key: &registry::ModelKey) -> Self {
+        Self {
+            shared,
+            prefix: format!("loading {} on {}", key.size, key.device),
+            total: Default::default(),
+            done: Default::default(),
+            shown_percent: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl mrt::assets::Progress for LoadProgress<'_> {
+    fn begin(&self, what: &str, total_bytes: u64) {
+        self.total.store(total_bytes, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+        self.shared.set_status(Status::Loading, format!("{}: {what} (once)…", self.prefix));
+    }
+
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        let percent = (done.min(total) * 100 / total).min(100);
+        if self.shown_percent.swap(percent, Ordering::Relaxed) != percent {
+            self.shared.set_status(Status::Loading, format!("{}: converting the LM (once) {percent}%", self.prefix));
         }
     }
 }

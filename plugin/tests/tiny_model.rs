@@ -21,6 +21,8 @@ fn tiny_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
         let dir = std::env::temp_dir().join(format!("mrt-live-plugin-tiny-{}", std::process::id()));
+        // The LM conversion cache goes beside it, not into the user's cache.
+        std::env::set_var("MRT_CACHE_DIR", dir.join("cache"));
         mrt::tiny_model::write(&dir, &fixtures).expect("writing the tiny model from the golden fixtures");
         dir
     })
@@ -112,7 +114,7 @@ fn play(p: &mut MrtLive, rate: f32, total: usize, pos: &mut i64) -> (Vec<f32>, V
 /// The stream the plugin should play: the same chunks generated directly from a fresh state
 /// and resampled in one continuous pass.
 fn reference(p: &MrtLive, rate: u32, chunks: usize) -> (Vec<f32>, Vec<f32>) {
-    let models = registry::models().get_or_load(&key(), || registry::load(&key())).expect("tiny model");
+    let models = registry::models().get_or_load(&key(), || registry::load(&key(), &())).expect("tiny model");
     let log = p.shared().chunk_log();
     let sampling = p.mrt_params().sampling();
     let mut state = models.generator.init_state();
@@ -182,7 +184,7 @@ fn slot_weight_automation_changes_the_next_chunks_style() {
     let mut p = tiny_plugin();
     p.start(48_000.0, ProcessMode::Realtime);
     wait_for("the first chunk", || p.shared().chunks_generated.load(Ordering::Acquire) >= 1, &p);
-    let models = registry::models().get_or_load(&key(), || registry::load(&key())).unwrap();
+    let models = registry::models().get_or_load(&key(), || registry::load(&key(), &())).unwrap();
     let tokens_of = |text: &str| models.style.tokenize(&models.style.embed_text(text).unwrap()).unwrap();
     let (a, b) = (tokens_of("warm ambient piano"), tokens_of("fast techno drums"));
     assert_ne!(a, b, "the two prompts must differ in style tokens for this test to mean anything");
@@ -254,7 +256,7 @@ fn saved_state_round_trips_and_the_context_continues() {
     // The restored context continues: B's first chunk is the one that follows A's context.
     b.start(48_000.0, ProcessMode::Realtime);
     wait_for("B's first chunk", || b.shared().chunks_generated.load(Ordering::Acquire) >= 1, &b);
-    let models = registry::models().get_or_load(&key(), || registry::load(&key())).unwrap();
+    let models = registry::models().get_or_load(&key(), || registry::load(&key(), &())).unwrap();
     let mut expected = ctx_a.clone();
     let style = b.shared().chunk_log()[0].style_tokens.clone();
     models.generator.generate_chunk(&mut expected, style.as_deref(), &b.mrt_params().sampling()).unwrap();

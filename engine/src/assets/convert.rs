@@ -50,6 +50,14 @@ pub fn convert(paths: &ModelPaths) -> Result<ConvertedPaths, AssetError> {
     convert_with(paths, &Settings::from_env().cache_dir, &())
 }
 
+/// `paths` with the LM pointed at its converted file (converting once if needed), for loading.
+pub fn with_converted_lm(mut paths: ModelPaths, cache_dir: &Path, progress: &dyn Progress) -> Result<ModelPaths, AssetError> {
+    let converted = convert_with(&paths, cache_dir, progress)?;
+    paths.lm_checkpoint.path = converted.lm_weights;
+    paths.lm_format = LmFormat::Safetensors;
+    Ok(paths)
+}
+
 /// Converts `paths`' LM checkpoint into `<cache_dir>/converted/…`, or reuses a valid earlier
 /// conversion. A checkpoint that already is safetensors is returned as it is.
 pub fn convert_with(paths: &ModelPaths, cache_dir: &Path, progress: &dyn Progress) -> Result<ConvertedPaths, AssetError> {

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use crate::lm::{LmConfig, LmError};
 
-pub use convert::{convert, convert_with, ConvertedPaths};
+pub use convert::{convert, convert_with, with_converted_lm, ConvertedPaths};
 pub use hub::{fetch, fetch_with, FetchOptions, FetchTarget};
 pub use locate::{LmFormat, Located, ModelPaths, Source};
 
