@@ -113,7 +113,7 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, chunks: usiz
     }
     let params = SamplingParams { seed: 3, ..SamplingParams::default() };
     // Warm-up: one full chunk (kernel autotuning on GPUs, page faults on CPUs).
-    model.generate_tokens(&ids, &params, 0, None).map_err(|e| e.to_string())?;
+    model.generate_tokens(&ids, &params, 0, None, None).map_err(|e| e.to_string())?;
 
     let (mut enc_s, mut temporal_s, mut depth_s, mut sample_s, mut total_s) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let mut sampler = crate::lm::sampling::Sampler::default();

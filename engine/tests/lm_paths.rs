@@ -76,11 +76,28 @@ fn a_chunk_is_deterministic_per_seed_and_chunk_index() {
     let m = model(&c, 9);
     let ids = encoder_rows(&c);
     let p = SamplingParams { seed: 17, ..SamplingParams::default() };
-    let a = m.generate_tokens(&ids, &p, 2, None).unwrap();
+    let a = m.generate_tokens(&ids, &p, 2, None, None).unwrap();
     assert_eq!(a.len(), c.chunk_frames * c.num_levels);
-    assert_eq!(a, m.generate_tokens(&ids, &p, 2, None).unwrap(), "same seed and chunk index");
-    assert_ne!(a, m.generate_tokens(&ids, &p, 3, None).unwrap(), "the chunk index moves the stream");
+    assert_eq!(a, m.generate_tokens(&ids, &p, 2, None, None).unwrap(), "same seed and chunk index");
+    assert_ne!(a, m.generate_tokens(&ids, &p, 3, None, None).unwrap(), "the chunk index moves the stream");
     assert!(a.iter().all(|&id| id >= 0 && (id as usize) < c.vocab_size));
+}
+
+#[test]
+fn a_raised_cancel_flag_stops_the_chunk() {
+    let c = small_config();
+    let m = model(&c, 9);
+    let ids = encoder_rows(&c);
+    let p = SamplingParams::default();
+    let raised = std::sync::atomic::AtomicBool::new(true);
+    let err = m.generate_tokens(&ids, &p, 0, None, Some(&raised)).unwrap_err();
+    assert!(matches!(err, mrt::lm::LmError::Cancelled), "{err}");
+    let lowered = std::sync::atomic::AtomicBool::new(false);
+    assert_eq!(
+        m.generate_tokens(&ids, &p, 0, None, Some(&lowered)).unwrap(),
+        m.generate_tokens(&ids, &p, 0, None, None).unwrap(),
+        "a lowered flag changes nothing"
+    );
 }
 
 #[test]
@@ -88,8 +105,8 @@ fn top_k_one_and_temperature_zero_are_both_greedy() {
     let c = small_config();
     let m = model(&c, 4);
     let ids = encoder_rows(&c);
-    let k1 = m.generate_tokens(&ids, &SamplingParams { top_k: 1, seed: 1, ..Default::default() }, 0, None).unwrap();
-    let t0 = m.generate_tokens(&ids, &SamplingParams { temperature: 0.0, seed: 99, ..Default::default() }, 7, None).unwrap();
+    let k1 = m.generate_tokens(&ids, &SamplingParams { top_k: 1, seed: 1, ..Default::default() }, 0, None, None).unwrap();
+    let t0 = m.generate_tokens(&ids, &SamplingParams { temperature: 0.0, seed: 99, ..Default::default() }, 7, None, None).unwrap();
     assert_eq!(k1, t0);
 }
 
@@ -106,7 +123,7 @@ fn sampled_ids_stay_in_the_top_k_of_the_guided_logits() {
             order.sort_by(|&a, &b| guided[b].total_cmp(&guided[a]));
             allowed.push(order[..3].to_vec());
         };
-        m.generate_tokens(&ids, &p, 0, Some(&mut record)).unwrap()
+        m.generate_tokens(&ids, &p, 0, Some(&mut record), None).unwrap()
     };
     for (step, id) in tokens.iter().enumerate() {
         assert!(allowed[step].contains(&(*id as usize)), "step {step}: {id} not in {:?}", allowed[step]);
@@ -119,12 +136,12 @@ fn guidance_weight_zero_equals_the_conditional_row_alone() {
     let m = model(&c, 8);
     let ids = encoder_rows(&c);
     let p = SamplingParams { guidance_weight: 0.0, top_k: 1, ..Default::default() };
-    let unguided = m.generate_tokens(&ids, &p, 0, None).unwrap();
+    let unguided = m.generate_tokens(&ids, &p, 0, None, None).unwrap();
     // With w = 0 the uncond row must not matter: replace it and expect the same tokens.
     let mut other = ids.clone();
     let s = c.encoder_len();
     other[s..].iter_mut().for_each(|v| *v = 1);
-    assert_eq!(unguided, m.generate_tokens(&other, &p, 0, None).unwrap());
+    assert_eq!(unguided, m.generate_tokens(&other, &p, 0, None, None).unwrap());
     let bad = SamplingParams { temperature: f32::NAN, ..Default::default() };
-    assert!(m.generate_tokens(&ids, &bad, 0, None).is_err(), "NaN temperature is rejected");
+    assert!(m.generate_tokens(&ids, &bad, 0, None, None).is_err(), "NaN temperature is rejected");
 }

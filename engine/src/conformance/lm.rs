@@ -176,7 +176,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
             order.truncate(k);
             id_agree += ids.iter().filter(|&&i| order.contains(&(i as usize))).count();
         };
-        model.generate_tokens(&want_ids.data, &params, 0, Some(&mut observe))?
+        model.generate_tokens(&want_ids.data, &params, 0, Some(&mut observe), None)?
     };
     let chunk_s = started.elapsed().as_secs_f64();
     let (diff, ok) = compare(&first_frame, &first.data, ATOL_GUIDED, 0.0);

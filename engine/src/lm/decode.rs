@@ -9,6 +9,8 @@
 //!   trained weights MASK is never a likely output; the fixtures reject inputs that hit it.
 //! - With guidance weight 0 only the conditional row is run (the guided logits are identical).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::model::Depthformer;
@@ -20,13 +22,15 @@ pub type StepObserver<'a> = &'a mut dyn FnMut(usize, &[f32]);
 
 impl Depthformer {
     /// Samples one chunk (`chunk_frames × num_levels` ids, frame-major) from the encoder rows
-    /// `encoder_ids = [cond | uncond]`, each `encoder_len` long.
+    /// `encoder_ids = [cond | uncond]`, each `encoder_len` long. When `cancel` is raised the
+    /// chunk stops at the next frame with [`LmError::Cancelled`].
     pub fn generate_tokens(
         &self,
         encoder_ids: &[i32],
         params: &SamplingParams,
         chunk_index: u64,
         mut observer: Option<StepObserver<'_>>,
+        cancel: Option<&AtomicBool>,
     ) -> Result<Vec<i32>, LmError> {
         params.validate().map_err(LmError::BadSampling)?;
         let c = &self.config;
@@ -46,6 +50,9 @@ impl Depthformer {
         let mut tokens = vec![0i32; frames * levels];
         let device = self.device().clone();
         for t in 0..frames {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(LmError::Cancelled);
+            }
             let prev = (t > 0).then(|| {
                 let frame = &tokens[(t - 1) * levels..t * levels];
                 let rows: Vec<i32> = (0..b).flat_map(|_| frame.iter().copied()).collect();

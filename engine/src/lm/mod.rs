@@ -47,4 +47,7 @@ pub enum LmError {
     NonFiniteLogits { step: usize, index: usize },
     #[error("backend error: {0}")]
     Backend(String),
+    /// The caller's cancel flag was raised (a plugin closing mid-chunk).
+    #[error("generation cancelled")]
+    Cancelled,
 }

@@ -91,14 +91,17 @@ impl Sampler {
         let k = if p.top_k == 0 { logits.len() } else { p.top_k.min(logits.len()) };
         self.order.clear();
         self.order.extend(0..logits.len() as u32);
-        let by_logit_desc = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
         if k < logits.len() {
+            let by_logit_desc = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
             self.order.select_nth_unstable_by(k - 1, by_logit_desc);
             self.order.truncate(k);
+            // The order of the kept ids does not change the distribution; index order makes the
+            // draw independent of how the selection left them (and costs an integer sort of k).
+            self.order.sort_unstable();
         }
-        self.order.sort_unstable_by(by_logit_desc);
         let inv_t = 1.0 / f64::from(p.temperature.max(MIN_TEMPERATURE));
-        let top = f64::from(logits[self.order[0] as usize]);
+        let top = self.order.iter().map(|&i| logits[i as usize]).fold(f32::NEG_INFINITY, f32::max);
+        let top = f64::from(top);
         self.weights.clear();
         let mut total = 0.0;
         for &i in &self.order {

@@ -97,11 +97,23 @@ impl MagentaRt {
 
     /// Generates the next chunk and advances `state`. On error the state is left untouched.
     pub fn generate_chunk(&self, state: &mut StreamState, style: Option<&[i32]>, params: &SamplingParams) -> Result<Chunk, SystemError> {
+        self.generate_chunk_cancellable(state, style, params, None)
+    }
+
+    /// [`generate_chunk`](Self::generate_chunk) that gives up within one frame's steps once
+    /// `cancel` is raised (`LmError::Cancelled`; the state is left untouched).
+    pub fn generate_chunk_cancellable(
+        &self,
+        state: &mut StreamState,
+        style: Option<&[i32]>,
+        params: &SamplingParams,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<Chunk, SystemError> {
         let c = &self.lm.config;
         let (channels, xfade) = (self.channels(), self.ramp.len());
         state.validate(c.context_frames, c.num_levels, channels, xfade)?;
         let ids = encoder_ids(c, &state.context_codes, state.levels, style)?;
-        let tokens = self.lm.generate_tokens(&ids, params, state.chunk_index, None)?;
+        let tokens = self.lm.generate_tokens(&ids, params, state.chunk_index, None, cancel)?;
         let codes: Vec<i32> = tokens.iter().map(|&id| id_to_code(c, id)).collect();
 
         // The previous context frame is decoded again in front of the new ones: its rendition
