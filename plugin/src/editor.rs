@@ -106,7 +106,8 @@ impl EditorApp {
             Status::Error => Color32::from_rgb(240, 90, 90),
         };
         ui.horizontal(|ui| {
-            ui.label(RichText::new("●").color(colour));
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            ui.painter().circle_filled(rect.center(), 5.0, colour);
             ui.label(RichText::new(status.label()).strong().color(colour));
             let device = crate::shared::lock(&self.shared.device).clone();
             if !device.is_empty() {
@@ -188,9 +189,9 @@ impl EditorApp {
             for i in 0..SLOTS {
                 ui.label(format!("{}", i + 1));
                 let edit = egui::TextEdit::singleline(&mut self.prompts[i])
-                    .hint_text("a style (\"warm ambient piano\") or an audio file's path")
-                    .desired_width(400.0);
-                let response = ui.add(edit);
+                    .hint_text("a style (\"warm ambient piano\") or an audio file's path");
+                // Inside a grid a text field takes its column's width: size it explicitly.
+                let response = ui.add_sized([400.0, 20.0], edit);
                 // What the worker will make of the committed text.
                 let committed = self.params.saved.update(|s| s.prompts.get(i).cloned().unwrap_or_default());
                 match mrt::style::Prompt::parse(committed.trim()) {
@@ -261,10 +262,9 @@ impl EditorApp {
     fn model_ui(&mut self, ui: &mut egui::Ui) {
         egui::Grid::new("model").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| {
             ui.label("Model folder");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.model_dir)
-                    .hint_text("default: $MRT_MODEL_DIR, then the Hugging Face cache")
-                    .desired_width(420.0),
+            ui.add_sized(
+                [420.0, 20.0],
+                egui::TextEdit::singleline(&mut self.model_dir).hint_text("default: $MRT_MODEL_DIR, then the Hugging Face cache"),
             );
             ui.end_row();
             ui.label("Size");

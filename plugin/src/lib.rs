@@ -56,6 +56,8 @@ pub struct MrtLive {
     offline_reset_pending: bool,
     was_playing: bool,
     last_pos: Option<i64>,
+    /// Sample rate of the current plumbing (realtime activations at the same rate keep it).
+    active_rate: Option<f32>,
 }
 
 impl Default for MrtLive {
@@ -70,6 +72,7 @@ impl Default for MrtLive {
             offline_reset_pending: false,
             was_playing: false,
             last_pos: None,
+            active_rate: None,
         }
     }
 }
@@ -100,7 +103,17 @@ impl MrtLive {
         }
         // The wrapper also does this on activation; tests drive `start` without a wrapper.
         self.params.gain.smoothed.reset(self.params.gain.value());
-        self.offline = process_mode == ProcessMode::Offline;
+        let offline = process_mode == ProcessMode::Offline;
+        // Hosts that re-activate on every transport start (or around a render) at the same rate
+        // keep what is generated and playing. Offline activations always start fresh, so every
+        // bounce is complete and identical.
+        if !offline && !self.offline && self.io.is_some() && self.active_rate == Some(sample_rate) {
+            self.was_playing = false;
+            self.last_pos = None;
+            return;
+        }
+        self.active_rate = Some(sample_rate);
+        self.offline = offline;
         self.offline_reset_pending = self.offline;
         let (player_io, worker_io) = worker::plumbing(sample_rate, self.offline, &self.shared);
         if let Some(w) = &self.worker {

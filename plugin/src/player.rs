@@ -186,6 +186,10 @@ impl ChunkPlayer {
             self.has_chunk = false;
             return false;
         }
+        // Offline: stop asking for a chunk before announcing this one, or the worker could see
+        // "started N, still waiting" and generate N+1 now, with parameters from before the
+        // boundary.
+        self.shared.waiting.store(false, Ordering::Release);
         self.shared.started_seq.store(buf.seq, Ordering::Release);
         self.has_chunk = true;
         self.pos = 0;

@@ -12,7 +12,7 @@
 //! [`Persisted::restores`](crate::params::Persisted::restores).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,16 +73,21 @@ enum Command {
 pub struct WorkerHandle {
     tx: Sender<Command>,
     thread: Option<JoinHandle<()>>,
+    /// Raised on drop: a chunk in progress stops at its next frame, so closing the plugin (or
+    /// the host's project) never waits for a whole chunk.
+    cancel: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
     pub fn spawn(params: Arc<MrtLiveParams>, shared: Arc<Shared>) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let worker = Worker::new(params, shared.clone(), rx);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker::new(params, shared.clone(), rx);
+        worker.cancel = cancel.clone();
         shared.worker_alive.store(true, Ordering::Release);
         let thread = std::thread::Builder::new().name("mrt-live generator".into()).spawn(move || worker.run());
         match thread {
-            Ok(t) => Ok(Self { tx, thread: Some(t) }),
+            Ok(t) => Ok(Self { tx, thread: Some(t), cancel }),
             Err(e) => {
                 shared.worker_alive.store(false, Ordering::Release);
                 Err(e)
@@ -99,6 +104,7 @@ impl WorkerHandle {
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Release);
         let _ = self.tx.send(Command::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -144,6 +150,7 @@ struct Worker {
     /// `Shared::reload` last acted on, and when the model was last looked for.
     reload_seen: u64,
     last_try: Option<Instant>,
+    cancel: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -168,6 +175,7 @@ impl Worker {
             failed: false,
             reload_seen: 0,
             last_try: None,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -435,13 +443,15 @@ impl Worker {
             let sampling = self.params.sampling();
             let chunk = models
                 .generator
-                .generate_chunk(&mut state, style.as_deref(), &sampling)
+                .generate_chunk_cancellable(&mut state, style.as_deref(), &sampling, Some(&self.cancel))
                 .map_err(|e| format!("generating a chunk: {e}"));
             self.state = Some(state);
             Ok((chunk?, style, sidechain_used))
         });
         let (chunk, style, sidechain_used) = match result {
             Ok(r) => r,
+            // Shutting down: not an error worth showing.
+            Err(_) if self.cancel.load(Ordering::Acquire) => return,
             Err(msg) => {
                 self.failed = true;
                 self.shared.set_status(Status::Error, msg);

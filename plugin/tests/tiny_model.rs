@@ -316,3 +316,21 @@ fn offline_render_is_complete_and_deterministic() {
     let b = render_offline();
     assert_eq!(a, b, "two offline renders with the same seed differ");
 }
+
+#[test]
+fn realtime_reactivation_at_the_same_rate_keeps_the_audio_ahead() {
+    let mut p = tiny_plugin();
+    p.start(48_000.0, ProcessMode::Realtime);
+    wait_for("the first chunk", || p.shared().chunks_generated.load(Ordering::Acquire) >= 1, &p);
+    // A host that deactivates and activates again around a render (DawDreamer does).
+    p.start(48_000.0, ProcessMode::Realtime);
+    let (mut l, mut r) = (vec![0.0; 4800], vec![0.0; 4800]);
+    p.render(&mut l, &mut r, None, true, Some(0));
+    // (New plumbing would start with an empty buffer and play silence while a chunk generates.)
+    assert!(rms(&l[480..]) > 1e-4, "the chunk generated before the re-activation plays at once");
+    // Another rate starts over.
+    p.start(44_100.0, ProcessMode::Realtime);
+    let (mut l, mut r) = (vec![1.0; 441], vec![1.0; 441]);
+    p.render(&mut l, &mut r, None, true, Some(0));
+    assert!(l.iter().all(|&v| v == 0.0), "new plumbing at 44.1 kHz: nothing to play yet");
+}
