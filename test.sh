@@ -1,23 +1,71 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the golden-fixture ladders, the CLI, and the plugin bundle.
+# The whole test suite: unit tests, the golden-fixture ladders, the CLI, the plugin bundle in a
+# CLAP host (tests/), the VST3 in DawDreamer and pedalboard (tests/vst3), and the ladders on the
+# wgpu backend over lavapipe.
+#
+# Needs: Xvfb (or a DISPLAY) for the editor test; python3 with dawdreamer, pedalboard and numpy
+# for the VST3 hosts; Mesa's lavapipe (mesa-vulkan-drivers) for wgpu. .ci/run installs all of it
+# on Debian.
 set -euo pipefail
 cd "$(dirname "$0")"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+work=$(mktemp -d)
+xvfb_pid=
+cleanup() {
+  [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null || true
+  rm -rf "$log" "$work"
+}
+trap cleanup EXIT
 
-cargo test --workspace --locked 2>&1 | tee "$log"
+target="${CARGO_TARGET_DIR:-target}"
+bundled="$target/bundled"
 
-# The bundles are built with the test profile (dependencies at opt-level 3, already compiled by
-# the tests above): a release build of the engine would add ~17 minutes to CI on 2 cores.
-# Release bundles for use: `cargo xtask bundle mrt-live --release` (README).
-cargo xtask bundle mrt-live ${MRT_BUNDLE_ARGS:-}
-bundled="${CARGO_TARGET_DIR:-target}/bundled"
+# 1. The bundles, with the test profile (dependencies at opt-level 3, shared with the test build
+#    below; a release build of the engine would add ~17 minutes on 2 cores) and the allocation
+#    checker on: the debug bundle aborts if process() allocates. Release bundles for use:
+#    `cargo xtask bundle mrt-live --release` (README).
+cargo xtask bundle mrt-live --features assert_process_allocs ${MRT_BUNDLE_ARGS:-}
 for f in "$bundled/MRT Live.clap" "$bundled/MRT Live.vst3"; do
   test -e "$f" || { echo "error: bundle $f was not produced" >&2; exit 1; }
 done
 echo "bundles: $bundled/MRT Live.clap, $bundled/MRT Live.vst3"
 
-# One closing line for the whole run (cargo's own last line is a crate's empty doc-test run).
-grep -E '^test result:' "$log" | awk '
+# 2. A display for the editor test: an Xvfb of our own unless one is given.
+if [ -z "${DISPLAY:-}" ]; then
+  command -v Xvfb >/dev/null || { echo "error: no DISPLAY and no Xvfb (apt-get install xvfb) for the editor test" >&2; exit 1; }
+  for n in $(seq 90 120); do
+    [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] && continue
+    Xvfb ":$n" -screen 0 1280x1024x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+    xvfb_pid=$!
+    export DISPLAY=":$n"
+    break
+  done
+  for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${DISPLAY#:}" ] && break; sleep 0.1; done
+fi
+
+# 3. Every Rust test, the CLAP host harness included (it loads the bundle built above).
+export MRT_CLAP_BUNDLE="$PWD/$bundled/MRT Live.clap"
+cargo test --workspace --locked 2>&1 | tee "$log"
+
+# 4. The VST3 in third-party hosts, on the tiny test model.
+tiny="$work/tiny-model"
+cargo run --quiet --locked --bin mrt -- dev tiny-model "$tiny"
+MRT_VST3_BUNDLE="$PWD/$bundled/MRT Live.vst3" MRT_MODEL_DIR="$tiny" MRT_MODEL_SIZE=tiny MRT_DEVICE=flex \
+  MRT_CACHE_DIR="$work/cache" python3 tests/vst3/test_vst3.py 2>&1 | tee -a "$log"
+
+# 5. The GPU code path on lavapipe (Mesa's Vulkan on the CPU; Debian mesa-vulkan-drivers): the LM
+#    and codec golden ladders on `--device wgpu`.
+lvp=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+test -e "$lvp" || { echo "error: lavapipe ($lvp) is missing: apt-get install mesa-vulkan-drivers" >&2; exit 1; }
+mkdir -p "$work/xdg" && chmod 700 "$work/xdg"
+for ladder in lm/L1 codec/C1; do
+  XDG_RUNTIME_DIR="$work/xdg" VK_ICD_FILENAMES="$lvp" WGPU_BACKEND=vulkan \
+    cargo run --quiet --locked --bin mrt -- conformance "../shared/fixtures/$ladder" --device wgpu 2>&1 \
+    | tee "$work/wgpu.log"
+  tail -n 1 "$work/wgpu.log" | sed "s|^|wgpu conformance $ladder: |" >>"$log"
+done
+
+# One closing line for the whole run.
+grep -E '^(test result:|vst3 hosts:|wgpu conformance)' "$log" | awk '
   { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-  END { printf "tests: %d passed, %d failed\n", p, f }'
+  END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }'
