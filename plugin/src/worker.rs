@@ -474,7 +474,8 @@ impl Worker {
         let n = chunk.samples();
         let left = &chunk.audio[..n];
         let right = if chunk.channels > 1 { &chunk.audio[n..2 * n] } else { left };
-        let mut out = vec![Vec::with_capacity(n * host_rate as usize / from as usize + 4096); 2];
+        let cap = n * host_rate as usize / from as usize + 4096;
+        let mut out = vec![Vec::with_capacity(cap), Vec::with_capacity(cap)];
         if let Some((_, _, r)) = self.resampler.as_mut() {
             if let Err(e) = r.process(&[left, right], &mut out) {
                 self.failed = true;

@@ -307,7 +307,7 @@ fn offline_render_is_complete_and_deterministic() {
         out
     };
     let a = render_offline();
-    assert!(a.len() > 88_200 * 1, "render spans more than one chunk");
+    assert!(a.len() > 88_200, "render spans more than one chunk");
     assert!(a.iter().all(|v| v.is_finite()));
     // Complete: no silent gap anywhere after the fade-in (10 ms windows all carry signal).
     for (w, win) in a[441..].chunks(441).enumerate() {
