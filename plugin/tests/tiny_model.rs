@@ -321,7 +321,19 @@ fn offline_render_is_complete_and_deterministic() {
 fn realtime_reactivation_at_the_same_rate_keeps_the_audio_ahead() {
     let mut p = tiny_plugin();
     p.start(48_000.0, ProcessMode::Realtime);
-    wait_for("the first chunk", || p.shared().chunks_generated.load(Ordering::Acquire) >= 1, &p);
+    // Until the player sees the first chunk published (counting it generated is not enough: the
+    // worker publishes right after), refreshing the report with empty blocks.
+    let start = Instant::now();
+    loop {
+        p.render(&mut [], &mut [], None, true, Some(0));
+        if p.shared().buffer_ahead() >= 1.0 {
+            break;
+        }
+        let s = p.shared();
+        assert!(s.can_deliver(), "worker stopped: {}: {}", s.status().label(), s.message());
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for the first chunk");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // A host that deactivates and activates again around a render (DawDreamer does).
     p.start(48_000.0, ProcessMode::Realtime);
     let (mut l, mut r) = (vec![0.0; 4800], vec![0.0; 4800]);
