@@ -82,8 +82,7 @@ impl WorkerHandle {
     pub fn spawn(params: Arc<MrtLiveParams>, shared: Arc<Shared>) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let cancel = Arc::new(AtomicBool::new(false));
-        let mut worker = Worker::new(params, shared.clone(), rx);
-        worker.cancel = cancel.clone();
+        let worker = Worker::new(params, shared.clone(), rx, cancel.clone());
         shared.worker_alive.store(true, Ordering::Release);
         let thread = std::thread::Builder::new().name("mrt-live generator".into()).spawn(move || worker.run());
         match thread {
@@ -154,7 +153,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(params: Arc<MrtLiveParams>, shared: Arc<Shared>, rx: Receiver<Command>) -> Self {
+    fn new(params: Arc<MrtLiveParams>, shared: Arc<Shared>, rx: Receiver<Command>, cancel: Arc<AtomicBool>) -> Self {
         let epoch = shared.epoch.load(Ordering::Acquire);
         Self {
             params,
@@ -175,7 +174,7 @@ impl Worker {
             failed: false,
             reload_seen: 0,
             last_try: None,
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel,
         }
     }
 
@@ -380,37 +379,33 @@ impl Worker {
     /// model (and are saved with the project).
     fn style(&mut self, models: &Models) -> Result<(Option<Vec<i32>>, bool), String> {
         let (prompts, mut saved) = self.params.saved.update(|s| (s.prompts.clone(), s.embeddings.clone()));
+        let dim = models.style.dim();
         let mut parts: Vec<(Vec<f32>, f32)> = Vec::new();
-        let mut used_keys = Vec::new();
+        // Every filled slot's key (under any weight): the saved embeddings keep these, drop the rest.
+        let mut in_slots = Vec::new();
         for (i, prompt) in prompts.iter().enumerate().take(crate::params::SLOTS) {
-            let w = self.params.slot(i).value();
             let text = prompt.trim();
-            if w <= 0.0 || text.is_empty() {
+            if text.is_empty() {
                 continue;
             }
             let prompt = mrt::style::Prompt::parse(text);
             let key = crate::params::embedding_key(&models.style_id, &prompt);
-            let dim = models.style.dim();
-            let e = match self.style_cache.get(&key).or_else(|| saved.get(&key)).filter(|e| e.len() == dim) {
-                Some(e) => e.clone(),
-                None => {
-                    let e = prompt.embed(&models.style).map_err(|e| format!("slot {} ({}): {e}", i + 1, prompt.label()))?;
-                    self.style_cache.insert(key.clone(), e.clone());
-                    e
-                }
-            };
-            saved.insert(key.clone(), e.clone());
-            used_keys.push(key);
-            parts.push((e, w));
+            let w = self.params.slot(i).value();
+            if w > 0.0 {
+                let e = match self.style_cache.get(&key).or_else(|| saved.get(&key)).filter(|e| e.len() == dim) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = prompt.embed(&models.style).map_err(|e| format!("slot {} ({}): {e}", i + 1, prompt.label()))?;
+                        self.style_cache.insert(key.clone(), e.clone());
+                        e
+                    }
+                };
+                saved.insert(key.clone(), e.clone());
+                parts.push((e, w));
+            }
+            in_slots.push(key);
         }
-        // Keep the saved embeddings of the prompts in use (under any weight) and drop the rest.
-        let in_slots: Vec<String> = prompts
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| crate::params::embedding_key(&models.style_id, &mrt::style::Prompt::parse(p)))
-            .collect();
-        saved.retain(|k, _| in_slots.contains(k) || used_keys.contains(k));
+        saved.retain(|k, _| in_slots.contains(k));
         self.params.saved.update(|s| s.embeddings = saved);
         let sc_weight = self.params.sidechain_weight.value();
         let mut sidechain_used = false;
