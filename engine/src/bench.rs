@@ -7,33 +7,48 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use serde::Serialize;
 
+use crate::lm::kernels::stream_sum;
 use crate::lm::weights::HostWeights;
-use crate::lm::{Depthformer, LmConfig, SamplingParams};
+use crate::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams};
 use crate::DeviceChoice;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LmBenchReport {
     pub size: String,
     pub device: String,
+    /// Threads of the CPU pool (rayon), which burn-flex and the host kernels share.
     pub threads: usize,
+    /// `host kernels (avx512)` or `burn ops`.
+    pub path: String,
+    pub options: LmOptions,
     pub chunks: usize,
+    /// Temporal and depth steps per chunk.
+    pub frames: usize,
+    pub tokens: usize,
     pub load_s: f64,
+    /// Encoder and the cross-attention keys/values of every temporal layer (once per chunk).
     pub encoder_ms: f64,
     pub temporal_step_ms: f64,
+    /// One depth step including the logits, as the decode loop runs it.
     pub depth_step_ms: f64,
+    /// Of which the logits product (host kernels only; burn runs it in the same graph).
+    pub logits_ms_per_step: Option<f64>,
     /// Sampling and the host side of each depth step (CFG combine, top-k, draw).
     pub sampling_ms_per_step: f64,
     pub chunk_s: f64,
     pub real_time_factor: f64,
     pub peak_rss_bytes: Option<u64>,
     pub device_bytes_in_use: Option<u64>,
-    /// Weight bytes streamed per chunk (f32): encoder once, temporal × frames, depth+logits × tokens.
-    pub weight_bytes_per_chunk: u64,
+    /// Kernel launches per chunk: not counted by any backend used here (burn exposes no counter).
+    pub launches_per_chunk: Option<u64>,
+    /// Bytes a chunk must read from memory: weights (encoder once, temporal × frames, depth and
+    /// logits × tokens, at the stored precision) plus the cross-attention K/V every temporal step.
+    pub bytes_per_chunk: u64,
     pub measured_read_bandwidth_gbs: f64,
-    /// `weight_bytes_per_chunk / bandwidth`: the memory floor of one chunk.
+    /// `bytes_per_chunk / bandwidth`: the memory floor of one chunk.
     pub floor_chunk_s: f64,
 }
 
@@ -41,39 +56,46 @@ pub struct LmBenchReport {
 /// excluded: computed once per chunk) once per frame, every depth layer and the logits kernel once
 /// per token.
 pub fn weight_bytes_per_chunk(c: &LmConfig) -> u64 {
+    bytes_per_chunk(c, &LmOptions::default(), 1) - cross_kv_bytes_per_chunk(c, 1)
+}
+
+/// Bytes of the cross-attention keys and values all temporal steps of a chunk read (`batch` rows).
+fn cross_kv_bytes_per_chunk(c: &LmConfig, batch: u64) -> u64 {
+    4 * batch * 2 * (c.encoder_len() * c.inner_dim()) as u64 * (c.temporal_layers * c.chunk_frames) as u64
+}
+
+/// Bytes a chunk must read under `options` with `batch` CFG rows: weights at their precision
+/// (the encoder and the cross-attention K/V maps in f32, once), and the cross-attention K/V
+/// activations every temporal step.
+pub fn bytes_per_chunk(c: &LmConfig, options: &LmOptions, batch: u64) -> u64 {
     let (d, inner) = (c.d_model as u64, c.inner_dim() as u64);
+    let wb = options.precision.bytes() as u64;
     let attn = 4 * d * inner;
     let enc = c.encoder_layers as u64 * (attn + 3 * d * c.mlp_dim as u64);
     let temporal_step = c.temporal_layers as u64 * (attn + 2 * d * inner + 3 * d * c.mlp_dim as u64);
     let cross_kv = c.temporal_layers as u64 * 2 * d * inner;
-    let depth_step = c.depth_layers as u64 * (attn + 3 * d * c.depth_mlp_dim as u64) + d * c.vocab_size as u64;
-    4 * (enc + cross_kv + temporal_step * c.chunk_frames as u64 + depth_step * c.chunk_tokens() as u64)
+    let logit_rows = match options.depth_logits {
+        DepthLogits::All => c.vocab_size,
+        DepthLogits::Level => c.codebook_size,
+    } as u64;
+    let depth_step = c.depth_layers as u64 * (attn + 3 * d * c.depth_mlp_dim as u64) + d * logit_rows;
+    4 * (enc + cross_kv)
+        + wb * (temporal_step * c.chunk_frames as u64 + depth_step * c.chunk_tokens() as u64)
+        + cross_kv_bytes_per_chunk(c, batch)
 }
 
-/// Best-of-3 multi-threaded read bandwidth over a 1 GiB buffer, in GB/s.
+/// Best-of-3 read bandwidth from DRAM in GB/s: `threads` threads each sum their share of a
+/// 2 GiB buffer (larger than any last-level cache here; this machine reports 480 MiB of L3) with
+/// the vectorised [`stream_sum`].
 pub fn measure_read_bandwidth(threads: usize) -> f64 {
-    let n = (1usize << 30) / 4;
+    let n = (2usize << 30) / 4;
     let buf: Vec<f32> = (0..n).map(|i| (i & 1023) as f32).collect();
     let mut best = 0f64;
+    let chunk = n.div_ceil(threads.max(1));
     for _ in 0..3 {
         let started = Instant::now();
-        let chunk = n.div_ceil(threads);
         let total: f32 = std::thread::scope(|s| {
-            let handles: Vec<_> = buf
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        // Eight independent accumulators let the compiler vectorise the sum.
-                        let mut acc = [0f32; 8];
-                        for c in part.chunks_exact(8) {
-                            for i in 0..8 {
-                                acc[i] += c[i];
-                            }
-                        }
-                        acc.iter().sum::<f32>()
-                    })
-                })
-                .collect();
+            let handles: Vec<_> = buf.chunks(chunk).map(|part| s.spawn(move || stream_sum(part))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
         });
         let secs = started.elapsed().as_secs_f64();
@@ -96,12 +118,13 @@ fn sync(device: &Device) {
     let _ = device.sync();
 }
 
-/// Times `chunks` chunks of the real decode loop (CFG batch 2, top-k 40) with random weights.
-pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, chunks: usize) -> Result<LmBenchReport, String> {
+/// Times `chunks` chunks of the real decode loop (CFG batch 2, top-k 40) with random weights,
+/// through the same stepping calls as `Depthformer::generate_tokens`.
+pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmOptions, chunks: usize) -> Result<LmBenchReport, String> {
     let device = choice.device()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = rayon::current_num_threads();
     let started = Instant::now();
-    let model = Depthformer::from_weights(config.clone(), HostWeights::random(&config, 1), &device).map_err(|e| e.to_string())?;
+    let model = Depthformer::from_weights_with(config.clone(), HostWeights::random(&config, 1), &device, options).map_err(|e| e.to_string())?;
     sync(&device);
     let load_s = started.elapsed().as_secs_f64();
 
@@ -115,63 +138,75 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, chunks: usiz
     // Warm-up: one full chunk (kernel autotuning on GPUs, page faults on CPUs).
     model.generate_tokens(&ids, &params, 0, None, None).map_err(|e| e.to_string())?;
 
-    let (mut enc_s, mut temporal_s, mut depth_s, mut sample_s, mut total_s) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let err = |e: crate::lm::LmError| e.to_string();
+    let (mut enc_s, mut temporal_s, mut depth_s, mut logits_s, mut sample_s, mut total_s) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let mut sampler = crate::lm::sampling::Sampler::default();
-    let vocab = c.vocab_size;
-    let mut guided = vec![0f32; vocab];
+    let mut guided = vec![0f32; c.vocab_size];
+    let mut logits = Vec::new();
+    let levels = c.num_levels;
     for chunk in 0..chunks {
         let chunk_start = Instant::now();
         let t0 = Instant::now();
-        let encoded = model.encode(model.ids_tensor(&ids, 2, s));
-        let mut cache = model.start_chunk(encoded);
+        let mut state = model.begin_chunk(model.encode(model.ids_tensor(&ids, 2, s))).map_err(err)?;
         sync(&device);
         enc_s += t0.elapsed().as_secs_f64();
         let mut rng = params.rng_for_chunk(chunk as u64);
         let mut tokens = vec![0i32; c.chunk_tokens()];
         for t in 0..c.chunk_frames {
             let t0 = Instant::now();
-            let prev = (t > 0).then(|| {
-                let frame = &tokens[(t - 1) * c.num_levels..t * c.num_levels];
-                model.ids_tensor(&[frame, frame].concat(), 2, c.num_levels)
-            });
-            let x = model.temporal_input(&cache, prev);
-            let mut input = model.temporal_step(&mut cache, x);
+            let prev: Option<Vec<i32>> = (t > 0).then(|| tokens[(t - 1) * levels..t * levels].repeat(2));
+            model.step_frame(&mut state, prev.as_deref()).map_err(err)?;
             sync(&device);
             temporal_s += t0.elapsed().as_secs_f64();
-            for q in 0..c.num_levels {
+            for q in 0..levels {
+                let step = t * levels + q;
                 let t0 = Instant::now();
-                let host = model.depth_step(&mut cache, input).into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+                let prev = (q > 0).then(|| [tokens[step - 1]]);
+                model.step_level(&mut state, q, prev.as_ref().map(|p| p.as_slice()), &mut logits).map_err(err)?;
                 let t1 = Instant::now();
                 depth_s += (t1 - t0).as_secs_f64();
-                crate::lm::sampling::cfg_combine(&host[..vocab], &host[vocab..], params.guidance_weight, &mut guided);
-                let id = sampler.sample(&guided, &params, &mut rng).map_err(|i| format!("non-finite logit {i}"))?;
-                tokens[t * c.num_levels + q] = id as i32;
-                let next: Tensor<1, Int> = Tensor::from_data(TensorData::new(vec![id as i32; 2], [2]), &device);
-                input = model.depth_input(next);
+                let rows = model.logit_rows(q);
+                let n = rows.len();
+                crate::lm::sampling::cfg_combine(&logits[..n], &logits[n..2 * n], params.guidance_weight, &mut guided[..n]);
+                let id = sampler.sample(&guided[..n], &params, &mut rng).map_err(|i| format!("non-finite logit {i}"))?;
+                tokens[step] = (rows.start + id) as i32;
                 sample_s += t1.elapsed().as_secs_f64();
             }
+        }
+        if let crate::lm::ChunkState::Cpu(chunk) = &state {
+            logits_s += chunk.logits_time.as_secs_f64();
         }
         total_s += chunk_start.elapsed().as_secs_f64();
     }
     let n = chunks.max(1) as f64;
     let chunk_s = total_s / n;
+    // Before the bandwidth probe, whose 2 GiB buffer would otherwise be the peak.
+    let peak_rss = peak_rss_bytes();
     let bandwidth = measure_read_bandwidth(threads);
-    let bytes = weight_bytes_per_chunk(c);
+    let bytes = bytes_per_chunk(c, &options, 2);
+    let tokens = c.chunk_tokens() as f64;
+    let path = if model.uses_cpu_kernels() { format!("host kernels ({})", crate::lm::kernels::simd_level()) } else { "burn ops".to_owned() };
     Ok(LmBenchReport {
         size: size.to_owned(),
         device: choice.to_string(),
         threads,
+        path,
+        options: model.options(),
         chunks,
+        frames: c.chunk_frames,
+        tokens: c.chunk_tokens(),
         load_s,
         encoder_ms: enc_s / n * 1e3,
         temporal_step_ms: temporal_s / n / c.chunk_frames as f64 * 1e3,
-        depth_step_ms: depth_s / n / c.chunk_tokens() as f64 * 1e3,
-        sampling_ms_per_step: sample_s / n / c.chunk_tokens() as f64 * 1e3,
+        depth_step_ms: depth_s / n / tokens * 1e3,
+        logits_ms_per_step: model.uses_cpu_kernels().then(|| logits_s / n / tokens * 1e3),
+        sampling_ms_per_step: sample_s / n / tokens * 1e3,
         chunk_s,
         real_time_factor: (c.chunk_frames as f64 / 25.0) / chunk_s,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: peak_rss,
         device_bytes_in_use: device.memory_pool_usage().map(|u| u.bytes_reserved),
-        weight_bytes_per_chunk: bytes,
+        launches_per_chunk: None,
+        bytes_per_chunk: bytes,
         measured_read_bandwidth_gbs: bandwidth,
         floor_chunk_s: bytes as f64 / (bandwidth * 1e9),
     })
@@ -180,12 +215,20 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, chunks: usiz
 impl std::fmt::Display for LmBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gb = |b: u64| b as f64 / 1e9;
-        writeln!(f, "mrt bench lm — size {}, device {}, {} threads, {} chunk(s)", self.size, self.device, self.threads, self.chunks)?;
+        let o = &self.options;
+        writeln!(
+            f,
+            "mrt bench lm — size {}, device {}, {}, {} threads, weights {}, depth logits {}, {} chunk(s)",
+            self.size, self.device, self.path, self.threads, o.precision, o.depth_logits, self.chunks
+        )?;
         writeln!(f, "  load (random weights)   {:>9.2} s", self.load_s)?;
-        writeln!(f, "  encoder                 {:>9.1} ms / chunk", self.encoder_ms)?;
-        writeln!(f, "  temporal step           {:>9.2} ms  (× 50)", self.temporal_step_ms)?;
-        writeln!(f, "  depth step + logits     {:>9.3} ms  (× 800)", self.depth_step_ms)?;
-        writeln!(f, "  sampling (host)         {:>9.3} ms  (× 800)", self.sampling_ms_per_step)?;
+        writeln!(f, "  encoder + cross K/V     {:>9.1} ms / chunk", self.encoder_ms)?;
+        writeln!(f, "  temporal step           {:>9.2} ms  (× {})", self.temporal_step_ms, self.frames)?;
+        match self.logits_ms_per_step {
+            Some(l) => writeln!(f, "  depth step + logits     {:>9.3} ms  (× {}; logits {l:.3} ms)", self.depth_step_ms, self.tokens)?,
+            None => writeln!(f, "  depth step + logits     {:>9.3} ms  (× {})", self.depth_step_ms, self.tokens)?,
+        }
+        writeln!(f, "  sampling (host)         {:>9.3} ms  (× {})", self.sampling_ms_per_step, self.tokens)?;
         writeln!(f, "  chunk                   {:>9.2} s   real-time factor {:.2}×", self.chunk_s, self.real_time_factor)?;
         if let Some(b) = self.peak_rss_bytes {
             writeln!(f, "  peak RSS                {:>9.2} GB", gb(b))?;
@@ -193,9 +236,74 @@ impl std::fmt::Display for LmBenchReport {
         if let Some(b) = self.device_bytes_in_use {
             writeln!(f, "  device memory reserved  {:>9.2} GB", gb(b))?;
         }
-        writeln!(f, "  weights read / chunk    {:>9.1} GB (f32)", gb(self.weight_bytes_per_chunk))?;
+        writeln!(f, "  launches / chunk        {:>9}", self.launches_per_chunk.map_or("not counted".to_owned(), |n| n.to_string()))?;
+        writeln!(f, "  bytes read / chunk      {:>9.1} GB (weights + cross K/V)", gb(self.bytes_per_chunk))?;
         writeln!(f, "  measured read bandwidth {:>9.1} GB/s", self.measured_read_bandwidth_gbs)?;
         write!(f, "  memory floor / chunk    {:>9.2} s   (measured is {:.2}× the floor)", self.floor_chunk_s, self.chunk_s / self.floor_chunk_s)
+    }
+}
+
+/// `mrt bench all`: one streaming chunk split into its parts.
+#[derive(Clone, Debug, Serialize)]
+pub struct AllBenchReport {
+    pub lm: LmBenchReport,
+    pub codec: crate::codec::bench::CodecBenchReport,
+    /// LM chunk + codec decode of its 51 frames: what `generate_chunk` costs.
+    pub chunk_s: f64,
+    pub real_time_factor: f64,
+}
+
+/// Runs the LM and codec benchmarks on one device and combines them.
+pub fn bench_all(size: &str, config: LmConfig, choice: DeviceChoice, options: LmOptions, chunks: usize) -> Result<AllBenchReport, String> {
+    let lm = bench_lm(size, config.clone(), choice, options, chunks)?;
+    let codec = crate::codec::bench::bench_codec(choice, chunks.max(2))?;
+    let chunk_s = lm.chunk_s + codec.decode_chunk_ms / 1e3;
+    Ok(AllBenchReport { real_time_factor: (config.chunk_frames as f64 / 25.0) / chunk_s, lm, codec, chunk_s })
+}
+
+impl std::fmt::Display for AllBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, c) = (&self.lm, &self.codec);
+        let (frames, tokens) = (l.frames as f64, l.tokens as f64);
+        let o = &l.options;
+        writeln!(
+            f,
+            "mrt bench all — size {}, device {}, {}, {} threads, weights {}, depth logits {}, mean of {} chunk(s)",
+            l.size, l.device, l.path, l.threads, o.precision, o.depth_logits, l.chunks
+        )?;
+        writeln!(f, "  {:<28} {:>10} {:>8}", "part", "s / chunk", "share")?;
+        let logits = l.logits_ms_per_step.unwrap_or(0.0);
+        let rows: [(&str, f64); 6] = [
+            ("encoder + cross K/V", l.encoder_ms / 1e3),
+            ("temporal steps", l.temporal_step_ms * frames / 1e3),
+            ("depth steps (w/o logits)", (l.depth_step_ms - logits) * tokens / 1e3),
+            ("logits", logits * tokens / 1e3),
+            ("sampling", l.sampling_ms_per_step * tokens / 1e3),
+            ("codec decode (51 frames)", c.decode_chunk_ms / 1e3),
+        ];
+        for (name, secs) in rows {
+            if name.starts_with("logits") && l.logits_ms_per_step.is_none() {
+                writeln!(f, "  {name:<28} {:>10} {:>8}", "in depth", "")?;
+                continue;
+            }
+            writeln!(f, "  {name:<28} {secs:>10.3} {:>7.1}%", 100.0 * secs / self.chunk_s)?;
+        }
+        writeln!(f, "  {:<28} {:>10.3}   real-time factor {:.2}×", "chunk", self.chunk_s, self.real_time_factor)?;
+        if let Some(b) = l.peak_rss_bytes {
+            writeln!(f, "  peak RSS {:.2} GB", b as f64 / 1e9)?;
+        }
+        if let Some(b) = l.device_bytes_in_use {
+            writeln!(f, "  device memory reserved {:.2} GB", b as f64 / 1e9)?;
+        }
+        writeln!(f, "  launches / chunk: {}", l.launches_per_chunk.map_or("not counted".to_owned(), |n| n.to_string()))?;
+        write!(
+            f,
+            "  LM memory floor {:.2} s ({:.1} GB at {:.1} GB/s): LM measured {:.2}× the floor",
+            l.floor_chunk_s,
+            l.bytes_per_chunk as f64 / 1e9,
+            l.measured_read_bandwidth_gbs,
+            l.chunk_s / l.floor_chunk_s
+        )
     }
 }
 
@@ -207,5 +315,19 @@ mod tests {
     fn base_chunk_reads_about_165_gb_of_f32_weights() {
         let gb = weight_bytes_per_chunk(&LmConfig::base()) as f64 / 1e9;
         assert!((150.0..220.0).contains(&gb), "{gb} GB");
+    }
+
+    #[test]
+    fn bf16_and_level_logits_cut_the_bytes_a_chunk_reads() {
+        let c = LmConfig::base();
+        let f32_all = bytes_per_chunk(&c, &LmOptions::default(), 2);
+        let bf16 = bytes_per_chunk(&c, &LmOptions { precision: crate::lm::WeightPrecision::Bf16, ..LmOptions::default() }, 2);
+        let level = bytes_per_chunk(&c, &LmOptions { depth_logits: DepthLogits::Level, ..LmOptions::default() }, 2);
+        // The decoder weights are ~95 % of the bytes: bf16 nearly halves them.
+        assert!(bf16 as f64 / f32_all as f64 > 0.5 && (bf16 as f64 / f32_all as f64) < 0.56, "{bf16} vs {f32_all}");
+        // The [d, vocab] logits kernel is ~45 % of a base depth step.
+        let saved = (f32_all - level) as f64;
+        let want = 4.0 * 768.0 * (29824.0 - 1024.0) * 800.0;
+        assert!((saved - want).abs() < 1.0, "{saved} vs {want}");
     }
 }

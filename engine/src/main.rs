@@ -132,6 +132,8 @@ enum Command {
         resume: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        lm: LmFlags,
     },
     /// Download what a model size needs (into the Hugging Face cache, or --model-dir), with
     /// resume and checksums, then convert the LM into the fast cache.
@@ -184,6 +186,37 @@ struct ModelArgs {
     /// flex (CPU), wgpu or cuda (default: the best one compiled in).
     #[arg(long, env = "MRT_DEVICE")]
     device: Option<DeviceChoice>,
+}
+
+/// How the LM runs (speed options; the defaults are the exact path).
+#[derive(clap::Args, Clone)]
+struct LmFlags {
+    /// Decoder weights on the CPU path: f32 (exact) or bf16 (half the bytes per step).
+    #[arg(long = "lm-weights", env = "MRT_LM_WEIGHTS", default_value = "f32")]
+    precision: mrt::lm::WeightPrecision,
+    /// Depth-step logits over the whole vocabulary (exact) or only the current level's ids.
+    #[arg(long = "depth-logits", env = "MRT_DEPTH_LOGITS", default_value = "all")]
+    depth_logits: mrt::lm::DepthLogits,
+    /// Decode steps with the host kernels (host) or burn ops (burn) on the flex device.
+    #[arg(long, env = "MRT_LM_KERNELS", default_value = "host", value_parser = ["host", "burn"])]
+    kernels: String,
+}
+
+impl LmFlags {
+    fn options(&self) -> mrt::lm::LmOptions {
+        mrt::lm::LmOptions { precision: self.precision, depth_logits: self.depth_logits, cpu_kernels: self.kernels == "host" }
+    }
+}
+
+/// Sizes the CPU thread pool (burn-flex and the host kernels share rayon's global pool).
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("sizing the thread pool")?;
+    }
+    Ok(())
 }
 
 impl ModelArgs {
@@ -286,9 +319,43 @@ enum BenchWhat {
         device: Option<DeviceChoice>,
         #[arg(long, default_value_t = 1)]
         chunks: usize,
+        /// CPU threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        lm: LmFlags,
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// How far the LM speed options move an LM fixture's greedy chunk from the reference tokens
+    /// (conformance always runs the exact path).
+    Agreement {
+        /// LM fixture sets (`shared/fixtures/lm/*`).
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        #[command(flatten)]
+        lm: LmFlags,
+    },
+    /// One streaming chunk end to end: the LM (encoder, temporal, depth, logits, sampling) and
+    /// the codec decode of its 51 frames, as a table and JSON.
+    All {
+        #[arg(long, value_enum, default_value_t = Size::Base)]
+        size: Size,
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        #[arg(long, default_value_t = 1)]
+        chunks: usize,
+        /// CPU threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        lm: LmFlags,
+        /// Where the JSON goes.
+        #[arg(long, default_value = "mrt-bench.json")]
+        json: PathBuf,
     },
     /// The SpectroStream codec at its released size: decode a 51-frame × 16-level chunk, encode 2 s.
     Codec {
@@ -331,12 +398,33 @@ fn run() -> Result<ExitCode> {
             println!("{report}");
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { what: BenchWhat::Lm { size, device, chunks, json } } => {
+        Command::Bench { what: BenchWhat::Agreement { fixtures, device, lm } } => {
+            let dev = pick_device(device)?.device().map_err(anyhow::Error::msg)?;
+            for dir in &fixtures {
+                let a = mrt::conformance::lm::agreement(dir, &dev, lm.options()).with_context(|| format!("fixture {}", dir.display()))?;
+                println!("{a}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::All { size, device, chunks, threads, lm, json } } => {
             if chunks == 0 {
                 bail!("--chunks must be at least 1");
             }
+            set_threads(threads)?;
             let choice = pick_device(device)?;
-            let report = mrt::bench::bench_lm(size.name(), size.config(), choice, chunks).map_err(anyhow::Error::msg)?;
+            let report = mrt::bench::bench_all(size.name(), size.config(), choice, lm.options(), chunks).map_err(anyhow::Error::msg)?;
+            println!("{report}");
+            std::fs::write(&json, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", json.display()))?;
+            println!("JSON: {}", json.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Lm { size, device, chunks, threads, lm, json } } => {
+            if chunks == 0 {
+                bail!("--chunks must be at least 1");
+            }
+            set_threads(threads)?;
+            let choice = pick_device(device)?;
+            let report = mrt::bench::bench_lm(size.name(), size.config(), choice, lm.options(), chunks).map_err(anyhow::Error::msg)?;
             println!("{report}");
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -423,7 +511,7 @@ fn run() -> Result<ExitCode> {
             println!("{report}");
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Generate { prompts, weights, seconds, seed, temperature, top_k, guidance, output, save_state, resume, model } => {
+        Command::Generate { prompts, weights, seconds, seed, temperature, top_k, guidance, output, save_state, resume, model, lm } => {
             mrt::system::offline::frames_for(seconds, 48_000)?;
             if !(temperature.is_finite() && temperature >= 0.0) {
                 bail!("--temperature {temperature}: expected a finite value ≥ 0");
@@ -436,7 +524,7 @@ fn run() -> Result<ExitCode> {
             let paths = ensure_model(&model)?;
             let (choice, dev) = model.device()?;
             eprintln!("model {} ({}), device {choice}", paths.size, paths.lm_checkpoint.source);
-            let system = mrt::system::load::load_generator(&paths, &dev)?;
+            let system = mrt::system::load::load_generator_with(&paths, &dev, lm.options())?;
             let style_codes = if prompts.is_empty() {
                 None
             } else {

@@ -4,7 +4,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use mrt::conformance::compare;
 use mrt::lm::weights::HostWeights;
-use mrt::lm::{Depthformer, LmConfig, SamplingParams};
+use mrt::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams, WeightPrecision};
 
 fn small_config() -> LmConfig {
     LmConfig {
@@ -144,4 +144,114 @@ fn guidance_weight_zero_equals_the_conditional_row_alone() {
     assert_eq!(unguided, m.generate_tokens(&other, &p, 0, None, None).unwrap());
     let bad = SamplingParams { temperature: f32::NAN, ..Default::default() };
     assert!(m.generate_tokens(&ids, &bad, 0, None, None).is_err(), "NaN temperature is rejected");
+}
+
+fn model_with(config: &LmConfig, seed: u64, options: LmOptions) -> Depthformer {
+    let device = mrt::DeviceChoice::Flex.device().unwrap();
+    Depthformer::from_weights_with(config.clone(), HostWeights::random(config, seed), &device, options).unwrap()
+}
+
+/// Logits of every step of `frames` frames through the model's stepping calls (the decode
+/// loop's), teacher-forced with `targets` (`[2, frames·levels]`).
+fn stepped_logits(m: &Depthformer, targets: &[i32], frames: usize) -> Vec<f32> {
+    let c = &m.config;
+    let (q, s) = (c.num_levels, c.encoder_len());
+    let n = targets.len() / 2;
+    let mut state = m.begin_chunk(m.encode(m.ids_tensor(&encoder_rows(c), 2, s))).unwrap();
+    let mut out = Vec::new();
+    let mut logits = Vec::new();
+    for t in 0..frames {
+        let prev: Vec<i32> = (0..2).flat_map(|r| targets[r * n + t.saturating_sub(1) * q..r * n + t.max(1) * q].to_vec()).collect();
+        m.step_frame(&mut state, (t > 0).then_some(prev.as_slice())).unwrap();
+        for l in 0..q {
+            let step = t * q + l;
+            let prev = (l > 0).then(|| [targets[step - 1], targets[n + step - 1]]);
+            m.step_level(&mut state, l, prev.as_ref().map(|p| p.as_slice()), &mut logits).unwrap();
+            out.extend_from_slice(&logits);
+        }
+    }
+    out
+}
+
+#[test]
+fn host_kernels_compute_the_burn_step_path_logits() {
+    let c = small_config();
+    let host = model_with(&c, 5, LmOptions::default());
+    let burn = model_with(&c, 5, LmOptions { cpu_kernels: false, ..LmOptions::default() });
+    assert!(host.uses_cpu_kernels() && !burn.uses_cpu_kernels());
+    let frames = c.chunk_frames;
+    let targets: Vec<i32> = (0..2 * frames * c.num_levels).map(|i| (2 + (i * 977) % 29000) as i32).collect();
+    let (a, b) = (stepped_logits(&host, &targets, frames), stepped_logits(&burn, &targets, frames));
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.1, "logits are not degenerate (scale {scale})");
+    let (diff, ok) = compare(&a, &b, 1e-4, 1e-4);
+    assert!(ok, "host kernels vs burn steps: max |diff| {diff} (scale {scale})");
+    // And whole chunks: same greedy and sampled tokens.
+    let ids = encoder_rows(&c);
+    for p in [SamplingParams { top_k: 1, ..Default::default() }, SamplingParams { seed: 8, ..Default::default() }] {
+        assert_eq!(host.generate_tokens(&ids, &p, 1, None, None).unwrap(), burn.generate_tokens(&ids, &p, 1, None, None).unwrap());
+    }
+}
+
+#[test]
+fn bf16_weights_run_the_rounded_model_and_stay_close_to_f32() {
+    let c = small_config();
+    let f32m = model_with(&c, 3, LmOptions::default());
+    let bf16 = model_with(&c, 3, LmOptions { precision: WeightPrecision::Bf16, ..LmOptions::default() });
+    let frames = 2;
+    let targets: Vec<i32> = (0..2 * frames * c.num_levels).map(|i| (2 + (i * 331) % 16000) as i32).collect();
+    let a = stepped_logits(&bf16, &targets, frames);
+    // The teacher-forced path of the bf16 model runs on burn with the same rounded weights.
+    let s = c.encoder_len();
+    let teacher = bf16.teacher_forced(bf16.encode(bf16.ids_tensor(&encoder_rows(&c), 2, s)), bf16.ids_tensor(&targets, 2, targets.len() / 2));
+    let rows = teacher.logits.into_data().try_into_vec::<f32>().unwrap(); // [2, steps, vocab]
+    let (v, steps) = (c.vocab_size, frames * c.num_levels);
+    // Step-major like the stepped logits: [steps, 2, vocab].
+    let want: Vec<f32> = (0..steps).flat_map(|t| (0..2).flat_map(move |r| (0..v).map(move |i| (r, t, i)))).map(|(r, t, i)| rows[(r * steps + t) * v + i]).collect();
+    let (diff, ok) = compare(&a, &want, 1e-4, 1e-4);
+    assert!(ok, "bf16 host kernels vs the bf16 model on burn: max |diff| {diff}");
+    // Rounding the weights moves the logits, by about bf16's precision, not more.
+    let b = stepped_logits(&f32m, &targets, frames);
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff > 0.0 && diff < 0.05 * scale, "bf16 vs f32: max |diff| {diff}, scale {scale}");
+}
+
+#[test]
+fn level_logits_are_the_levels_slice_of_the_full_logits() {
+    let c = small_config();
+    for cpu_kernels in [true, false] {
+        let all = model_with(&c, 2, LmOptions { cpu_kernels, ..LmOptions::default() });
+        let level = model_with(&c, 2, LmOptions { cpu_kernels, depth_logits: DepthLogits::Level, ..LmOptions::default() });
+        let frames = 2;
+        let targets: Vec<i32> = (0..2 * frames * c.num_levels).map(|i| (2 + (i * 577) % 16000) as i32).collect();
+        let (full, part) = (stepped_logits(&all, &targets, frames), stepped_logits(&level, &targets, frames));
+        let (v, k) = (c.vocab_size, c.codebook_size);
+        assert_eq!(part.len(), frames * c.num_levels * 2 * k);
+        for step in 0..frames * c.num_levels {
+            let rows = level.logit_rows(step % c.num_levels);
+            assert_eq!(rows, c.codec_offset + (step % c.num_levels) * k..c.codec_offset + (step % c.num_levels + 1) * k);
+            for r in 0..2 {
+                let got = &part[(step * 2 + r) * k..(step * 2 + r + 1) * k];
+                let want = &full[(step * 2 + r) * v + rows.start..(step * 2 + r) * v + rows.end];
+                let (diff, ok) = compare(got, want, 1e-5, 1e-5);
+                assert!(ok, "step {step} row {r} (cpu kernels {cpu_kernels}): {diff}");
+            }
+        }
+        // Every sampled id lies in its level's range.
+        let tokens = level.generate_tokens(&encoder_rows(&c), &SamplingParams { seed: 4, ..Default::default() }, 0, None, None).unwrap();
+        for (i, &id) in tokens.iter().enumerate() {
+            assert!(level.logit_rows(i % c.num_levels).contains(&(id as usize)), "token {i}: {id}");
+        }
+    }
+}
+
+#[test]
+fn bf16_weights_are_refused_off_the_cpu_path() {
+    let c = small_config();
+    let device = mrt::DeviceChoice::Flex.device().unwrap();
+    let options = LmOptions { precision: WeightPrecision::Bf16, cpu_kernels: false, ..LmOptions::default() };
+    let err = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 1), &device, options).err().expect("refused");
+    assert!(err.to_string().contains("bf16"), "{err}");
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
 use crate::lm::checkpoint::T5xCheckpoint;
 use crate::lm::weights::HostWeights;
-use crate::lm::{Depthformer, LmConfig, SamplingParams};
+use crate::lm::{Depthformer, LmConfig, LmOptions, SamplingParams};
 use crate::system::ids::encoder_ids;
 
 /// Tolerances stated in the LM fixture README ("Suggested tolerances for a float32 port").
@@ -111,25 +111,23 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
     let (diff, ok) = compare(&host(out.logits), &teacher_logits.data, ATOL_ACTIVATIONS, RTOL_ACTIVATIONS);
     report.push("teacher_logits", diff, "atol 1e-4 rtol 1e-4", ok, format!("{r} rows × {n} steps, {elapsed:.0} ms"));
 
-    // 5. The same logits through the incremental path (KV caches, one position per step).
+    // 5. The same logits through the incremental path the decode loop runs (host kernels on the
+    // CPU, burn steps elsewhere): KV caches, one position per step.
     let started = Instant::now();
-    let mut cache = model.start_chunk(enc_rows);
+    let mut state = model.begin_chunk(enc_rows)?;
     let mut incremental = vec![0f32; r * n * vocab];
+    let mut logits = Vec::new();
     for t in 0..frames {
-        let prev = (t > 0).then(|| {
-            let frame: Vec<i32> = (0..r).flat_map(|i| targets.data[i * n + (t - 1) * levels..i * n + t * levels].to_vec()).collect();
-            model.ids_tensor(&frame, r, levels)
-        });
-        let x = model.temporal_input(&cache, prev);
-        let mut input = model.temporal_step(&mut cache, x);
+        let prev: Option<Vec<i32>> =
+            (t > 0).then(|| (0..r).flat_map(|i| targets.data[i * n + (t - 1) * levels..i * n + t * levels].to_vec()).collect());
+        model.step_frame(&mut state, prev.as_deref())?;
         for q in 0..levels {
             let step = t * levels + q;
-            let logits = model.depth_step(&mut cache, input).into_data().try_into_vec::<f32>().expect("f32 logits");
+            let prev: Option<Vec<i32>> = (q > 0).then(|| (0..r).map(|i| targets.data[i * n + step - 1]).collect());
+            model.step_level(&mut state, q, prev.as_deref(), &mut logits)?;
             for i in 0..r {
                 incremental[(i * n + step) * vocab..(i * n + step + 1) * vocab].copy_from_slice(&logits[i * vocab..(i + 1) * vocab]);
             }
-            let next: Vec<i32> = (0..r).map(|i| targets.data[i * n + step]).collect();
-            input = model.depth_input(Tensor::from_data(TensorData::new(next, [r]), device));
         }
     }
     let (diff, ok) = compare(&incremental, &teacher_logits.data, ATOL_ACTIVATIONS, RTOL_ACTIVATIONS);
@@ -205,4 +203,85 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
         ),
     );
     Ok(report)
+}
+
+/// How far a speed option moves the greedy chunk of an LM fixture from the reference.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Agreement {
+    pub fixture: String,
+    pub options: LmOptions,
+    /// Greedy tokens equal to the fixture's (f32 reference) at the same step.
+    pub tokens_equal: usize,
+    pub tokens: usize,
+    /// First step whose token differs (every later step is conditioned on a different past).
+    pub first_difference: Option<usize>,
+    /// Max |guided logit − reference| over the steps of frame 0 up to the first differing token
+    /// (their inputs are still the reference's), on the ids the option computes.
+    pub logits_max_diff: f64,
+    /// Reference tokens that lie in their level's codebook range (the only ids `--depth-logits
+    /// level` can draw; a random-weight fixture does not respect levels).
+    pub reference_in_level: usize,
+}
+
+impl std::fmt::Display for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: weights {}, depth logits {}: greedy tokens {}/{} equal to the reference, first difference {}, guided logits max |diff| {:.2e} before it; {}/{} reference tokens lie in their level's range",
+            self.fixture,
+            self.options.precision,
+            self.options.depth_logits,
+            self.tokens_equal,
+            self.tokens,
+            self.first_difference.map_or("none".to_owned(), |s| format!("at step {s}")),
+            self.logits_max_diff,
+            self.reference_in_level,
+            self.tokens
+        )
+    }
+}
+
+/// Runs an LM fixture's greedy CFG chunk with `options` and compares it with the reference
+/// tokens and frame-0 logits (informative: conformance itself always runs the exact path).
+pub fn agreement(dir: &Path, device: &Device, options: LmOptions) -> Result<Agreement, ConformanceError> {
+    let json: Value = {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?
+    };
+    let config = LmConfig::from_json_file(&dir.join("config.json"))?;
+    let weights = HostWeights::from_t5x(&dir.join("checkpoint"), &config)?;
+    let model = Depthformer::from_weights_with(config.clone(), weights, device, options)?;
+    let want_ids = read_i32(dir, "encoder_ids.npy")?;
+    let first = read_f32(dir, "greedy_logits_first_frame.npy")?;
+    let want_tokens = read_i32(dir, "greedy_tokens.npy")?;
+    let w = json.get("cfg_guidance_weight").and_then(Value::as_f64).unwrap_or(5.0) as f32;
+    let params = SamplingParams { temperature: 1.1, top_k: 1, guidance_weight: w, seed: 0 };
+    let (vocab, levels) = (config.vocab_size, config.num_levels);
+    let mut frame0_diffs = Vec::with_capacity(levels);
+    let tokens = {
+        let mut observe = |step: usize, guided: &[f32]| {
+            if step < levels {
+                let rows = model.logit_rows(step);
+                let want = &first.data[step * vocab + rows.start..step * vocab + rows.end];
+                frame0_diffs.push(compare(guided, want, 0.0, 0.0).0);
+            }
+        };
+        model.generate_tokens(&want_ids.data, &params, 0, Some(&mut observe), None)?
+    };
+    let tokens_equal = tokens.iter().zip(&want_tokens.data).filter(|(a, b)| a == b).count();
+    let first_difference = tokens.iter().zip(&want_tokens.data).position(|(a, b)| a != b);
+    let last = first_difference.unwrap_or(levels).min(levels - 1);
+    let logits_max_diff = frame0_diffs.iter().take(last + 1).fold(0f64, |m, &d| m.max(d));
+    let reference_in_level =
+        want_tokens.data.iter().enumerate().filter(|&(i, &id)| (id as usize).wrapping_sub(config.codec_offset + (i % levels) * config.codebook_size) < config.codebook_size).count();
+    Ok(Agreement {
+        fixture: dir.display().to_string(),
+        options,
+        tokens_equal,
+        tokens: tokens.len(),
+        first_difference,
+        logits_max_diff,
+        reference_in_level,
+    })
 }

@@ -11,13 +11,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::{Int, Tensor, TensorData};
-
 use super::model::Depthformer;
 use super::sampling::{cfg_combine, SamplingParams, Sampler};
 use super::LmError;
 
-/// Called after every sampled token with the step index and the guided logits the sampler saw.
+/// Called after every sampled token with the step index and the guided logits the sampler saw
+/// (the whole vocabulary, or the level's ids under `DepthLogits::Level`).
 pub type StepObserver<'a> = &'a mut dyn FnMut(usize, &[f32]);
 
 impl Depthformer {
@@ -42,44 +41,46 @@ impl Depthformer {
         let guided_rows = params.guidance_weight != 0.0;
         let b = if guided_rows { 2 } else { 1 };
         let ids = self.ids_tensor(&encoder_ids[..b * s], b, s);
-        let mut cache = self.start_chunk(self.encode(ids));
+        let mut state = self.begin_chunk(self.encode(ids))?;
 
         let mut rng = params.rng_for_chunk(chunk_index);
         let mut sampler = Sampler::default();
         let mut guided = vec![0f32; vocab];
+        let mut logits = Vec::with_capacity(b * vocab);
         let mut tokens = vec![0i32; frames * levels];
-        let device = self.device().clone();
+        let mut prev_frame = vec![0i32; b * levels];
         for t in 0..frames {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(LmError::Cancelled);
             }
-            let prev = (t > 0).then(|| {
+            if t > 0 {
                 let frame = &tokens[(t - 1) * levels..t * levels];
-                let rows: Vec<i32> = (0..b).flat_map(|_| frame.iter().copied()).collect();
-                self.ids_tensor(&rows, b, levels)
-            });
-            let x = self.temporal_input(&cache, prev);
-            let mut input = self.temporal_step(&mut cache, x);
+                for row in prev_frame.chunks_exact_mut(levels) {
+                    row.copy_from_slice(frame);
+                }
+            }
+            self.step_frame(&mut state, (t > 0).then_some(prev_frame.as_slice()))?;
             for q in 0..levels {
-                let logits = self.depth_step(&mut cache, input);
-                // The only host readback of the step: one row of logits per batch row.
-                let host = logits.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
-                if guided_rows {
-                    cfg_combine(&host[..vocab], &host[vocab..2 * vocab], params.guidance_weight, &mut guided);
-                } else {
-                    guided.copy_from_slice(&host[..vocab]);
-                }
                 let step = t * levels + q;
-                let id = sampler
-                    .sample(&guided, params, &mut rng)
-                    .map_err(|index| LmError::NonFiniteLogits { step, index })?;
-                if let Some(obs) = observer.as_mut() {
-                    obs(step, &guided);
+                let prev = (q > 0).then(|| [tokens[step - 1]]);
+                self.step_level(&mut state, q, prev.as_ref().map(|p| p.as_slice()), &mut logits)?;
+                let rows = self.logit_rows(q);
+                let n = rows.len();
+                let guided = &mut guided[..n];
+                if guided_rows {
+                    cfg_combine(&logits[..n], &logits[n..2 * n], params.guidance_weight, guided);
+                } else {
+                    guided.copy_from_slice(&logits[..n]);
                 }
-                tokens[step] = id as i32;
+                let id = rows.start
+                    + sampler
+                        .sample(guided, params, &mut rng)
+                        .map_err(|index| LmError::NonFiniteLogits { step, index: rows.start + index })?;
+                if let Some(obs) = observer.as_mut() {
+                    obs(step, guided);
+                }
                 // Both rows continue from the conditional row's token (v1 decode.py state callback).
-                let next: Tensor<1, Int> = Tensor::from_data(TensorData::new(vec![id as i32; b], [b]), &device);
-                input = self.depth_input(next);
+                tokens[step] = id as i32;
             }
         }
         Ok(tokens)

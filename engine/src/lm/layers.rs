@@ -160,30 +160,30 @@ impl SelfAttention {
     }
 }
 
-/// Cross-attention to a fixed memory (the encoder output): the k and v kernels fused, applied
-/// once per chunk; the query applied per step.
+/// Cross-attention to a fixed memory (the encoder output). Its fused key|value map lives with the
+/// model (`Depthformer`), applied once per chunk by [`project_memory`]; the query is applied per step.
 #[derive(Clone, Debug)]
 pub struct CrossAttention {
     pub query: Linear,
-    pub key_value: Linear,
     pub out: Linear,
     pub num_heads: usize,
     pub head_dim: usize,
 }
 
 impl CrossAttention {
-    /// Keys and values of the memory `[b, t, d]`, each `[b, heads, t, head_dim]`.
-    pub fn project_kv(&self, memory: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let mut parts = split_last(self.key_value.forward(memory), 2).into_iter();
-        let mut next = || split_heads(parts.next().expect("two parts"), self.num_heads, self.head_dim);
-        (next(), next())
-    }
-
     /// `x: [b, s, d]` attending over precomputed `k, v` -> `[b, s, d]`.
     pub fn forward(&self, x: Tensor<3>, k: Tensor<4>, v: Tensor<4>) -> Tensor<3> {
         let q = split_heads(self.query.forward(x), self.num_heads, self.head_dim);
         attend(&self.out, q, k, v, None)
     }
+}
+
+/// Keys and values of the memory `[b, t, d]` through a fused key|value map, each
+/// `[b, heads, t, head_dim]`.
+pub fn project_memory(key_value: &Linear, memory: Tensor<3>, heads: usize, head_dim: usize) -> (Tensor<4>, Tensor<4>) {
+    let mut parts = split_last(key_value.forward(memory), 2).into_iter();
+    let mut next = || split_heads(parts.next().expect("two parts"), heads, head_dim);
+    (next(), next())
 }
 
 /// Gated GELU MLP: `wo(gelu_tanh(x·wi_0) ⊙ (x·wi_1))`.

@@ -4,9 +4,11 @@
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
 pub mod decode;
 pub mod depth;
 pub mod encoder;
+pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod relpos;
@@ -17,7 +19,8 @@ pub mod weights;
 use std::path::PathBuf;
 
 pub use config::{LmConfig, MASK_ID, PAD_ID};
-pub use model::Depthformer;
+pub use kernels::WeightPrecision;
+pub use model::{ChunkState, DepthLogits, Depthformer, LmOptions};
 pub use sampling::SamplingParams;
 
 /// Everything that can go wrong loading or running the LM.

@@ -10,20 +10,25 @@
 //! (the reference's `decode=False` training path) and the `*_step` methods run one position at a
 //! time against preallocated caches (the reference's `decode=True` path). Tests compare them.
 
+use std::ops::Range;
+use std::sync::OnceLock;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::cache::KvCache;
 use super::checkpoint::RawTensor;
+use super::cpu::{CpuChunk, CpuDecoder, CpuMlp, CpuSelfAttention};
 use super::depth::DepthLayer;
 use super::encoder::{sinusoid_positions, EncoderLayer};
-use super::layers::{CrossAttention, GeGlu, Linear, RmsNorm, SelfAttention};
-use super::relpos::causal_bias_table;
+use super::kernels::{Matrix, WeightPrecision};
+use super::layers::{project_memory, CrossAttention, GeGlu, Linear, RmsNorm, SelfAttention};
 use super::temporal::{CrossKv, TemporalLayer};
 use super::weights::{self, HostWeights};
 use super::{LmConfig, LmError};
 
 pub struct Depthformer {
     pub config: LmConfig,
+    options: LmOptions,
     device: Device,
     /// `[vocab, d]`, shared by encoder and decoder (no √d scaling).
     embedding: Tensor<2>,
@@ -31,6 +36,19 @@ pub struct Depthformer {
     positions: Tensor<3>,
     encoder: Vec<EncoderLayer>,
     encoder_norm: RmsNorm,
+    /// Per temporal layer, the fused key|value map of its cross-attention (applied once per chunk).
+    cross_key_value: Vec<Linear>,
+    /// The decoder stacks on burn: built at load on GPUs, on first use on the CPU path (only the
+    /// teacher-forced path and the burn step methods need them there).
+    decoder: OnceLock<BurnDecoder>,
+    /// The decoder stacks as host matrices (the CPU path).
+    cpu: Option<CpuDecoder>,
+    /// Column blocks of burn's linear maps (see `Linear`).
+    blocks: usize,
+}
+
+/// The temporal and depth stacks, the decoder norm and the logits on burn.
+struct BurnDecoder {
     temporal: Vec<TemporalLayer>,
     /// `[1, heads, frames, frames]`: relative bias + causal mask of the temporal stack.
     temporal_bias: Tensor<4>,
@@ -40,6 +58,107 @@ pub struct Depthformer {
     decoder_norm: RmsNorm,
     /// `[d, vocab]`, not tied to the embedding.
     logits: Linear,
+}
+
+impl BurnDecoder {
+    /// Uploads the host decoder's weights (bf16 weights widen exactly).
+    fn from_cpu(cpu: &CpuDecoder, c: &LmConfig, device: &Device, blocks: usize) -> Self {
+        let vec1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        let norm = |v: &[f32]| RmsNorm::new(vec1(v), c.rms_norm_eps);
+        let linear = |m: &Matrix| {
+            Linear::new(Tensor::from_data(TensorData::new(m.to_kernel(), [m.cols(), m.rows()]), device), blocks)
+        };
+        let attn = |a: &CpuSelfAttention| SelfAttention {
+            qkv: linear(&a.qkv),
+            out: linear(&a.out),
+            num_heads: c.num_heads,
+            head_dim: c.head_dim,
+        };
+        let mlp = |m: &CpuMlp| GeGlu { wi: linear(&m.wi), wo: linear(&m.wo) };
+        let bias = |t: &[f32], len: usize| Tensor::<4>::from_data(TensorData::new(t.to_vec(), [1, c.num_heads, len, len]), device);
+        Self {
+            temporal: cpu
+                .temporal
+                .iter()
+                .map(|l| TemporalLayer {
+                    pre_self_attention_norm: norm(&l.pre_self_attention_norm),
+                    self_attention: attn(&l.self_attention),
+                    pre_cross_attention_norm: norm(&l.pre_cross_attention_norm),
+                    cross_attention: CrossAttention {
+                        query: linear(&l.cross_query),
+                        out: linear(&l.cross_out),
+                        num_heads: c.num_heads,
+                        head_dim: c.head_dim,
+                    },
+                    pre_mlp_norm: norm(&l.pre_mlp_norm),
+                    mlp: mlp(&l.mlp),
+                })
+                .collect(),
+            temporal_bias: bias(&cpu.temporal_bias, c.chunk_frames),
+            depth: cpu
+                .depth
+                .iter()
+                .map(|l| DepthLayer {
+                    pre_self_attention_norm: norm(&l.pre_self_attention_norm),
+                    self_attention: attn(&l.self_attention),
+                    pre_mlp_norm: norm(&l.pre_mlp_norm),
+                    mlp: mlp(&l.mlp),
+                })
+                .collect(),
+            depth_bias: bias(&cpu.depth_bias, c.num_levels),
+            decoder_norm: norm(&cpu.decoder_norm),
+            logits: linear(&cpu.logits),
+        }
+    }
+}
+
+/// Which depth-step logits are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepthLogits {
+    /// The whole vocabulary, as the reference (conformance always runs this).
+    #[default]
+    All,
+    /// Only the current RVQ level's `codebook_size` ids: the `[d, vocab]` logits kernel is most
+    /// of a depth step's weights, so this is a speed option. Ids outside the level, which a
+    /// trained model essentially never samples, can then not be drawn.
+    Level,
+}
+
+impl std::str::FromStr for DepthLogits {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" | "full" => Ok(Self::All),
+            "level" => Ok(Self::Level),
+            other => Err(format!("unknown depth-logits mode `{other}` (expected all or level)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DepthLogits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::All => "all",
+            Self::Level => "level",
+        })
+    }
+}
+
+/// How the LM runs. The defaults are the exact path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LmOptions {
+    /// Decoder weights on the CPU path (GPUs run f32).
+    pub precision: WeightPrecision,
+    pub depth_logits: DepthLogits,
+    /// Decode steps with the host kernels on the flex device (`false`: burn ops, for comparison).
+    pub cpu_kernels: bool,
+}
+
+impl Default for LmOptions {
+    fn default() -> Self {
+        Self { precision: WeightPrecision::F32, depth_logits: DepthLogits::All, cpu_kernels: true }
+    }
 }
 
 /// Intermediate and final outputs of the teacher-forced decoder.
@@ -52,7 +171,8 @@ pub struct TeacherOutputs {
     pub logits: Tensor<3>,
 }
 
-/// Per-chunk decoding state: cross-attention K/V and the temporal and depth KV caches.
+/// Per-chunk decoding state of the burn step path: cross-attention K/V and the temporal and
+/// depth KV caches.
 pub struct DecodeCache {
     cross: Vec<CrossKv>,
     temporal: Vec<KvCache>,
@@ -74,6 +194,16 @@ impl DecodeCache {
     pub fn levels(&self) -> usize {
         self.depth.first().map_or(0, KvCache::len)
     }
+}
+
+/// One chunk being decoded, on whichever path the model runs ([`Depthformer::begin_chunk`]).
+pub enum ChunkState {
+    Burn {
+        cache: DecodeCache,
+        /// The next depth step's input.
+        input: Option<Tensor<3>>,
+    },
+    Cpu(CpuChunk),
 }
 
 fn upload<const D: usize>(t: RawTensor, device: &Device) -> Tensor<D> {
@@ -99,10 +229,24 @@ fn linear_blocks(device: &Device) -> usize {
 }
 
 impl Depthformer {
-    /// Builds the model on `device` from checked host weights, consuming them.
-    pub fn from_weights(config: LmConfig, mut w: HostWeights, device: &Device) -> Result<Self, LmError> {
+    /// Builds the model on `device` from checked host weights, consuming them, with the default
+    /// (exact) options.
+    pub fn from_weights(config: LmConfig, w: HostWeights, device: &Device) -> Result<Self, LmError> {
+        Self::from_weights_with(config, w, device, LmOptions::default())
+    }
+
+    /// Builds the model with `options`. The host kernels run on the flex device; elsewhere the
+    /// decoder runs on burn, in f32.
+    pub fn from_weights_with(config: LmConfig, mut w: HostWeights, device: &Device, options: LmOptions) -> Result<Self, LmError> {
         let c = &config;
         let eps = c.rms_norm_eps;
+        let cpu_path = options.cpu_kernels && crate::device::is_flex(device);
+        if options.precision != WeightPrecision::F32 && !cpu_path {
+            return Err(LmError::BadInput(format!(
+                "{} weights are implemented for the CPU path (flex device with host kernels); this device runs f32",
+                options.precision
+            )));
+        }
         // Column blocks for the CPU (see `Linear`); one block on GPUs.
         let blocks = linear_blocks(device);
         let mut mat = |w: &mut HostWeights, n: &str| -> Result<Tensor<2>, LmError> { Ok(upload::<2>(w.take(n)?, device)) };
@@ -118,23 +262,14 @@ impl Depthformer {
                 head_dim: c.head_dim,
             })
         };
-        let cross_attention = |w: &mut HostWeights, mat: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Tensor<2>, LmError>, p: &str| -> Result<CrossAttention, LmError> {
-            let query = Linear::new(mat(w, &format!("{p}.query.kernel"))?, blocks);
-            let kv = vec![mat(w, &format!("{p}.key.kernel"))?, mat(w, &format!("{p}.value.kernel"))?];
-            Ok(CrossAttention {
-                query,
-                key_value: Linear::fused(kv, blocks),
-                out: Linear::new(mat(w, &format!("{p}.out.kernel"))?, blocks),
-                num_heads: c.num_heads,
-                head_dim: c.head_dim,
-            })
-        };
         let mlp = |w: &mut HostWeights, mat: &mut dyn FnMut(&mut HostWeights, &str) -> Result<Tensor<2>, LmError>, p: &str| -> Result<GeGlu, LmError> {
             let wi = vec![mat(w, &format!("{p}.wi_0.kernel"))?, mat(w, &format!("{p}.wi_1.kernel"))?];
             Ok(GeGlu { wi: Linear::fused(wi, blocks), wo: Linear::new(mat(w, &format!("{p}.wo.kernel"))?, blocks) })
         };
 
-        let embedding = upload::<2>(w.take(weights::EMBEDDING)?, device);
+        let embedding_raw = w.take(weights::EMBEDDING)?;
+        let embedding_host = embedding_raw.data.clone();
+        let embedding = upload::<2>(embedding_raw, device);
         let mut encoder = Vec::with_capacity(c.encoder_layers);
         for i in 0..c.encoder_layers {
             let p = format!("encoder.layers_{i}");
@@ -146,52 +281,64 @@ impl Depthformer {
             });
         }
         let encoder_norm = norm(&mut w, weights::ENCODER_NORM)?;
-        let mut temporal = Vec::with_capacity(c.temporal_layers);
+        let mut cross_key_value = Vec::with_capacity(c.temporal_layers);
         for i in 0..c.temporal_layers {
-            let p = format!("{}.layers_{i}", weights::TEMPORAL);
-            temporal.push(TemporalLayer {
-                pre_self_attention_norm: norm(&mut w, &format!("{p}.pre_self_attention_layer_norm.scale"))?,
-                self_attention: self_attention(&mut w, &mut mat, &format!("{p}.self_attention"))?,
-                pre_cross_attention_norm: norm(&mut w, &format!("{p}.pre_cross_attention_layer_norm.scale"))?,
-                cross_attention: cross_attention(&mut w, &mut mat, &format!("{p}.encoder_decoder_attention"))?,
-                pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
-            });
+            let p = format!("{}.layers_{i}.encoder_decoder_attention", weights::TEMPORAL);
+            let kv = vec![mat(&mut w, &format!("{p}.key.kernel"))?, mat(&mut w, &format!("{p}.value.kernel"))?];
+            cross_key_value.push(Linear::fused(kv, blocks));
         }
-        let mut depth = Vec::with_capacity(c.depth_layers);
-        for i in 0..c.depth_layers {
-            let p = format!("{}.depth_layers_{i}", weights::DEPTH);
-            depth.push(DepthLayer {
-                pre_self_attention_norm: norm(&mut w, &format!("{p}.pre_self_attention_layer_norm.scale"))?,
-                self_attention: self_attention(&mut w, &mut mat, &format!("{p}.self_attention"))?,
-                pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
-            });
-        }
-        let bias = |w: &mut HostWeights, name: &str, buckets: usize, max_distance: usize, len: usize| -> Result<Tensor<4>, LmError> {
-            let rel = w.take(name)?;
-            let table = causal_bias_table(&rel.data, c.num_heads, buckets, max_distance, len);
-            Ok(Tensor::from_data(TensorData::new(table, [1, c.num_heads, len, len]), device))
+        // The decoder stacks go through the host layout on every device (one name map); GPUs
+        // upload them in f32 and drop the host copy.
+        let precision = if cpu_path { options.precision } else { WeightPrecision::F32 };
+        let host = CpuDecoder::from_weights(c, &mut w, embedding_host, precision)?;
+        let decoder = OnceLock::new();
+        let cpu = if cpu_path {
+            Some(host)
+        } else {
+            let _ = decoder.set(BurnDecoder::from_cpu(&host, c, device, blocks));
+            None
         };
-        let temporal_bias = bias(&mut w, weights::TEMPORAL_RELPOS, c.temporal_rel_buckets, c.temporal_rel_max_distance, c.chunk_frames)?;
-        let depth_bias = bias(&mut w, weights::DEPTH_RELPOS, c.depth_rel_buckets, c.depth_rel_max_distance, c.num_levels)?;
-        let decoder_norm = norm(&mut w, weights::DECODER_NORM)?;
-        let logits = Linear::new(mat(&mut w, weights::LOGITS)?, blocks);
         let positions = sinusoid_positions(c.encoder_len(), c.d_model, c.position_timescale, device);
         Ok(Self {
             config,
+            options,
             device: device.clone(),
             embedding,
             positions,
             encoder,
             encoder_norm,
-            temporal,
-            temporal_bias,
-            depth,
-            depth_bias,
-            decoder_norm,
-            logits,
+            cross_key_value,
+            decoder,
+            cpu,
+            blocks,
         })
+    }
+
+    /// The options the model was built with.
+    pub fn options(&self) -> LmOptions {
+        self.options
+    }
+
+    /// Whether decode steps run with the host kernels.
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    /// The host decoder, when decode steps run with the host kernels.
+    pub fn cpu_decoder(&self) -> Option<&CpuDecoder> {
+        self.cpu.as_ref()
+    }
+
+    fn decoder(&self) -> &BurnDecoder {
+        self.decoder.get_or_init(|| {
+            let cpu = self.cpu.as_ref().expect("the burn decoder is built at load unless the host decoder exists");
+            BurnDecoder::from_cpu(cpu, &self.config, &self.device, self.blocks)
+        })
+    }
+
+    fn cross_kv(&self, layer: usize, encoded: Tensor<3>) -> CrossKv {
+        let (keys, values) = project_memory(&self.cross_key_value[layer], encoded, self.config.num_heads, self.config.head_dim);
+        CrossKv { keys, values }
     }
 
     pub fn device(&self) -> &Device {
@@ -241,10 +388,11 @@ impl Depthformer {
             temporal_in = Tensor::cat(vec![temporal_in, prev], 1);
         }
         let h = c.num_heads;
-        let tbias = self.temporal_bias.clone().slice([0..1, 0..h, 0..frames, 0..frames]);
+        let dec = self.decoder();
+        let tbias = dec.temporal_bias.clone().slice([0..1, 0..h, 0..frames, 0..frames]);
         let mut x = temporal_in;
-        for layer in &self.temporal {
-            let cross = layer.cross_kv(encoded.clone());
+        for (i, layer) in dec.temporal.iter().enumerate() {
+            let cross = self.cross_kv(i, encoded.clone());
             x = layer.forward(x, &cross, tbias.clone());
         }
         let temporal = x; // [b, t, d]
@@ -253,11 +401,11 @@ impl Depthformer {
         let head = temporal.clone().reshape([b, frames, 1, d]);
         let tail = emb.slice([0..b, 0..frames, 0..q - 1, 0..d]);
         let mut y = Tensor::cat(vec![head, tail], 2).reshape([b * frames, q, d]);
-        for layer in &self.depth {
-            y = layer.forward(y, self.depth_bias.clone());
+        for layer in &dec.depth {
+            y = layer.forward(y, dec.depth_bias.clone());
         }
         let depth = y.reshape([b, frames * q, d]);
-        let logits = self.logits.forward(self.decoder_norm.forward(depth.clone()));
+        let logits = dec.logits.forward(dec.decoder_norm.forward(depth.clone()));
         TeacherOutputs { temporal, depth, logits }
     }
 
@@ -268,9 +416,9 @@ impl Depthformer {
         let b = encoded.dims()[0];
         let cache = |len| KvCache::new(b, c.num_heads, len, c.head_dim, &self.device);
         DecodeCache {
-            cross: self.temporal.iter().map(|l| l.cross_kv(encoded.clone())).collect(),
-            temporal: (0..self.temporal.len()).map(|_| cache(c.chunk_frames)).collect(),
-            depth: (0..self.depth.len()).map(|_| cache(c.num_levels)).collect(),
+            cross: (0..c.temporal_layers).map(|i| self.cross_kv(i, encoded.clone())).collect(),
+            temporal: (0..c.temporal_layers).map(|_| cache(c.chunk_frames)).collect(),
+            depth: (0..c.depth_layers).map(|_| cache(c.num_levels)).collect(),
             batch: b,
         }
     }
@@ -292,9 +440,10 @@ impl Depthformer {
     pub fn temporal_step(&self, cache: &mut DecodeCache, x: Tensor<3>) -> Tensor<3> {
         let t = cache.frames();
         let h = self.config.num_heads;
-        let bias = self.temporal_bias.clone().slice([0..1, 0..h, t..t + 1, 0..t + 1]);
+        let dec = self.decoder();
+        let bias = dec.temporal_bias.clone().slice([0..1, 0..h, t..t + 1, 0..t + 1]);
         let mut x = x;
-        for ((layer, cross), kv) in self.temporal.iter().zip(&cache.cross).zip(cache.temporal.iter_mut()) {
+        for ((layer, cross), kv) in dec.temporal.iter().zip(&cache.cross).zip(cache.temporal.iter_mut()) {
             x = layer.step(x, cross, kv, bias.clone());
         }
         for kv in &mut cache.depth {
@@ -314,13 +463,14 @@ impl Depthformer {
     pub fn depth_step_hidden(&self, cache: &mut DecodeCache, x: Tensor<3>) -> (Tensor<2>, Tensor<3>) {
         let q = cache.levels();
         let h = self.config.num_heads;
-        let bias = self.depth_bias.clone().slice([0..1, 0..h, q..q + 1, 0..q + 1]);
+        let dec = self.decoder();
+        let bias = dec.depth_bias.clone().slice([0..1, 0..h, q..q + 1, 0..q + 1]);
         let mut y = x;
-        for (layer, kv) in self.depth.iter().zip(cache.depth.iter_mut()) {
+        for (layer, kv) in dec.depth.iter().zip(cache.depth.iter_mut()) {
             y = layer.step(y, kv, bias.clone());
         }
         let b = cache.batch;
-        let logits = self.logits.forward(self.decoder_norm.forward(y.clone()));
+        let logits = dec.logits.forward(dec.decoder_norm.forward(y.clone()));
         (logits.reshape([b, self.config.vocab_size]), y)
     }
 
@@ -328,5 +478,88 @@ impl Depthformer {
     pub fn depth_input(&self, ids: Tensor<1, Int>) -> Tensor<3> {
         let b = ids.dims()[0];
         self.embed(ids).reshape([b, 1, self.config.d_model])
+    }
+
+    /// The vocabulary rows a depth step at `level` computes under the model's [`DepthLogits`].
+    pub fn logit_rows(&self, level: usize) -> Range<usize> {
+        let c = &self.config;
+        match self.options.depth_logits {
+            DepthLogits::All => 0..c.vocab_size,
+            DepthLogits::Level => {
+                let start = c.codec_offset + level * c.codebook_size;
+                start..start + c.codebook_size
+            }
+        }
+    }
+
+    /// Starts decoding a chunk for `encoded: [b, encoder_len, d]` on the model's path: the
+    /// cross-attention keys and values of every temporal layer are computed here, once.
+    pub fn begin_chunk(&self, encoded: Tensor<3>) -> Result<ChunkState, LmError> {
+        let Some(cpu) = &self.cpu else {
+            return Ok(ChunkState::Burn { cache: self.start_chunk(encoded), input: None });
+        };
+        let b = encoded.dims()[0];
+        let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")));
+        let mut cross = Vec::with_capacity(self.config.temporal_layers);
+        for i in 0..self.config.temporal_layers {
+            let kv = self.cross_kv(i, encoded.clone());
+            cross.push((host(kv.keys)?, host(kv.values)?));
+        }
+        Ok(ChunkState::Cpu(cpu.start_chunk(b, cross)?))
+    }
+
+    /// The next frame's temporal step. `prev_frame`: the previous frame's ids, `[b, levels]`
+    /// (ignored for frame 0, whose input is `E[BOS]`).
+    pub fn step_frame(&self, state: &mut ChunkState, prev_frame: Option<&[i32]>) -> Result<(), LmError> {
+        match state {
+            ChunkState::Burn { cache, input } => {
+                let levels = self.config.num_levels;
+                let prev = prev_frame.map(|ids| self.ids_tensor(ids, ids.len() / levels, levels));
+                let x = self.temporal_input(cache, prev);
+                *input = Some(self.temporal_step(cache, x));
+                Ok(())
+            }
+            ChunkState::Cpu(chunk) => {
+                let cpu = self.cpu.as_ref().ok_or_else(|| LmError::BadInput("CPU chunk on a model without host kernels".into()))?;
+                cpu.temporal_input(chunk, prev_frame)?;
+                cpu.temporal_step(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next depth step: its input is the frame's temporal output for level 0, else the
+    /// embedding of `prev` (the previous level's id, one per row or one for all rows). Writes the
+    /// logits of [`Self::logit_rows`] for `level`, `[b, rows]`, into `logits` (resized).
+    pub fn step_level(&self, state: &mut ChunkState, level: usize, prev: Option<&[i32]>, logits: &mut Vec<f32>) -> Result<(), LmError> {
+        let rows = self.logit_rows(level);
+        match state {
+            ChunkState::Burn { cache, input } => {
+                let b = cache.batch();
+                let x = match prev {
+                    Some(ids) => {
+                        let per_row: Vec<i32> = (0..b).map(|r| ids[r.min(ids.len() - 1)]).collect();
+                        self.depth_input(Tensor::from_data(TensorData::new(per_row, [b]), &self.device))
+                    }
+                    None => input.take().ok_or_else(|| LmError::BadInput("depth step before the frame's temporal step".into()))?,
+                };
+                let all = self.depth_step(cache, x).into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
+                let vocab = self.config.vocab_size;
+                logits.clear();
+                for r in 0..b {
+                    logits.extend_from_slice(&all[r * vocab + rows.start..r * vocab + rows.end]);
+                }
+                Ok(())
+            }
+            ChunkState::Cpu(chunk) => {
+                let cpu = self.cpu.as_ref().ok_or_else(|| LmError::BadInput("CPU chunk on a model without host kernels".into()))?;
+                if let Some(ids) = prev {
+                    cpu.depth_input(chunk, ids)?;
+                }
+                logits.resize(chunk.batch * rows.len(), 0.0);
+                cpu.depth_step(chunk, rows, logits);
+                Ok(())
+            }
+        }
     }
 }

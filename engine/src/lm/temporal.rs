@@ -27,11 +27,6 @@ pub struct CrossKv {
 }
 
 impl TemporalLayer {
-    pub fn cross_kv(&self, encoded: Tensor<3>) -> CrossKv {
-        let (keys, values) = self.cross_attention.project_kv(encoded);
-        CrossKv { keys, values }
-    }
-
     /// Whole sequence (teacher forcing): `x: [b, t, d]`, `bias: [1, h, t, t]` causal.
     pub fn forward(&self, x: Tensor<3>, cross: &CrossKv, bias: Tensor<4>) -> Tensor<3> {
         let h = self.pre_self_attention_norm.forward(x.clone());

@@ -7,7 +7,7 @@ use super::generate::MagentaRt;
 use crate::assets::{LmFormat, ModelPaths};
 use crate::codec::Codec;
 use crate::lm::weights::HostWeights;
-use crate::lm::Depthformer;
+use crate::lm::{Depthformer, LmOptions};
 use crate::style::{StyleModel, StylePaths};
 
 /// What failed while loading, naming the part and its file.
@@ -33,8 +33,13 @@ pub fn style_paths(paths: &ModelPaths) -> StylePaths {
     }
 }
 
-/// Loads LM + codec into a [`MagentaRt`].
+/// Loads LM + codec into a [`MagentaRt`] with the exact LM options.
 pub fn load_generator(paths: &ModelPaths, device: &Device) -> Result<MagentaRt, LoadError> {
+    load_generator_with(paths, device, LmOptions::default())
+}
+
+/// Loads LM + codec with LM speed `options` (bf16 weights, per-level depth logits).
+pub fn load_generator_with(paths: &ModelPaths, device: &Device, options: LmOptions) -> Result<MagentaRt, LoadError> {
     let ckpt = &paths.lm_checkpoint.path;
     let lm_err = |e: crate::lm::LmError| LoadError::Lm { path: ckpt.clone(), reason: e.to_string() };
     let weights = match paths.lm_format {
@@ -42,7 +47,7 @@ pub fn load_generator(paths: &ModelPaths, device: &Device) -> Result<MagentaRt, 
         LmFormat::Safetensors => HostWeights::from_safetensors(ckpt, &paths.lm_config),
     }
     .map_err(lm_err)?;
-    let lm = Depthformer::from_weights(paths.lm_config.clone(), weights, device).map_err(lm_err)?;
+    let lm = Depthformer::from_weights_with(paths.lm_config.clone(), weights, device, options).map_err(lm_err)?;
     let codec_dir = &paths.codec_dir.path;
     let codec = Codec::load(codec_dir, paths.codec_config.clone(), device)
         .map_err(|e| LoadError::Codec { path: codec_dir.clone(), reason: e.to_string() })?;
