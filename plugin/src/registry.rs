@@ -101,9 +101,15 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
     let paths = mrt::assets::with_converted_lm(paths, &Settings::from_env().cache_dir, progress)
         .map_err(|e| LoadFailure::Error(e.to_string()))?;
     let device = key.device.device().map_err(LoadFailure::Error)?;
-    let generator = mrt::system::load::load_generator(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
+    // Speed options for the whole process (bf16 decoder weights, per-level depth logits).
+    let options = mrt::lm::LmOptions::from_env().map_err(LoadFailure::Error)?;
+    let generator =
+        mrt::system::load::load_generator_with(&paths, &device, options).map_err(|e| LoadFailure::Error(e.to_string()))?;
     let style = mrt::system::load::load_style(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
-    let description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
+    let mut description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
+    if options != mrt::lm::LmOptions::default() {
+        description.push_str(&format!(" (LM weights {}, depth logits {})", options.precision, options.depth_logits));
+    }
     let style_id = paths.musiccoca.path.display().to_string();
     note_load(key);
     Ok(Models { generator, style, device: key.device, description, style_id })

@@ -161,6 +161,30 @@ impl Default for LmOptions {
     }
 }
 
+impl LmOptions {
+    /// The defaults with `MRT_LM_WEIGHTS` (f32|bf16), `MRT_DEPTH_LOGITS` (all|level) and
+    /// `MRT_LM_KERNELS` (host|burn) applied, as the `mrt` flags read them. A value that is not one
+    /// of those is an error naming the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let mut o = Self::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("MRT_LM_WEIGHTS") {
+            o.precision = v.trim().parse().map_err(|e| format!("MRT_LM_WEIGHTS: {e}"))?;
+        }
+        if let Some(v) = var("MRT_DEPTH_LOGITS") {
+            o.depth_logits = v.trim().parse().map_err(|e| format!("MRT_DEPTH_LOGITS: {e}"))?;
+        }
+        if let Some(v) = var("MRT_LM_KERNELS") {
+            o.cpu_kernels = match v.trim() {
+                "host" => true,
+                "burn" => false,
+                other => return Err(format!("MRT_LM_KERNELS: unknown value `{other}` (expected host or burn)")),
+            };
+        }
+        Ok(o)
+    }
+}
+
 /// Intermediate and final outputs of the teacher-forced decoder.
 pub struct TeacherOutputs {
     /// `[b, frames, d]`, the temporal stack output (no norm).
