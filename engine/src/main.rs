@@ -208,6 +208,33 @@ impl LmFlags {
     }
 }
 
+/// What an LM benchmark runs: model size, device, chunks, threads and LM options.
+#[derive(clap::Args, Clone)]
+struct BenchRun {
+    #[arg(long, value_enum, default_value_t = Size::Base)]
+    size: Size,
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+    #[arg(long, default_value_t = 1)]
+    chunks: usize,
+    /// CPU threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    lm: LmFlags,
+}
+
+impl BenchRun {
+    /// Checks the chunk count, sizes the thread pool and picks the device.
+    fn prepare(&self) -> Result<DeviceChoice> {
+        if self.chunks == 0 {
+            bail!("--chunks must be at least 1");
+        }
+        set_threads(self.threads)?;
+        pick_device(self.device)
+    }
+}
+
 /// Sizes the CPU thread pool (burn-flex and the host kernels share rayon's global pool).
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
@@ -313,17 +340,8 @@ fn norm(v: &[f32]) -> f64 {
 enum BenchWhat {
     /// The LM decode loop: encoder, temporal and depth steps, seconds per chunk.
     Lm {
-        #[arg(long, value_enum, default_value_t = Size::Base)]
-        size: Size,
-        #[arg(long)]
-        device: Option<DeviceChoice>,
-        #[arg(long, default_value_t = 1)]
-        chunks: usize,
-        /// CPU threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
         #[command(flatten)]
-        lm: LmFlags,
+        run: BenchRun,
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -342,17 +360,8 @@ enum BenchWhat {
     /// One streaming chunk end to end: the LM (encoder, temporal, depth, logits, sampling) and
     /// the codec decode of its 51 frames, as a table and JSON.
     All {
-        #[arg(long, value_enum, default_value_t = Size::Base)]
-        size: Size,
-        #[arg(long)]
-        device: Option<DeviceChoice>,
-        #[arg(long, default_value_t = 1)]
-        chunks: usize,
-        /// CPU threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
         #[command(flatten)]
-        lm: LmFlags,
+        run: BenchRun,
         /// Where the JSON goes.
         #[arg(long, default_value = "mrt-bench.json")]
         json: PathBuf,
@@ -406,25 +415,19 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { what: BenchWhat::All { size, device, chunks, threads, lm, json } } => {
-            if chunks == 0 {
-                bail!("--chunks must be at least 1");
-            }
-            set_threads(threads)?;
-            let choice = pick_device(device)?;
-            let report = mrt::bench::bench_all(size.name(), size.config(), choice, lm.options(), chunks).map_err(anyhow::Error::msg)?;
+        Command::Bench { what: BenchWhat::All { run, json } } => {
+            let choice = run.prepare()?;
+            let report =
+                mrt::bench::bench_all(run.size.name(), run.size.config(), choice, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
             println!("{report}");
             std::fs::write(&json, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", json.display()))?;
             println!("JSON: {}", json.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { what: BenchWhat::Lm { size, device, chunks, threads, lm, json } } => {
-            if chunks == 0 {
-                bail!("--chunks must be at least 1");
-            }
-            set_threads(threads)?;
-            let choice = pick_device(device)?;
-            let report = mrt::bench::bench_lm(size.name(), size.config(), choice, lm.options(), chunks).map_err(anyhow::Error::msg)?;
+        Command::Bench { what: BenchWhat::Lm { run, json } } => {
+            let choice = run.prepare()?;
+            let report =
+                mrt::bench::bench_lm(run.size.name(), run.size.config(), choice, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
             println!("{report}");
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)

@@ -135,24 +135,6 @@ impl CpuDecoder {
         })
     }
 
-    /// Bytes of weights one temporal step streams (cross-attention K/V excluded).
-    pub fn temporal_step_bytes(&self) -> usize {
-        self.temporal
-            .iter()
-            .map(|l| l.self_attention.qkv.bytes() + l.self_attention.out.bytes() + l.cross_query.bytes() + l.cross_out.bytes() + l.mlp.wi.bytes() + l.mlp.wo.bytes())
-            .sum()
-    }
-
-    /// Bytes of weights one depth step streams, with the logits over `logit_rows` outputs.
-    pub fn depth_step_bytes(&self, logit_rows: usize) -> usize {
-        let layers: usize = self
-            .depth
-            .iter()
-            .map(|l| l.self_attention.qkv.bytes() + l.self_attention.out.bytes() + l.mlp.wi.bytes() + l.mlp.wo.bytes())
-            .sum();
-        layers + logit_rows * self.logits.cols() * self.precision.bytes()
-    }
-
     /// Starts a chunk for `batch` rows with the cross-attention keys and values of every temporal
     /// layer, each `[batch, heads, encoder_len, head_dim]` flattened.
     pub fn start_chunk(&self, batch: usize, cross: Vec<(Vec<f32>, Vec<f32>)>) -> Result<CpuChunk, LmError> {
@@ -384,11 +366,4 @@ pub struct CpuChunk {
     proj: Vec<f32>,
     gated: Vec<f32>,
     scores: Vec<f32>,
-}
-
-impl CpuChunk {
-    /// Frames decoded so far.
-    pub fn frames(&self) -> usize {
-        self.frame
-    }
 }
