@@ -255,3 +255,43 @@ fn bf16_weights_are_refused_off_the_cpu_path() {
     let err = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 1), &device, options).err().expect("refused");
     assert!(err.to_string().contains("bf16"), "{err}");
 }
+
+#[test]
+fn host_encoder_computes_the_burn_encoder() {
+    // Two layers, 1006 positions (seven full query blocks of 128 and a partial one), an MLP width
+    // that is not a multiple of the vector width.
+    let c = LmConfig { encoder_layers: 2, mlp_dim: 100, ..small_config() };
+    let host = model_with(&c, 12, LmOptions::default());
+    let burn = model_with(&c, 12, LmOptions { cpu_kernels: false, ..LmOptions::default() });
+    let s = c.encoder_len();
+    let ids = encoder_rows(&c);
+    let a = host.encode_ids(&ids, 2).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let b = burn.encode(burn.ids_tensor(&ids, 2, s)).into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(a.len(), 2 * s * c.d_model);
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.1, "encoder output is not degenerate (scale {scale})");
+    // The fixtures' encoder tolerance: two f32 orders of summation over unscaled attention
+    // logits differ by a few 1e-5 here (2.7e-5 at scale 4.9 when written).
+    let (diff, ok) = compare(&a, &b, 1e-4, 1e-4);
+    assert!(ok, "host encoder vs burn encoder: max |diff| {diff} (scale {scale})");
+    // The two CFG rows differ only in the style tokens, and attention carries that everywhere.
+    let d = c.d_model;
+    assert!(a[..d] != a[s * d..(s + 1) * d], "rows must differ at position 0");
+    // The tensor entry point runs the same host encoder.
+    let t = host.encode(host.ids_tensor(&ids, 2, s)).into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(a, t);
+}
+
+#[test]
+fn host_encoder_refuses_ids_outside_the_vocabulary_and_wrong_lengths() {
+    let c = small_config();
+    let m = model_with(&c, 1, LmOptions::default());
+    let mut ids = encoder_rows(&c);
+    ids[17] = c.vocab_size as i32;
+    let err = m.encode_ids(&ids, 2).err().expect("refused");
+    assert!(err.to_string().contains(&c.vocab_size.to_string()), "{err}");
+    ids[17] = -1;
+    assert!(m.encode_ids(&ids, 2).is_err());
+    let err = m.encode_ids(&ids[..10], 2).err().expect("refused");
+    assert!(err.to_string().contains("10 values"), "{err}");
+}

@@ -5,15 +5,16 @@
 //! for GPUs and as the reference in tests; on the flex device this path replaces it because a
 //! decode step is a chain of ~120 tiny products whose cost is streaming the weights, and burn's
 //! per-op dispatch and packing GEMM cost several times that (see NOTES "CPU performance").
-//! Cross-attention keys and values are computed once per chunk by burn (a real GEMM over the
-//! encoder output) and read back into [`CpuChunk`].
+//! Cross-attention keys and values are computed once per chunk (a real GEMM over the encoder
+//! output, by [`super::cpu_encoder`]) and handed to [`CpuChunk`].
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::kernels::{attend_one, attend_one_t, gelu_tanh, rms_norm, transpose_into, Matrix, WeightPrecision};
+use super::kernels::{attend_one, attend_one_t, rms_norm, transpose_into, Matrix, WeightPrecision};
+use super::vmath::gelu_mul_into;
 use super::relpos::causal_bias_table;
 use super::weights::{self, HostWeights};
 use super::{LmConfig, LmError};
@@ -329,9 +330,7 @@ impl CpuDecoder {
         for r in 0..b {
             let row = &wide[r * 2 * hidden..(r + 1) * 2 * hidden];
             let (gate, linear) = row.split_at(hidden);
-            for ((g, &a), &l) in gated[r * hidden..(r + 1) * hidden].iter_mut().zip(gate).zip(linear) {
-                *g = gelu_tanh(a) * l;
-            }
+            gelu_mul_into(gate, linear, &mut gated[r * hidden..(r + 1) * hidden]);
         }
         mlp.wo.gemv(gated, 0..d, &mut chunk.proj);
         for (x, p) in chunk.x.iter_mut().zip(&chunk.proj) {

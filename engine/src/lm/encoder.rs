@@ -31,6 +31,11 @@ impl EncoderLayer {
 /// `PE[p, half + i] = cos(p·div[i])`, `div[i] = exp(−i·ln(timescale)/(half − 1))`, computed in
 /// float64 as NumPy does and stored as float32. Returns `[1, len, d]`.
 pub fn sinusoid_positions(len: usize, d: usize, timescale: f64, device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(sinusoid_table(len, d, timescale), [1, len, d]), device)
+}
+
+/// [`sinusoid_positions`] as a host table `[len, d]`.
+pub fn sinusoid_table(len: usize, d: usize, timescale: f64) -> Vec<f32> {
     let half = d / 2;
     let scale = if half > 1 { -timescale.ln() / (half as f64 - 1.0) } else { 0.0 };
     let mut pe = vec![0f32; len * d];
@@ -41,5 +46,5 @@ pub fn sinusoid_positions(len: usize, d: usize, timescale: f64, device: &Device)
             pe[p * d + half + i] = angle.cos() as f32;
         }
     }
-    Tensor::from_data(TensorData::new(pe, [1, len, d]), device)
+    pe
 }

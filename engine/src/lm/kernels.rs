@@ -521,25 +521,9 @@ pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// jax's default (tanh) GELU.
-#[inline]
-pub fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
-}
-
-/// In-place softmax.
+/// In-place softmax (vectorised `exp`, see [`super::vmath`]).
 pub fn softmax(v: &mut [f32]) {
-    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in v.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in v.iter_mut() {
-        *x *= inv;
-    }
+    super::vmath::softmax(v)
 }
 
 /// One query over `len` cached positions: `out = softmax(q·kᵀ + bias)·v` (no scaling, T5).

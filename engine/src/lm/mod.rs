@@ -5,6 +5,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
+pub mod cpu_encoder;
 pub mod decode;
 pub mod depth;
 pub mod encoder;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod relpos;
 pub mod sampling;
 pub mod temporal;
+pub mod vmath;
 pub mod weights;
 
 use std::path::PathBuf;

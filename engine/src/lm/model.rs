@@ -18,6 +18,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::cache::KvCache;
 use super::checkpoint::RawTensor;
 use super::cpu::{CpuChunk, CpuDecoder, CpuMlp, CpuSelfAttention};
+use super::cpu_encoder::{CpuEncoder, Dense};
 use super::depth::DepthLayer;
 use super::encoder::{sinusoid_positions, EncoderLayer};
 use super::kernels::{Matrix, WeightPrecision};
@@ -34,10 +35,11 @@ pub struct Depthformer {
     embedding: Tensor<2>,
     /// `[1, encoder_len, d]`.
     positions: Tensor<3>,
-    encoder: Vec<EncoderLayer>,
-    encoder_norm: RmsNorm,
-    /// Per temporal layer, the fused key|value map of its cross-attention (applied once per chunk).
-    cross_key_value: Vec<Linear>,
+    /// The encoder and cross-attention K/V maps on burn: built at load off the CPU path, on first
+    /// use on it (only the teacher-forced path and the burn step methods need them there).
+    burn_encoder: OnceLock<BurnEncoder>,
+    /// The encoder and cross-attention K/V maps with host buffers (the CPU path).
+    cpu_encoder: Option<CpuEncoder>,
     /// The decoder stacks on burn: built at load on GPUs, on first use on the CPU path (only the
     /// teacher-forced path and the burn step methods need them there).
     decoder: OnceLock<BurnDecoder>,
@@ -45,6 +47,38 @@ pub struct Depthformer {
     cpu: Option<CpuDecoder>,
     /// Column blocks of burn's linear maps (see `Linear`).
     blocks: usize,
+}
+
+/// The encoder stack, its final norm and the temporal layers' cross-attention key|value maps on
+/// burn.
+struct BurnEncoder {
+    layers: Vec<EncoderLayer>,
+    norm: RmsNorm,
+    /// Per temporal layer, the fused key|value map of its cross-attention (applied once per chunk).
+    cross_key_value: Vec<Linear>,
+}
+
+impl BurnEncoder {
+    /// Uploads the host encoder's weights.
+    fn from_cpu(cpu: &CpuEncoder, c: &LmConfig, device: &Device, blocks: usize) -> Self {
+        let vec1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        let norm = |v: &[f32]| RmsNorm::new(vec1(v), c.rms_norm_eps);
+        let linear = |m: &Dense| Linear::new(Tensor::from_data(TensorData::new(m.w.clone(), [m.inputs, m.outputs]), device), blocks);
+        Self {
+            layers: cpu
+                .layers
+                .iter()
+                .map(|l| EncoderLayer {
+                    pre_attention_norm: norm(&l.pre_attention_norm),
+                    attention: SelfAttention { qkv: linear(&l.qkv), out: linear(&l.out), num_heads: c.num_heads, head_dim: c.head_dim },
+                    pre_mlp_norm: norm(&l.pre_mlp_norm),
+                    mlp: GeGlu { wi: linear(&l.wi), wo: linear(&l.wo) },
+                })
+                .collect(),
+            norm: norm(&cpu.norm),
+            cross_key_value: cpu.cross_key_value.iter().map(linear).collect(),
+        }
+    }
 }
 
 /// The temporal and depth stacks, the decoder norm and the logits on burn.
@@ -294,23 +328,30 @@ impl Depthformer {
         let embedding_raw = w.take(weights::EMBEDDING)?;
         let embedding_host = embedding_raw.data.clone();
         let embedding = upload::<2>(embedding_raw, device);
-        let mut encoder = Vec::with_capacity(c.encoder_layers);
-        for i in 0..c.encoder_layers {
-            let p = format!("encoder.layers_{i}");
-            encoder.push(EncoderLayer {
-                pre_attention_norm: norm(&mut w, &format!("{p}.pre_attention_layer_norm.scale"))?,
-                attention: self_attention(&mut w, &mut mat, &format!("{p}.attention"))?,
-                pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
-                mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
-            });
-        }
-        let encoder_norm = norm(&mut w, weights::ENCODER_NORM)?;
-        let mut cross_key_value = Vec::with_capacity(c.temporal_layers);
-        for i in 0..c.temporal_layers {
-            let p = format!("{}.layers_{i}.encoder_decoder_attention", weights::TEMPORAL);
-            let kv = vec![mat(&mut w, &format!("{p}.key.kernel"))?, mat(&mut w, &format!("{p}.value.kernel"))?];
-            cross_key_value.push(Linear::fused(kv, blocks));
-        }
+        let burn_encoder = OnceLock::new();
+        let cpu_encoder = if cpu_path {
+            Some(CpuEncoder::from_weights(c, &mut w)?)
+        } else {
+            let mut layers = Vec::with_capacity(c.encoder_layers);
+            for i in 0..c.encoder_layers {
+                let p = format!("encoder.layers_{i}");
+                layers.push(EncoderLayer {
+                    pre_attention_norm: norm(&mut w, &format!("{p}.pre_attention_layer_norm.scale"))?,
+                    attention: self_attention(&mut w, &mut mat, &format!("{p}.attention"))?,
+                    pre_mlp_norm: norm(&mut w, &format!("{p}.pre_mlp_layer_norm.scale"))?,
+                    mlp: mlp(&mut w, &mut mat, &format!("{p}.mlp"))?,
+                });
+            }
+            let encoder_norm = norm(&mut w, weights::ENCODER_NORM)?;
+            let mut cross_key_value = Vec::with_capacity(c.temporal_layers);
+            for i in 0..c.temporal_layers {
+                let p = format!("{}.layers_{i}.encoder_decoder_attention", weights::TEMPORAL);
+                let kv = vec![mat(&mut w, &format!("{p}.key.kernel"))?, mat(&mut w, &format!("{p}.value.kernel"))?];
+                cross_key_value.push(Linear::fused(kv, blocks));
+            }
+            let _ = burn_encoder.set(BurnEncoder { layers, norm: encoder_norm, cross_key_value });
+            None
+        };
         // The decoder stacks go through the host layout on every device (one name map); GPUs
         // upload them in f32 and drop the host copy.
         let precision = if cpu_path { options.precision } else { WeightPrecision::F32 };
@@ -329,9 +370,8 @@ impl Depthformer {
             device: device.clone(),
             embedding,
             positions,
-            encoder,
-            encoder_norm,
-            cross_key_value,
+            burn_encoder,
+            cpu_encoder,
             decoder,
             cpu,
             blocks,
@@ -360,8 +400,16 @@ impl Depthformer {
         })
     }
 
+    fn burn_encoder(&self) -> &BurnEncoder {
+        self.burn_encoder.get_or_init(|| {
+            let cpu = self.cpu_encoder.as_ref().expect("the burn encoder is built at load unless the host encoder exists");
+            BurnEncoder::from_cpu(cpu, &self.config, &self.device, self.blocks)
+        })
+    }
+
     fn cross_kv(&self, layer: usize, encoded: Tensor<3>) -> CrossKv {
-        let (keys, values) = project_memory(&self.cross_key_value[layer], encoded, self.config.num_heads, self.config.head_dim);
+        let map = &self.burn_encoder().cross_key_value[layer];
+        let (keys, values) = project_memory(map, encoded, self.config.num_heads, self.config.head_dim);
         CrossKv { keys, values }
     }
 
@@ -386,12 +434,36 @@ impl Depthformer {
     }
 
     /// Encoder: `ids: [b, encoder_len] -> [b, encoder_len, d]` (after `encoder_norm`).
+    ///
+    /// On the CPU path this runs the host encoder ([`CpuEncoder`]); an id outside the vocabulary
+    /// then panics like burn's lookup does (use [`Self::encode_ids`] for an error instead).
     pub fn encode(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        if self.cpu_encoder.is_some() {
+            let b = ids.dims()[0];
+            let host = ids.into_data().convert::<i32>().try_into_vec::<i32>().expect("int ids");
+            return self.encode_ids(&host, b).unwrap_or_else(|e| panic!("encoder: {e}"));
+        }
+        let enc = self.burn_encoder();
         let mut x = self.embed2(ids) + self.positions.clone();
-        for layer in &self.encoder {
+        for layer in &enc.layers {
             x = layer.forward(x);
         }
-        self.encoder_norm.forward(x)
+        enc.norm.forward(x)
+    }
+
+    /// The encoder over host ids `[batch, encoder_len]` on the model's path.
+    pub fn encode_ids(&self, ids: &[i32], batch: usize) -> Result<Tensor<3>, LmError> {
+        let (s, d) = (self.config.encoder_len(), self.config.d_model);
+        if ids.len() != batch * s {
+            return Err(LmError::BadInput(format!("encoder ids: {} values for {batch} rows of {s}", ids.len())));
+        }
+        match (&self.cpu_encoder, &self.cpu) {
+            (Some(enc), Some(cpu)) => {
+                let out = enc.encode(&cpu.embedding, ids, batch)?;
+                Ok(Tensor::from_data(TensorData::new(out, [batch, s, d]), &self.device))
+            }
+            _ => Ok(self.encode(self.ids_tensor(ids, batch, s))),
+        }
     }
 
     /// Decoder over whole frames with teacher forcing. `targets: [b, frames·levels]` are the ids to
@@ -523,12 +595,21 @@ impl Depthformer {
             return Ok(ChunkState::Burn { cache: self.start_chunk(encoded), input: None });
         };
         let b = encoded.dims()[0];
-        let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")));
-        let mut cross = Vec::with_capacity(self.config.temporal_layers);
-        for i in 0..self.config.temporal_layers {
-            let kv = self.cross_kv(i, encoded.clone());
-            cross.push((host(kv.keys)?, host(kv.values)?));
-        }
+        let cross = match &self.cpu_encoder {
+            Some(enc) => {
+                let host = encoded.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
+                enc.cross_key_values(&host, b)
+            }
+            None => {
+                let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")));
+                let mut cross = Vec::with_capacity(self.config.temporal_layers);
+                for i in 0..self.config.temporal_layers {
+                    let kv = self.cross_kv(i, encoded.clone());
+                    cross.push((host(kv.keys)?, host(kv.values)?));
+                }
+                cross
+            }
+        };
         Ok(ChunkState::Cpu(cpu.start_chunk(b, cross)?))
     }
 
