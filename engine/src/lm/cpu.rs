@@ -221,6 +221,10 @@ impl CpuDecoder {
 
     /// One temporal step on `chunk.x` (the input) → `chunk.x` (the output); resets the depth caches.
     pub fn temporal_step(&self, chunk: &mut CpuChunk) {
+        in_pool(|| self.temporal_step_here(chunk))
+    }
+
+    fn temporal_step_here(&self, chunk: &mut CpuChunk) {
         let c = &self.config;
         let t = chunk.frame;
         assert!(t < c.chunk_frames, "temporal step {t} past the chunk ({} frames)", c.chunk_frames);
@@ -238,6 +242,10 @@ impl CpuDecoder {
     /// One depth step on `chunk.x` → the logits of `rows` (all `vocab` ids, or one level's range)
     /// into `logits` (`[batch, rows.len()]`). `chunk.x` must hold the step's input.
     pub fn depth_step(&self, chunk: &mut CpuChunk, rows: Range<usize>, logits: &mut [f32]) {
+        in_pool(|| self.depth_step_here(chunk, rows, logits))
+    }
+
+    fn depth_step_here(&self, chunk: &mut CpuChunk, rows: Range<usize>, logits: &mut [f32]) {
         let c = &self.config;
         let q = chunk.level;
         let levels = c.num_levels;
@@ -337,6 +345,16 @@ impl CpuDecoder {
             *x += p;
         }
     }
+}
+
+/// Runs `f` on a thread of rayon's pool: a step is a chain of ~20–120 parallel products, and
+/// from a thread outside the pool each of them would be handed over and waited for (two wake-ups
+/// per product); from inside, the calling worker takes its share and the others join it.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
 }
 
 #[derive(Clone, Copy)]
