@@ -294,4 +294,12 @@ fn host_encoder_refuses_ids_outside_the_vocabulary_and_wrong_lengths() {
     assert!(m.encode_ids(&ids, 2).is_err());
     let err = m.encode_ids(&ids[..10], 2).err().expect("refused");
     assert!(err.to_string().contains("10 values"), "{err}");
+    // The decode loop reports a bad id as an error on both paths, before anything runs.
+    let burn = model_with(&c, 1, LmOptions { cpu_kernels: false, ..LmOptions::default() });
+    let mut ids = encoder_rows(&c);
+    ids[3] = -5;
+    for model in [&m, &burn] {
+        let err = model.generate_tokens(&ids, &SamplingParams::default(), 0, None, None).err().expect("refused");
+        assert!(err.to_string().contains("-5"), "{err}");
+    }
 }

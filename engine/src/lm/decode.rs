@@ -40,8 +40,7 @@ impl Depthformer {
         let (frames, levels, vocab) = (c.chunk_frames, c.num_levels, c.vocab_size);
         let guided_rows = params.guidance_weight != 0.0;
         let b = if guided_rows { 2 } else { 1 };
-        let ids = self.ids_tensor(&encoder_ids[..b * s], b, s);
-        let mut state = self.begin_chunk(self.encode(ids))?;
+        let mut state = self.begin_chunk(self.encode_ids(&encoder_ids[..b * s], b)?)?;
 
         let mut rng = params.rng_for_chunk(chunk_index);
         let mut sampler = Sampler::default();

@@ -457,6 +457,10 @@ impl Depthformer {
         if ids.len() != batch * s {
             return Err(LmError::BadInput(format!("encoder ids: {} values for {batch} rows of {s}", ids.len())));
         }
+        let vocab = self.config.vocab_size;
+        if let Some(&id) = ids.iter().find(|&&id| usize::try_from(id).map_or(true, |i| i >= vocab)) {
+            return Err(LmError::BadInput(format!("encoder token id {id} outside the vocabulary (0..{vocab})")));
+        }
         match (&self.cpu_encoder, &self.cpu) {
             (Some(enc), Some(cpu)) => {
                 let out = enc.encode(&cpu.embedding, ids, batch)?;
