@@ -49,6 +49,11 @@ pub struct Depthformer {
     blocks: usize,
 }
 
+/// An RMSNorm on `device` from its host scale vector.
+fn host_norm(scale: &[f32], c: &LmConfig, device: &Device) -> RmsNorm {
+    RmsNorm::new(Tensor::<1>::from_data(TensorData::new(scale.to_vec(), [scale.len()]), device), c.rms_norm_eps)
+}
+
 /// The encoder stack, its final norm and the temporal layers' cross-attention key|value maps on
 /// burn.
 struct BurnEncoder {
@@ -61,8 +66,7 @@ struct BurnEncoder {
 impl BurnEncoder {
     /// Uploads the host encoder's weights.
     fn from_cpu(cpu: &CpuEncoder, c: &LmConfig, device: &Device, blocks: usize) -> Self {
-        let vec1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
-        let norm = |v: &[f32]| RmsNorm::new(vec1(v), c.rms_norm_eps);
+        let norm = |v: &[f32]| host_norm(v, c, device);
         let linear = |m: &Dense| Linear::new(Tensor::from_data(TensorData::new(m.w.clone(), [m.inputs, m.outputs]), device), blocks);
         Self {
             layers: cpu
@@ -97,8 +101,7 @@ struct BurnDecoder {
 impl BurnDecoder {
     /// Uploads the host decoder's weights (bf16 weights widen exactly).
     fn from_cpu(cpu: &CpuDecoder, c: &LmConfig, device: &Device, blocks: usize) -> Self {
-        let vec1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
-        let norm = |v: &[f32]| RmsNorm::new(vec1(v), c.rms_norm_eps);
+        let norm = |v: &[f32]| host_norm(v, c, device);
         let linear = |m: &Matrix| {
             Linear::new(Tensor::from_data(TensorData::new(m.to_kernel(), [m.cols(), m.rows()]), device), blocks)
         };
