@@ -33,13 +33,13 @@ fn causal_time_padding(k: usize, s: usize) -> (usize, usize) {
 }
 
 /// Frequency padding of a SAME conv: total `k − s`, floor left.
-fn same_freq_padding(k: usize, s: usize) -> (usize, usize) {
+pub(super) fn same_freq_padding(k: usize, s: usize) -> (usize, usize) {
     let total = k - s;
     (total / 2, total - total / 2)
 }
 
 /// Left padding of a flax transposed conv along one axis (`(k − 1, s − 1)` in time).
-fn transposed_left_padding(k: usize, s: usize, causal: bool) -> usize {
+pub(super) fn transposed_left_padding(k: usize, s: usize, causal: bool) -> usize {
     if causal {
         k - 1
     } else {

@@ -17,6 +17,7 @@ pub mod audio;
 pub mod bench;
 pub mod blocks;
 pub mod config;
+pub mod cpu_decoder;
 pub mod decoder;
 pub mod encoder;
 pub mod rvq;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use config::CodecConfig;
+pub use cpu_decoder::CpuDecoder;
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use rvq::Rvq;
@@ -75,13 +77,20 @@ pub struct Codes {
     pub data: Vec<i32>,
 }
 
+/// The decoder network: burn ops on a GPU, host kernels on the CPU (see [`CpuDecoder`]).
+#[derive(Debug)]
+enum DecoderPath {
+    Burn(Decoder),
+    Host(CpuDecoder),
+}
+
 /// The whole codec on one device.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Codec {
     pub config: CodecConfig,
     stft: Stft,
     encoder: Encoder,
-    decoder: Decoder,
+    decoder: DecoderPath,
     rvq: Rvq,
     device: Device,
 }
@@ -98,12 +107,25 @@ impl Codec {
         Self::from_weights(config, weights, device)
     }
 
+    /// The codec on `device`; on the CPU (flex) the decoder runs on host kernels.
     pub fn from_weights(config: CodecConfig, weights: CodecWeights, device: &Device) -> Result<Self, CodecError> {
+        let host = crate::device::is_flex(device);
+        Self::from_weights_with(config, weights, device, host)
+    }
+
+    /// As [`Codec::from_weights`], choosing the decoder: `host_decoder` runs [`CpuDecoder`]
+    /// (CPU only), otherwise burn's [`Decoder`] on `device`.
+    pub fn from_weights_with(config: CodecConfig, weights: CodecWeights, device: &Device, host_decoder: bool) -> Result<Self, CodecError> {
         config.validate().map_err(|reason| CodecError::BadConfig { path: PathBuf::from("<config>"), reason })?;
+        let decoder = if host_decoder {
+            DecoderPath::Host(CpuDecoder::new(&config, &weights.decoder)?)
+        } else {
+            DecoderPath::Burn(Decoder::new(&config, &weights.decoder, device)?)
+        };
         Ok(Self {
             stft: Stft::new(&config),
             encoder: Encoder::new(&config, &weights.encoder, device)?,
-            decoder: Decoder::new(&config, &weights.decoder, device)?,
+            decoder,
             rvq: Rvq::new(weights.codebooks),
             device: device.clone(),
             config,
@@ -118,8 +140,27 @@ impl Codec {
         &self.encoder
     }
 
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
+    /// Whether the decoder runs on host kernels ([`CpuDecoder`]) rather than burn.
+    pub fn host_decoder(&self) -> bool {
+        matches!(self.decoder, DecoderPath::Host(_))
+    }
+
+    /// The decoder network alone: latent `[batch][frames][D]` → spectrogram
+    /// `[batch][2·channels][t][bins]` with `t = 4·frames − 4` (the look-ahead crop), and `t`.
+    pub fn decode_spectrogram(&self, latent: &[f32], batch: usize, frames: usize) -> Result<(Vec<f32>, usize), CodecError> {
+        let d = self.rvq.dim();
+        if batch == 0 || frames == 0 || latent.len() != batch * frames * d {
+            return Err(CodecError::BadInput(format!("{} latent values are not {batch} clips × {frames} frames × {d}", latent.len())));
+        }
+        match &self.decoder {
+            DecoderPath::Host(dec) => dec.forward(latent, batch, frames),
+            DecoderPath::Burn(dec) => {
+                let x = Tensor::<3>::from_data(TensorData::new(latent.to_vec(), [batch, frames, d]), &self.device);
+                let spec = dec.forward(x);
+                let t = spec.dims()[2];
+                Ok((host(spec)?, t))
+            }
+        }
     }
 
     pub fn rvq(&self) -> &Rvq {
@@ -258,12 +299,9 @@ impl Codec {
                 let real = (b + 1).min(frames) - a;
                 part[r * (b - a + 1) * d..][..real * d].copy_from_slice(&row[a * d..(a + real) * d]);
             }
-            let latent = Tensor::<3>::from_data(TensorData::new(part, [batch, b - a + 1, d]), &self.device);
-            let spec = self.decoder.forward(latent);
-            let [_, c4, t, _] = spec.dims();
-            let spec = host(spec)?;
+            let (spec, t) = self.decode_spectrogram(&part, batch, b - a + 1)?;
             for (r, clip) in spec.chunks_exact(spec.len() / batch).enumerate() {
-                let audio = self.stft.inverse(clip, c4 / 2, t)?; // [ch][(b − a)·spf]
+                let audio = self.stft.inverse(clip, ch, t)?; // [ch][(b − a)·spf]
                 for c in 0..ch {
                     let src = &audio[(c * (b - a) + (s - a)) * spf..(c + 1) * (b - a) * spf];
                     out[((r * ch + c) * frames + s) * spf..((r * ch + c) * frames + b) * spf].copy_from_slice(src);

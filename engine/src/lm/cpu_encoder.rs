@@ -243,7 +243,7 @@ fn matmul_strided(rows: usize, a: &[f32], lda: usize, inputs: usize, w: &Dense, 
 /// `B[l, j] = b[l·b_rs + j·b_cs]`, `dst[i, j] = dst[i·ld + j]`; every index is checked against
 /// the slices before the unchecked call.
 #[allow(clippy::too_many_arguments)]
-fn gemm_checked(
+pub(crate) fn gemm_checked(
     m: usize,
     n: usize,
     k: usize,

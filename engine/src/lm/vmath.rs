@@ -1,4 +1,4 @@
-//! Vectorised `exp`, softmax and the tanh-GELU gate of the host kernels.
+//! Vectorised `exp`, softmax, the tanh-GELU gate and ELU of the host kernels.
 //!
 //! libm's `expf`/`tanhf` are scalar calls: in the encoder (softmax over 2 × heads × 1006² logits
 //! and a GELU over 2012 × mlp values per layer) they cost as much as the matrix products. Here
@@ -45,6 +45,16 @@ pub fn exp(x: f32) -> f32 {
 pub fn gelu_mul(g: f32, l: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (g + GELU_C * g * g * g);
     g * l / (1.0 + exp(-2.0 * u))
+}
+
+/// ELU with α = 1 (`jax.nn.elu`), one value: `x` above 0, else `e^x − 1`. NaN stays NaN.
+#[inline]
+pub fn elu(x: f32) -> f32 {
+    if x > 0.0 || x.is_nan() {
+        x
+    } else {
+        exp(x) - 1.0
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -110,6 +120,32 @@ mod x86 {
             }
             for x in &mut v[full..] {
                 *x *= 1.0 / sum;
+            }
+        }
+    }
+
+    /// `out[i] = elu(src[i] (+ bias[i]))`; `out` may be `src`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn elu(src: *const f32, bias: Option<*const f32>, out: *mut f32, n: usize) {
+        let full = n / 8 * 8;
+        let mut i = 0;
+        // SAFETY (caller): n values readable at src (and bias), writable at out.
+        unsafe {
+            while i < full {
+                let mut x = _mm256_loadu_ps(src.add(i));
+                if let Some(b) = bias {
+                    x = _mm256_add_ps(x, _mm256_loadu_ps(b.add(i)));
+                }
+                // Lanes where x > 0 or x is NaN keep x.
+                let keep = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NLE_UQ);
+                let e = _mm256_sub_ps(exp8(_mm256_min_ps(x, _mm256_setzero_ps())), _mm256_set1_ps(1.0));
+                _mm256_storeu_ps(out.add(i), _mm256_blendv_ps(e, x, keep));
+                i += 8;
+            }
+            while i < n {
+                let x = *src.add(i) + bias.map_or(0.0, |b| *b.add(i));
+                *out.add(i) = super::elu(x);
+                i += 1;
             }
         }
     }
@@ -198,6 +234,48 @@ pub fn gelu_mul_in_place(gate: &mut [f32], linear: &[f32]) {
     }
 }
 
+/// `out[i] = elu(src[i])`.
+pub fn elu_into(src: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert_eq!(src.len(), n, "elu: {} in, {n} out", src.len());
+    #[cfg(target_arch = "x86_64")]
+    if vector() {
+        // SAFETY: the CPU was just checked; both slices hold n values (asserted).
+        return unsafe { x86::elu(src.as_ptr(), None, out.as_mut_ptr(), n) };
+    }
+    for (o, &x) in out.iter_mut().zip(src) {
+        *o = elu(x);
+    }
+}
+
+/// `out[i] = elu(src[i] + bias[i])`.
+pub fn bias_elu_into(src: &[f32], bias: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert!(src.len() == n && bias.len() == n, "elu: {} in, {} bias, {n} out", src.len(), bias.len());
+    #[cfg(target_arch = "x86_64")]
+    if vector() {
+        // SAFETY: the CPU was just checked; the three slices hold n values (asserted).
+        return unsafe { x86::elu(src.as_ptr(), Some(bias.as_ptr()), out.as_mut_ptr(), n) };
+    }
+    for ((o, &x), &b) in out.iter_mut().zip(src).zip(bias) {
+        *o = elu(x + b);
+    }
+}
+
+/// `v[i] = elu(v[i])`, in place.
+pub fn elu_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vector() {
+        let p = v.as_mut_ptr();
+        // SAFETY: the CPU was just checked; reading and writing the same index through one
+        // pointer is allowed.
+        return unsafe { x86::elu(p, None, p, v.len()) };
+    }
+    for x in v.iter_mut() {
+        *x = elu(*x);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +326,32 @@ mod tests {
             assert!((g[i] as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()), "gelu [{i}] {} vs {want}", g[i]);
             assert_eq!(g[i], g2[i]);
             assert!((gelu_mul(v[i], lin[i]) - g[i]).abs() <= 1e-6 * (1.0 + want.abs() as f32));
+        }
+    }
+
+    #[test]
+    fn vector_elu_equals_the_definition_and_keeps_nan() {
+        // 37 values: the vector body and the scalar tail both run.
+        let mut v: Vec<f32> = (0..37).map(|i| ((i * 7919) % 200) as f32 * 0.11 - 11.0).collect();
+        v[3] = f32::NAN;
+        v[4] = -1e-4;
+        v[30] = f32::NAN;
+        let bias: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.05).collect();
+        let (mut a, mut b, mut c) = (vec![0f32; 37], vec![0f32; 37], v.clone());
+        elu_into(&v, &mut a);
+        bias_elu_into(&v, &bias, &mut b);
+        elu_in_place(&mut c);
+        for i in 0..37 {
+            let want = |x: f64| if x > 0.0 { x } else { x.exp_m1() };
+            if v[i].is_nan() {
+                assert!(a[i].is_nan() && b[i].is_nan() && c[i].is_nan(), "[{i}] NaN lost");
+                continue;
+            }
+            let (w, wb) = (want(v[i] as f64), want((v[i] + bias[i]) as f64));
+            assert!((a[i] as f64 - w).abs() <= 1.5e-7 * (1.0 + w.abs()), "elu [{i}] {} vs {w}", a[i]);
+            assert!((b[i] as f64 - wb).abs() <= 1.5e-7 * (1.0 + wb.abs()), "bias elu [{i}] {} vs {wb}", b[i]);
+            assert_eq!(a[i].to_bits(), c[i].to_bits());
+            assert_eq!(a[i].to_bits(), elu(v[i]).to_bits(), "[{i}] vector and scalar differ");
         }
     }
 }
