@@ -50,6 +50,8 @@ pub struct EditorApp {
     model_dir: String,
     size: String,
     device: String,
+    lm_weights: mrt::lm::WeightPrecision,
+    depth_logits: mrt::lm::DepthLogits,
     restores_seen: Option<u64>,
 }
 
@@ -64,6 +66,8 @@ impl EditorApp {
             model_dir: String::new(),
             size: String::new(),
             device: String::new(),
+            lm_weights: Default::default(),
+            depth_logits: Default::default(),
             restores_seen: None,
         }
     }
@@ -81,6 +85,8 @@ impl EditorApp {
         self.model_dir = saved.settings.model_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         self.size = saved.settings.size.clone();
         self.device = saved.settings.device.clone().unwrap_or_default();
+        self.lm_weights = saved.settings.lm_weights;
+        self.depth_logits = saved.settings.depth_logits;
     }
 
     /// The settings the fields describe.
@@ -94,6 +100,8 @@ impl EditorApp {
                 s => s.to_string(),
             },
             device: (!device.is_empty()).then(|| device.to_string()),
+            lm_weights: self.lm_weights,
+            depth_logits: self.depth_logits,
         }
     }
 
@@ -287,6 +295,30 @@ impl EditorApp {
                     ui.selectable_value(&mut self.device, name.clone(), name);
                 }
             });
+            ui.end_row();
+            // Speed options of the CPU path (engine/NOTES.md, "CPU performance").
+            use mrt::lm::{DepthLogits, WeightPrecision};
+            ui.label("LM weights");
+            egui::ComboBox::from_id_salt("lm_weights").selected_text(self.lm_weights.to_string()).show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.lm_weights, WeightPrecision::F32, "f32 (exact)");
+                ui.selectable_value(&mut self.lm_weights, WeightPrecision::Bf16, "bf16 (faster on the CPU)");
+            })
+            .response
+            .on_hover_text(
+                "bf16 halves the bytes each decode step reads, ~1.7× faster LM on the CPU; tokens drift from the exact \
+                 path after a few hundred steps. GPUs always run f32.",
+            );
+            ui.end_row();
+            ui.label("Depth logits");
+            egui::ComboBox::from_id_salt("depth_logits").selected_text(self.depth_logits.to_string()).show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.depth_logits, DepthLogits::All, "all (exact)");
+                ui.selectable_value(&mut self.depth_logits, DepthLogits::Level, "level (faster)");
+            })
+            .response
+            .on_hover_text(
+                "Compute each depth step's logits over the current RVQ level's 1024 ids only: ids of other levels, \
+                 which a trained model essentially never samples, cannot be drawn.",
+            );
             ui.end_row();
         });
         let edited = self.edited_settings();

@@ -56,13 +56,34 @@ pub struct Settings {
     pub size: String,
     /// Backend (`flex`, `wgpu`, `cuda`); `None` = the best one compiled in.
     pub device: Option<String>,
+    /// LM decoder weights on the CPU: f32 (exact) or bf16 (half the bytes per decode step). GPUs
+    /// run f32 whatever this says.
+    pub lm_weights: mrt::lm::WeightPrecision,
+    /// Depth-step logits over the whole vocabulary (exact) or the current level's ids (faster).
+    pub depth_logits: mrt::lm::DepthLogits,
+}
+
+impl Settings {
+    /// The LM options these settings ask for.
+    pub fn lm_options(&self) -> mrt::lm::LmOptions {
+        mrt::lm::LmOptions { precision: self.lm_weights, depth_logits: self.depth_logits, ..mrt::lm::LmOptions::default() }
+    }
 }
 
 impl Default for Settings {
-    /// `base` (or `$MRT_MODEL_SIZE`), the default model places, the best backend (or `$MRT_DEVICE`).
+    /// `base` (or `$MRT_MODEL_SIZE`), the default model places, the best backend (or
+    /// `$MRT_DEVICE`), the exact LM path (or `$MRT_LM_WEIGHTS` / `$MRT_DEPTH_LOGITS`; a value
+    /// those do not name leaves the exact path).
     fn default() -> Self {
         let env = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        Self { model_dir: None, size: env("MRT_MODEL_SIZE").unwrap_or_else(|| "base".into()), device: env("MRT_DEVICE") }
+        let lm = mrt::lm::LmOptions::from_env().unwrap_or_default();
+        Self {
+            model_dir: None,
+            size: env("MRT_MODEL_SIZE").unwrap_or_else(|| "base".into()),
+            device: env("MRT_DEVICE"),
+            lm_weights: lm.precision,
+            depth_logits: lm.depth_logits,
+        }
     }
 }
 
@@ -289,7 +310,25 @@ mod tests {
         assert_eq!(s.prompts.len(), SLOTS);
         assert_eq!(s.prompts[0], "funk");
         assert_eq!(s.settings.size, "large");
+        // Speed options absent from older projects take the defaults (exact unless the
+        // environment asks otherwise).
+        assert_eq!(s.settings.lm_options(), Settings::default().lm_options());
         assert!(s.embeddings.is_empty());
+    }
+
+    #[test]
+    fn speed_settings_persist_by_name() {
+        let mut s = SavedState::default();
+        s.settings.lm_weights = mrt::lm::WeightPrecision::Bf16;
+        s.settings.depth_logits = mrt::lm::DepthLogits::Level;
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""lm_weights":"bf16""#) && json.contains(r#""depth_logits":"level""#), "{json}");
+        let back: SavedState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.settings, s.settings);
+        let o = back.settings.lm_options();
+        assert_eq!((o.precision, o.depth_logits, o.cpu_kernels), (mrt::lm::WeightPrecision::Bf16, mrt::lm::DepthLogits::Level, true));
+        let bad = json.replace(r#""lm_weights":"bf16""#, r#""lm_weights":"int3""#);
+        assert!(serde_json::from_str::<SavedState>(&bad).is_err(), "an unknown precision is an error, not a silent default");
     }
 
     #[test]

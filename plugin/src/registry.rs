@@ -23,6 +23,8 @@ pub struct ModelKey {
     pub model_dir: Option<PathBuf>,
     pub size: String,
     pub device: DeviceChoice,
+    /// LM speed options (bf16 weights, per-level depth logits): a different set is another load.
+    pub lm: mrt::lm::LmOptions,
 }
 
 impl Hash for ModelKey {
@@ -31,6 +33,9 @@ impl Hash for ModelKey {
         self.size.hash(state);
         // `DeviceChoice` has no `Hash`; its name identifies it.
         self.device.to_string().hash(state);
+        self.lm.precision.to_string().hash(state);
+        self.lm.depth_logits.to_string().hash(state);
+        self.lm.cpu_kernels.hash(state);
     }
 }
 
@@ -101,14 +106,22 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
     let paths = mrt::assets::with_converted_lm(paths, &Settings::from_env().cache_dir, progress)
         .map_err(|e| LoadFailure::Error(e.to_string()))?;
     let device = key.device.device().map_err(LoadFailure::Error)?;
-    // Speed options for the whole process (bf16 decoder weights, per-level depth logits).
-    let options = mrt::lm::LmOptions::from_env().map_err(LoadFailure::Error)?;
+    // bf16 weights exist on the CPU path only; a GPU runs f32 whatever the settings say.
+    let mut options = key.lm;
+    let mut notes = Vec::new();
+    if key.device != DeviceChoice::Flex && options.precision != mrt::lm::WeightPrecision::F32 {
+        notes.push(format!("{} weights apply on the CPU only; {} runs f32", options.precision, key.device));
+        options.precision = mrt::lm::WeightPrecision::F32;
+    }
     let generator =
         mrt::system::load::load_generator_with(&paths, &device, options).map_err(|e| LoadFailure::Error(e.to_string()))?;
     let style = mrt::system::load::load_style(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
     let mut description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
     if options != mrt::lm::LmOptions::default() {
         description.push_str(&format!(" (LM weights {}, depth logits {})", options.precision, options.depth_logits));
+    }
+    for note in notes {
+        description.push_str(&format!("; {note}"));
     }
     let style_id = paths.musiccoca.path.display().to_string();
     note_load(key);

@@ -259,7 +259,8 @@ impl Worker {
             Some(d) => d.parse::<DeviceChoice>()?,
             None => DeviceChoice::best_compiled().ok_or("no backend is compiled into this build")?,
         };
-        Ok(ModelKey { model_dir: settings.model_dir, size: settings.size, device })
+        let lm = settings.lm_options();
+        Ok(ModelKey { model_dir: settings.model_dir, size: settings.size, device, lm })
     }
 
     fn ensure_model(&mut self) {

@@ -52,7 +52,7 @@ fn download_button_fetches_the_missing_files_and_the_worker_loads_them() {
         std::fs::copy(p, d).unwrap();
     }
 
-    let settings = Settings { model_dir: Some(dir.clone()), size: "tiny".into(), device: Some("flex".into()) };
+    let settings = Settings { model_dir: Some(dir.clone()), size: "tiny".into(), device: Some("flex".into()), ..Settings::default() };
     let mut p = MrtLive::default();
     p.mrt_params().saved.update(|s| {
         s.settings = settings.clone();

@@ -29,7 +29,12 @@ fn tiny_dir() -> &'static Path {
 }
 
 fn key() -> ModelKey {
-    ModelKey { model_dir: Some(tiny_dir().to_path_buf()), size: "tiny".into(), device: mrt::DeviceChoice::Flex }
+    ModelKey {
+        model_dir: Some(tiny_dir().to_path_buf()),
+        size: "tiny".into(),
+        device: mrt::DeviceChoice::Flex,
+        lm: mrt::lm::LmOptions::default(),
+    }
 }
 
 /// A plugin configured for the tiny model with two prompts, slot 1 at full weight.
@@ -287,6 +292,29 @@ fn missing_model_is_reported_and_silent() {
     let (mut l, mut r) = (vec![1.0f32; 4096], vec![1.0f32; 4096]);
     p.render(&mut l, &mut r, None, true, Some(0));
     assert!(l.iter().chain(&r).all(|&v| v == 0.0));
+}
+
+#[test]
+fn speed_settings_load_their_own_model_and_play() {
+    let mut p = tiny_plugin();
+    p.mrt_params().saved.update(|s| {
+        s.settings.lm_weights = mrt::lm::WeightPrecision::Bf16;
+        s.settings.depth_logits = mrt::lm::DepthLogits::Level;
+    });
+    p.start(48_000.0, ProcessMode::Offline);
+    let mut out = Vec::new();
+    for _ in 0..12 {
+        let (mut l, mut r) = (vec![f32::NAN; 8192], vec![f32::NAN; 8192]);
+        p.render(&mut l, &mut r, None, true, Some(out.len() as i64));
+        out.extend(l);
+    }
+    let s = p.shared();
+    assert_eq!(s.status(), Status::Ready, "{}", s.message());
+    assert!(s.message().contains("LM weights bf16, depth logits level"), "the status names the speed options: {}", s.message());
+    assert!(out.iter().all(|v| v.is_finite()) && rms(&out[4800..]) > 0.0, "the fast path plays");
+    // The exact path is another key, so another load.
+    let fast = mrt::lm::LmOptions { precision: mrt::lm::WeightPrecision::Bf16, depth_logits: mrt::lm::DepthLogits::Level, ..Default::default() };
+    assert_ne!(key(), ModelKey { lm: fast, ..key() });
 }
 
 #[test]
