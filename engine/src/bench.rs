@@ -50,6 +50,52 @@ pub struct LmBenchReport {
     pub measured_read_bandwidth_gbs: f64,
     /// `bytes_per_chunk / bandwidth`: the memory floor of one chunk.
     pub floor_chunk_s: f64,
+    /// Arithmetic of the encoder and the cross-attention K/V per chunk (both CFG rows), GFLOP.
+    pub encoder_gflop_per_chunk: f64,
+    /// Best-of-3 rate of an encoder-shaped f32 matrix product (`[2012, 768] · [768, 2048]`) on
+    /// this machine's cores with the library the encoder uses, GFLOP/s.
+    pub measured_gemm_gflops: f64,
+    /// The floor with the encoder costed by arithmetic: encoder GFLOP / product rate, plus the
+    /// decode steps' bytes (everything but the once-per-chunk encoder and cross K/V weights) /
+    /// bandwidth. The encoder is compute-bound, which the memory floor does not see.
+    pub roofline_floor_chunk_s: f64,
+}
+
+/// Floating-point operations of the encoder and the cross-attention K/V of one chunk with `batch`
+/// CFG rows: projections, MLP and attention over the encoder length, then the K/V of every
+/// temporal layer.
+pub fn encoder_flops_per_chunk(c: &LmConfig, batch: u64) -> f64 {
+    let (d, inner, mlp, len) = (c.d_model as f64, c.inner_dim() as f64, c.mlp_dim as f64, c.encoder_len() as f64);
+    let per_token_layer = 8.0 * d * inner + 6.0 * d * mlp + 4.0 * len * inner;
+    let per_token = c.encoder_layers as f64 * per_token_layer + c.temporal_layers as f64 * 4.0 * d * inner;
+    batch as f64 * len * per_token
+}
+
+/// Bytes of the weights read once per chunk (encoder layers and cross-attention K/V kernels, f32).
+fn once_per_chunk_weight_bytes(c: &LmConfig) -> u64 {
+    let (d, inner) = (c.d_model as u64, c.inner_dim() as u64);
+    let enc = c.encoder_layers as u64 * (4 * d * inner + 3 * d * c.mlp_dim as u64);
+    4 * (enc + c.temporal_layers as u64 * 2 * d * inner)
+}
+
+/// Best-of-3 GFLOP/s of `[2012, 768] · [768, 2048]` in f32 on the rayon pool (the encoder's MLP
+/// product at base size, with the `gemm` crate the host encoder uses).
+pub fn measure_gemm_gflops() -> f64 {
+    let (m, k, n) = (2012usize, 768usize, 2048usize);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32 - 48.0) * 0.01).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i % 89) as f32 - 44.0) * 0.01).collect();
+    let mut out = vec![0f32; m * n];
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for _ in 0..4 {
+            crate::lm::cpu_encoder::gemm_checked(m, n, k, &a, k, 1, &b, n, 1, &mut out, n, false, gemm::Parallelism::Rayon(0));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(&out);
+        best = best.max(4.0 * 2.0 * (m * k * n) as f64 / secs / 1e9);
+    }
+    best
 }
 
 /// Bytes of f32 weights a chunk reads: the encoder once, every temporal layer (cross-attention K/V
@@ -183,7 +229,10 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmO
     // Before the bandwidth probe, whose 2 GiB buffer would otherwise be the peak.
     let peak_rss = peak_rss_bytes();
     let bandwidth = measure_read_bandwidth(threads);
+    let gemm_gflops = measure_gemm_gflops();
     let bytes = bytes_per_chunk(c, &options, 2);
+    let encoder_flops = encoder_flops_per_chunk(c, 2);
+    let decode_bytes = bytes - once_per_chunk_weight_bytes(c);
     let tokens = c.chunk_tokens() as f64;
     let path = if model.uses_cpu_kernels() { format!("host kernels ({})", crate::lm::kernels::simd_level()) } else { "burn ops".to_owned() };
     Ok(LmBenchReport {
@@ -209,6 +258,9 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmO
         bytes_per_chunk: bytes,
         measured_read_bandwidth_gbs: bandwidth,
         floor_chunk_s: bytes as f64 / (bandwidth * 1e9),
+        encoder_gflop_per_chunk: encoder_flops / 1e9,
+        measured_gemm_gflops: gemm_gflops,
+        roofline_floor_chunk_s: encoder_flops / (gemm_gflops * 1e9) + decode_bytes as f64 / (bandwidth * 1e9),
     })
 }
 
@@ -239,7 +291,15 @@ impl std::fmt::Display for LmBenchReport {
         writeln!(f, "  launches / chunk        {:>9}", self.launches_per_chunk.map_or("not counted".to_owned(), |n| n.to_string()))?;
         writeln!(f, "  bytes read / chunk      {:>9.1} GB (weights + cross K/V)", gb(self.bytes_per_chunk))?;
         writeln!(f, "  measured read bandwidth {:>9.1} GB/s", self.measured_read_bandwidth_gbs)?;
-        write!(f, "  memory floor / chunk    {:>9.2} s   (measured is {:.2}× the floor)", self.floor_chunk_s, self.chunk_s / self.floor_chunk_s)
+        writeln!(f, "  memory floor / chunk    {:>9.2} s   (measured is {:.2}× the floor)", self.floor_chunk_s, self.chunk_s / self.floor_chunk_s)?;
+        write!(
+            f,
+            "  roofline floor / chunk  {:>9.2} s   (encoder {:.0} GFLOP at {:.0} GFLOP/s + decode bytes; measured is {:.2}×)",
+            self.roofline_floor_chunk_s,
+            self.encoder_gflop_per_chunk,
+            self.measured_gemm_gflops,
+            self.chunk_s / self.roofline_floor_chunk_s
+        )
     }
 }
 
@@ -303,6 +363,14 @@ impl std::fmt::Display for AllBenchReport {
             l.bytes_per_chunk as f64 / 1e9,
             l.measured_read_bandwidth_gbs,
             l.chunk_s / l.floor_chunk_s
+        )?;
+        write!(
+            f,
+            "\n  LM roofline floor {:.2} s (encoder {:.0} GFLOP at {:.0} GFLOP/s + decode-step bytes): LM measured {:.2}× it",
+            l.roofline_floor_chunk_s,
+            l.encoder_gflop_per_chunk,
+            l.measured_gemm_gflops,
+            l.chunk_s / l.roofline_floor_chunk_s
         )
     }
 }
@@ -310,6 +378,17 @@ impl std::fmt::Display for AllBenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoder_arithmetic_matches_the_hand_count() {
+        // NOTES.md: base 511 GFLOP (encoder 416, cross K/V 95), large 1,608 GFLOP per chunk.
+        let base = encoder_flops_per_chunk(&LmConfig::base(), 2) / 1e9;
+        let large = encoder_flops_per_chunk(&LmConfig::large(), 2) / 1e9;
+        assert!((base - 511.0).abs() < 2.0, "{base}");
+        assert!((large - 1608.0).abs() < 5.0, "{large}");
+        let c = LmConfig::base();
+        assert!(once_per_chunk_weight_bytes(&c) < bytes_per_chunk(&c, &LmOptions::default(), 2));
+    }
 
     #[test]
     fn base_chunk_reads_about_165_gb_of_f32_weights() {
