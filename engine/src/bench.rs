@@ -117,15 +117,13 @@ pub fn bytes_per_chunk(c: &LmConfig, options: &LmOptions, batch: u64) -> u64 {
     let (d, inner) = (c.d_model as u64, c.inner_dim() as u64);
     let wb = options.precision.bytes() as u64;
     let attn = 4 * d * inner;
-    let enc = c.encoder_layers as u64 * (attn + 3 * d * c.mlp_dim as u64);
     let temporal_step = c.temporal_layers as u64 * (attn + 2 * d * inner + 3 * d * c.mlp_dim as u64);
-    let cross_kv = c.temporal_layers as u64 * 2 * d * inner;
     let logit_rows = match options.depth_logits {
         DepthLogits::All => c.vocab_size,
         DepthLogits::Level => c.codebook_size,
     } as u64;
     let depth_step = c.depth_layers as u64 * (attn + 3 * d * c.depth_mlp_dim as u64) + d * logit_rows;
-    4 * (enc + cross_kv)
+    once_per_chunk_weight_bytes(c)
         + wb * (temporal_step * c.chunk_frames as u64 + depth_step * c.chunk_tokens() as u64)
         + cross_kv_bytes_per_chunk(c, batch)
 }
