@@ -10,10 +10,10 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::lm::kernels::stream_sum;
-use crate::lm::weights::HostWeights;
-use crate::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams};
-use crate::DeviceChoice;
+use crate::kernels::host::stream_sum;
+use crate::v1::lm::weights::HostWeights;
+use crate::v1::lm::{DecodeHooks, DepthLogits, Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams, StepTimes};
+use crate::{Compute, Target};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LmBenchReport {
@@ -89,7 +89,7 @@ pub fn measure_gemm_gflops() -> f64 {
     for _ in 0..3 {
         let started = Instant::now();
         for _ in 0..4 {
-            crate::lm::cpu_encoder::gemm_checked(m, n, k, &a, k, 1, &b, n, 1, &mut out, n, false, gemm::Parallelism::Rayon(0));
+            crate::kernels::host::gemm_checked(m, n, k, &a, k, 1, &b, n, 1, &mut out, n, false, gemm::Parallelism::Rayon(0));
         }
         let secs = started.elapsed().as_secs_f64();
         std::hint::black_box(&out);
@@ -164,11 +164,11 @@ fn sync(device: &Device) {
 
 /// Times `chunks` chunks of the real decode loop (CFG batch 2, top-k 40) with random weights,
 /// through the same stepping calls as `Depthformer::generate_tokens`.
-pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmOptions, chunks: usize) -> Result<LmBenchReport, String> {
-    let device = choice.device()?;
+pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOptions, chunks: usize) -> Result<LmBenchReport, String> {
+    let device = target.device.clone();
     let threads = rayon::current_num_threads();
     let started = Instant::now();
-    let model = Depthformer::from_weights_with(config.clone(), HostWeights::random(&config, 1), &device, options).map_err(|e| e.to_string())?;
+    let model = Depthformer::from_weights_with(config.clone(), HostWeights::random(&config, 1), target, options).map_err(|e| e.to_string())?;
     sync(&device);
     let load_s = started.elapsed().as_secs_f64();
 
@@ -179,49 +179,25 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmO
         *id = (c.codec_offset + (i * 7919) % (c.codebook_size * c.encoder_codec_levels)) as i32;
     }
     let params = SamplingParams { seed: 3, ..SamplingParams::default() };
+    let mut scratch = LmScratch::default();
     // Warm-up: one full chunk (kernel autotuning on GPUs, page faults on CPUs).
-    model.generate_tokens(&ids, &params, 0, None, None).map_err(|e| e.to_string())?;
+    model.decode_chunk(&ids, &params, 0, &mut scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
 
-    let err = |e: crate::lm::LmError| e.to_string();
-    let (mut enc_s, mut temporal_s, mut depth_s, mut logits_s, mut sample_s, mut total_s) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let mut sampler = crate::lm::sampling::Sampler::default();
-    let mut guided = vec![0f32; c.vocab_size];
-    let mut logits = Vec::new();
-    let levels = c.num_levels;
+    let mut times = StepTimes::default();
+    let mut total_s = 0.0;
     for chunk in 0..chunks {
         let chunk_start = Instant::now();
-        let t0 = Instant::now();
-        let mut state = model.begin_chunk(model.encode(model.ids_tensor(&ids, 2, s))).map_err(err)?;
-        sync(&device);
-        enc_s += t0.elapsed().as_secs_f64();
-        let mut rng = params.rng_for_chunk(chunk as u64);
-        let mut tokens = vec![0i32; c.chunk_tokens()];
-        for t in 0..c.chunk_frames {
-            let t0 = Instant::now();
-            let prev: Option<Vec<i32>> = (t > 0).then(|| tokens[(t - 1) * levels..t * levels].repeat(2));
-            model.step_frame(&mut state, prev.as_deref()).map_err(err)?;
-            sync(&device);
-            temporal_s += t0.elapsed().as_secs_f64();
-            for q in 0..levels {
-                let step = t * levels + q;
-                let t0 = Instant::now();
-                let prev = (q > 0).then(|| [tokens[step - 1]]);
-                model.step_level(&mut state, q, prev.as_ref().map(|p| p.as_slice()), &mut logits).map_err(err)?;
-                let t1 = Instant::now();
-                depth_s += (t1 - t0).as_secs_f64();
-                let rows = model.logit_rows(q);
-                let n = rows.len();
-                crate::lm::sampling::cfg_combine(&logits[..n], &logits[n..2 * n], params.guidance_weight, &mut guided[..n]);
-                let id = sampler.sample(&guided[..n], &params, &mut rng).map_err(|i| format!("non-finite logit {i}"))?;
-                tokens[step] = (rows.start + id) as i32;
-                sample_s += t1.elapsed().as_secs_f64();
-            }
-        }
-        if let crate::lm::ChunkState::Cpu(chunk) = &state {
-            logits_s += chunk.logits_time.as_secs_f64();
-        }
+        let hooks = DecodeHooks { times: Some(&mut times), ..DecodeHooks::default() };
+        model.decode_chunk(&ids, &params, chunk as u64, &mut scratch, hooks).map_err(|e| e.to_string())?;
         total_s += chunk_start.elapsed().as_secs_f64();
     }
+    let (enc_s, temporal_s, depth_s, logits_s, sample_s) = (
+        times.encoder.as_secs_f64(),
+        times.temporal.as_secs_f64(),
+        times.depth.as_secs_f64(),
+        times.logits.as_secs_f64(),
+        times.sampling.as_secs_f64(),
+    );
     let n = chunks.max(1) as f64;
     let chunk_s = total_s / n;
     // Before the bandwidth probe, whose 2 GiB buffer would otherwise be the peak.
@@ -232,10 +208,11 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmO
     let encoder_flops = encoder_flops_per_chunk(c, 2);
     let decode_bytes = bytes - once_per_chunk_weight_bytes(c);
     let tokens = c.chunk_tokens() as f64;
-    let path = if model.uses_cpu_kernels() { format!("host kernels ({})", crate::lm::kernels::simd_level()) } else { "burn ops".to_owned() };
+    let host = model.compute() == Compute::Host;
+    let path = if host { format!("host kernels ({})", crate::kernels::host::simd_level()) } else { "burn ops".to_owned() };
     Ok(LmBenchReport {
         size: size.to_owned(),
-        device: choice.to_string(),
+        device: target.choice.to_string(),
         threads,
         path,
         options: model.options(),
@@ -246,7 +223,7 @@ pub fn bench_lm(size: &str, config: LmConfig, choice: DeviceChoice, options: LmO
         encoder_ms: enc_s / n * 1e3,
         temporal_step_ms: temporal_s / n / c.chunk_frames as f64 * 1e3,
         depth_step_ms: depth_s / n / tokens * 1e3,
-        logits_ms_per_step: model.uses_cpu_kernels().then(|| logits_s / n / tokens * 1e3),
+        logits_ms_per_step: host.then(|| logits_s / n / tokens * 1e3),
         sampling_ms_per_step: sample_s / n / tokens * 1e3,
         chunk_s,
         real_time_factor: (c.chunk_frames as f64 / 25.0) / chunk_s,
@@ -312,9 +289,9 @@ pub struct AllBenchReport {
 }
 
 /// Runs the LM and codec benchmarks on one device and combines them.
-pub fn bench_all(size: &str, config: LmConfig, choice: DeviceChoice, options: LmOptions, chunks: usize) -> Result<AllBenchReport, String> {
-    let lm = bench_lm(size, config.clone(), choice, options, chunks)?;
-    let codec = crate::codec::bench::bench_codec(choice, chunks.max(2))?;
+pub fn bench_all(size: &str, config: LmConfig, target: &Target, options: LmOptions, chunks: usize) -> Result<AllBenchReport, String> {
+    let lm = bench_lm(size, config.clone(), target, options, chunks)?;
+    let codec = crate::codec::bench::bench_codec(target, chunks.max(2))?;
     let chunk_s = lm.chunk_s + codec.decode_chunk_ms / 1e3;
     Ok(AllBenchReport { real_time_factor: (config.chunk_frames as f64 / 25.0) / chunk_s, lm, codec, chunk_s })
 }
@@ -398,7 +375,7 @@ mod tests {
     fn bf16_and_level_logits_cut_the_bytes_a_chunk_reads() {
         let c = LmConfig::base();
         let f32_all = bytes_per_chunk(&c, &LmOptions::default(), 2);
-        let bf16 = bytes_per_chunk(&c, &LmOptions { precision: crate::lm::WeightPrecision::Bf16, ..LmOptions::default() }, 2);
+        let bf16 = bytes_per_chunk(&c, &LmOptions { precision: crate::v1::lm::WeightPrecision::Bf16, ..LmOptions::default() }, 2);
         let level = bytes_per_chunk(&c, &LmOptions { depth_logits: DepthLogits::Level, ..LmOptions::default() }, 2);
         // The decoder weights are ~95 % of the bytes: bf16 nearly halves them.
         assert!(bf16 as f64 / f32_all as f64 > 0.5 && (bf16 as f64 / f32_all as f64) < 0.56, "{bf16} vs {f32_all}");

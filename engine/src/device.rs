@@ -1,7 +1,14 @@
-//! Run-time backend choice: `--device flex|wgpu|cuda`, defaulting to the best one compiled in.
+//! Run-time backend choice: `--device flex|wgpu|cuda`, defaulting to the best one compiled in,
+//! resolved once into a [`Target`]: the burn device and the [`Compute`] path every model builds
+//! its layers for.
 //!
 //! One binary carries every backend its features enabled; burn 0.22 dispatches on the `Device`
 //! value, so the model code has no backend type parameter.
+//!
+//! ```text
+//!  DeviceChoice (flag, setting) ─┬─ device(): burn Device
+//!  kernels (host | burn) ────────┴─ Compute { Host, Burn } ─ Target ─ every model's path enum
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,10 +65,71 @@ impl DeviceChoice {
     }
 }
 
-/// Whether `device` is the flex CPU backend (layouts that help a CPU differ from a GPU's).
-pub fn is_flex(device: &Device) -> bool {
-    // burn re-exports no public enum to match on; its Debug form is `Device<Flex(..)>`.
-    format!("{device:?}").starts_with("Device<Flex")
+/// How the models compute, chosen once per load: each model builds the path enum this names
+/// (the LM's `LmPath`, the codec's `DecoderPath`) and never tests the device again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compute {
+    /// Host kernels on the CPU (`kernels/host`); burn-flex serves what has no host kernel yet
+    /// (the codec encoder, the style model).
+    Host,
+    /// burn ops on the device: every GPU, and the CPU with `--kernels burn` (the reference).
+    Burn,
+}
+
+impl Compute {
+    /// The path for `choice`: host kernels on the CPU unless `host_kernels` is off; burn on GPUs.
+    pub fn resolve(choice: DeviceChoice, host_kernels: bool) -> Self {
+        if choice == DeviceChoice::Flex && host_kernels {
+            Compute::Host
+        } else {
+            Compute::Burn
+        }
+    }
+}
+
+impl fmt::Display for Compute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compute::Host => "host kernels",
+            Compute::Burn => "burn ops",
+        })
+    }
+}
+
+/// The `--kernels` spellings: `host` (also the old `cpu`) or `burn`.
+pub fn parse_host_kernels(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "host" | "cpu" => Ok(true),
+        "burn" => Ok(false),
+        other => Err(format!("unknown kernels `{other}` (expected host or burn)")),
+    }
+}
+
+/// Where models run: the backend chosen, its burn device, and the compute path.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub choice: DeviceChoice,
+    pub device: Device,
+    pub compute: Compute,
+}
+
+impl Target {
+    /// `choice` with host kernels on the CPU (the default path).
+    pub fn new(choice: DeviceChoice) -> Result<Self, String> {
+        Self::with_kernels(choice, true)
+    }
+
+    /// `choice` with host kernels on or off (off: burn ops on the CPU too).
+    pub fn with_kernels(choice: DeviceChoice, host_kernels: bool) -> Result<Self, String> {
+        Ok(Self { device: choice.device()?, compute: Compute::resolve(choice, host_kernels), choice })
+    }
+
+    /// The CPU with host kernels (tests, tools).
+    #[cfg(feature = "flex")]
+    pub fn host() -> Self {
+        Self { choice: DeviceChoice::Flex, device: Device::flex(), compute: Compute::Host }
+    }
 }
 
 impl fmt::Display for DeviceChoice {
@@ -98,6 +166,10 @@ mod tests {
         assert!("tpu".parse::<DeviceChoice>().is_err());
         let best = DeviceChoice::best_compiled().expect("at least one backend is compiled");
         assert!(best.is_compiled());
-        assert!(is_flex(&DeviceChoice::Flex.device().unwrap()));
+        assert_eq!(Target::new(DeviceChoice::Flex).unwrap().compute, Compute::Host);
+        assert_eq!(Compute::resolve(DeviceChoice::Flex, false), Compute::Burn);
+        assert_eq!(Compute::resolve(DeviceChoice::Wgpu, true), Compute::Burn);
+        assert_eq!((parse_host_kernels("host"), parse_host_kernels("cpu"), parse_host_kernels("burn")), (Ok(true), Ok(true), Ok(false)));
+        assert!(parse_host_kernels("gpu").is_err());
     }
 }

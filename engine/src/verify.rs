@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::codec::Codec;
-use crate::npy;
+use crate::formats::npy;
 use crate::style::StyleModel;
 
 pub const COSINE_BOUND: f64 = 0.999;

@@ -21,8 +21,8 @@ use mrt::assets::{
     convert_with, fetch_with, AssetError, FetchOptions, FetchTarget, LmFormat, LmSize, ModelPaths, Progress, RepoFile,
     Settings, Source,
 };
-use mrt::lm::weights::HostWeights;
-use mrt::lm::LmConfig;
+use mrt::v1::lm::weights::HostWeights;
+use mrt::v1::lm::LmConfig;
 use sha2::Digest;
 
 fn l1_config() -> LmConfig {
@@ -536,7 +536,7 @@ fn conversion_round_trip_gives_identical_weights_and_is_reused() {
     let a = HostWeights::from_t5x(&paths.lm_checkpoint.path, &config).unwrap();
     let b = HostWeights::from_safetensors(&c.lm_weights, &config).unwrap();
     assert_eq!(a.len(), b.len());
-    for (name, _) in mrt::lm::weights::manifest(&config) {
+    for (name, _) in mrt::v1::lm::weights::manifest(&config) {
         let (x, y) = (a.get(&name).unwrap(), b.get(&name).unwrap());
         assert_eq!(x.shape, y.shape, "{name}");
         let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
@@ -639,7 +639,7 @@ fn bad_safetensors_name_the_tensor_and_file() {
 
 #[test]
 fn settings_new_reads_no_environment() {
-    // The only environment reader is Settings::from_env; Settings::new must be deterministic.
+    // Environment variables arrive only through Settings::from_vars; Settings::new must be deterministic.
     let s = Settings::new(PathBuf::from("/a"), PathBuf::from("/b"));
     assert_eq!(s.endpoint, "https://huggingface.co");
     assert!(s.model_dir.is_none() && s.token.is_none() && !s.offline);

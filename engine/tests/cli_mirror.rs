@@ -188,9 +188,9 @@ fn converted(env: &Env) -> Vec<PathBuf> {
     files_under(&dir).into_iter().map(|(_, p)| p).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect()
 }
 
-fn tiny_lm_config(model_dir: &Path) -> mrt::lm::LmConfig {
+fn tiny_lm_config(model_dir: &Path) -> mrt::v1::lm::LmConfig {
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model_dir.join("mrt-live.json")).unwrap()).unwrap();
-    mrt::lm::LmConfig::from_json_str(&m["lm"]["tiny"]["config"].to_string()).expect("the manifest's LM config")
+    mrt::v1::lm::LmConfig::from_json_str(&m["lm"]["tiny"]["config"].to_string()).expect("the manifest's LM config")
 }
 
 fn generate_args<'a>(model_dir: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -229,7 +229,7 @@ fn generate_completes_a_model_dir_from_the_mirror_then_needs_no_network() {
 
     let conv = converted(&env);
     assert_eq!(conv.len(), 1, "one converted LM under MRT_CACHE_DIR: {conv:?}");
-    let weights = mrt::lm::weights::HostWeights::from_safetensors(&conv[0], &tiny_lm_config(&model)).expect("the converted LM loads");
+    let weights = mrt::v1::lm::weights::HostWeights::from_safetensors(&conv[0], &tiny_lm_config(&model)).expect("the converted LM loads");
     assert!(!weights.is_empty());
 
     // Everything is on disk now: not a single request, and the same bytes.

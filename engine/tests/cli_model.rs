@@ -147,24 +147,24 @@ fn write_testdata(dir: &Path) {
         tok.extend(model.tokenize(&e).unwrap());
         emb.extend(e);
     }
-    mrt::npy::write_f32(&mc.join("embeddings.npy"), &[3, 32], &emb).unwrap();
-    mrt::npy::write_i32(&mc.join("tokens.npy"), &[3, 12], &tok).unwrap();
+    mrt::formats::npy::write_f32(&mc.join("embeddings.npy"), &[3, 32], &emb).unwrap();
+    mrt::formats::npy::write_i32(&mc.join("tokens.npy"), &[3, 12], &tok).unwrap();
     let audio: Vec<f32> = (0..2 * 24_000).map(|i| (0.2 * (i as f32 * 0.01).sin()) * if i < 24_000 { 1.0 } else { 0.5 }).collect();
-    mrt::npy::write_f32(&mc.join("audio.npy"), &[2, 24_000], &audio).unwrap();
+    mrt::formats::npy::write_f32(&mc.join("audio.npy"), &[2, 24_000], &audio).unwrap();
     let ea: Vec<f32> = audio.chunks(24_000).flat_map(|c| model.embed_audio_16k(c, None).unwrap()).collect();
-    mrt::npy::write_f32(&mc.join("embeddings_audio.npy"), &[2, 32], &ea).unwrap();
+    mrt::formats::npy::write_f32(&mc.join("embeddings_audio.npy"), &[2, 32], &ea).unwrap();
 
     let ss = dir.join("ssv2_48k_stereo");
     std::fs::create_dir_all(&ss).unwrap();
     let cfg = mrt::codec::CodecConfig::from_json_file(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/codec/C1/config.json"))).unwrap();
-    let codec = mrt::codec::Codec::load(&v2.join("resources/spectrostream"), cfg, &device).unwrap();
+    let codec = mrt::codec::Codec::load(&v2.join("resources/spectrostream"), cfg, &mrt::Target::host()).unwrap();
     let n = 9600;
     let clip: Vec<f32> = (0..2 * n).map(|i| 0.3 * ((i % n) as f32 * if i < n { 0.02 } else { 0.03 }).sin()).collect();
     let codes = codec.encode_audio(&clip, codec.levels()).unwrap();
     let rt = codec.decode_codes(&codes.data, codes.frames, codes.levels).unwrap();
-    mrt::npy::write_f32(&ss.join("audio.npy"), &[1, 2, n], &clip).unwrap();
-    mrt::npy::write_i32(&ss.join("tokens.npy"), &[1, codes.frames, codes.levels], &codes.data).unwrap();
-    mrt::npy::write_f32(&ss.join("audio_rt.npy"), &[1, 2, rt.len() / 2], &rt).unwrap();
+    mrt::formats::npy::write_f32(&ss.join("audio.npy"), &[1, 2, n], &clip).unwrap();
+    mrt::formats::npy::write_i32(&ss.join("tokens.npy"), &[1, codes.frames, codes.levels], &codes.data).unwrap();
+    mrt::formats::npy::write_f32(&ss.join("audio_rt.npy"), &[1, 2, rt.len() / 2], &rt).unwrap();
 }
 
 #[test]
@@ -178,11 +178,11 @@ fn verify_passes_on_matching_data_and_fails_on_tampered_data() {
 
     // One reference embedding turned around: that prompt fails, and the command exits 1.
     let path = dir.join("musiccoca_mv212/embeddings.npy");
-    let mut e = mrt::npy::read_f32(&path).unwrap();
+    let mut e = mrt::formats::npy::read_f32(&path).unwrap();
     for v in &mut e.data[32..64] {
         *v = -*v;
     }
-    mrt::npy::write_f32(&path, &e.shape, &e.data).unwrap();
+    mrt::formats::npy::write_f32(&path, &e.shape, &e.data).unwrap();
     let (ok, text) = run(&["verify", "--official", &official]);
     assert!(!ok, "{text}");
     let bad_row = text.lines().find(|l| l.contains("text \"lo-fi hip hop\"")).unwrap();

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use mrt::codec::weights::{SafetensorsFile, DECODER_FILE, ENCODER_FILE, QUANTIZER_FILE};
+use mrt::codec::weights::{DECODER_FILE, ENCODER_FILE, QUANTIZER_FILE};
+use mrt::formats::safetensors;
+use mrt::formats::tensor::TensorStore;
 use mrt::codec::{Codec, CodecConfig};
 
 fn fixture(name: &str) -> PathBuf {
@@ -14,8 +16,7 @@ fn fixture(name: &str) -> PathBuf {
 fn c1_ladder_passes_on_flex() {
     let dir = fixture("C1");
     assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
-    let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
-    let report = mrt::conformance::run(&dir, &device).expect("ladder runs");
+    let report = mrt::conformance::run(&dir, &mrt::Target::host()).expect("ladder runs");
     println!("{report}");
     assert!(report.checks.len() >= 10, "every rung ran: {report}");
     assert!(report.passed(), "failed rungs: {:#?}", report.failures());
@@ -36,18 +37,17 @@ impl Scratch {
     }
 
     fn load(&self) -> String {
-        let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
-        match Codec::load(&self.0, CodecConfig::spectrostream_48k_stereo(), &device) {
+        match Codec::load(&self.0, CodecConfig::spectrostream_48k_stereo(), &mrt::Target::host()) {
             Ok(_) => panic!("broken weights in {} must not load", self.0.display()),
             Err(e) => e.to_string(),
         }
     }
 
-    fn rewrite(&self, file: &str, edit: impl FnOnce(&mut SafetensorsFile)) {
+    fn rewrite(&self, file: &str, edit: impl FnOnce(&mut TensorStore)) {
         let path = self.0.join(file);
-        let mut f = SafetensorsFile::read(&path).unwrap();
+        let mut f = safetensors::read(&path).unwrap();
         edit(&mut f);
-        std::fs::write(&path, f.to_bytes().unwrap()).unwrap();
+        std::fs::write(&path, safetensors::to_bytes(&f).unwrap()).unwrap();
     }
 }
 
@@ -76,7 +76,7 @@ fn a_mis_shaped_tensor_is_named_with_both_shapes() {
         t.data.extend(vec![0.0; 3 * 3 * t.shape[3]]);
         let mut all: std::collections::BTreeMap<String, _> = f.names().map(|n| (n.to_owned(), f.get(n).unwrap().clone())).collect();
         all.insert(name.to_owned(), t);
-        *f = SafetensorsFile::from_tensors(&f.path.clone(), all);
+        *f = TensorStore::new(f.path.clone(), all);
     });
     let err = s.load();
     assert!(err.contains(name) && err.contains(DECODER_FILE) && err.contains("shape"), "{err}");
@@ -122,7 +122,7 @@ fn nan_weights_are_rejected() {
     s.rewrite(QUANTIZER_FILE, |f| {
         let mut all: std::collections::BTreeMap<String, _> = f.names().map(|n| (n.to_owned(), f.get(n).unwrap().clone())).collect();
         all.get_mut(name).unwrap().data[5] = f32::NAN;
-        *f = SafetensorsFile::from_tensors(&f.path.clone(), all);
+        *f = TensorStore::new(f.path.clone(), all);
     });
     let err = s.load();
     assert!(err.contains(name) && err.contains("non-finite"), "{err}");
@@ -130,8 +130,7 @@ fn nan_weights_are_rejected() {
 
 #[test]
 fn a_chunk_of_51_frames_decodes_to_97920_samples_per_channel() {
-    let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
-    let codec = Codec::load(&fixture("C1"), CodecConfig::spectrostream_48k_stereo(), &device).expect("C1 loads");
+    let codec = Codec::load(&fixture("C1"), CodecConfig::spectrostream_48k_stereo(), &mrt::Target::host()).expect("C1 loads");
     let codes: Vec<i32> = (0..51 * 16).map(|i| i * 37 % 1024).collect();
     let audio = codec.decode_codes(&codes, 51, 16).expect("decodes");
     assert_eq!(audio.len(), 2 * 97_920);
@@ -147,8 +146,7 @@ fn a_chunk_of_51_frames_decodes_to_97920_samples_per_channel() {
 
 #[test]
 fn encode_audio_pads_to_whole_frames_and_rejects_bad_audio() {
-    let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
-    let codec = Codec::load(&fixture("C1"), CodecConfig::spectrostream_48k_stereo(), &device).expect("C1 loads");
+    let codec = Codec::load(&fixture("C1"), CodecConfig::spectrostream_48k_stereo(), &mrt::Target::host()).expect("C1 loads");
     let n = 1920 * 3 + 100;
     let audio: Vec<f32> = (0..2 * n).map(|i| ((i as f32) * 0.01).sin() * 0.3).collect();
     let codes = codec.encode_audio(&audio, 4).expect("encodes");
@@ -168,7 +166,7 @@ fn cli_encode_then_decode_reproduces_the_fixture() {
     let dir = fixture("C1");
     let scratch = std::env::temp_dir().join(format!("mrt-codec-cli-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
-    let audio = mrt::npy::read_f32(&dir.join("audio.npy")).unwrap();
+    let audio = mrt::formats::npy::read_f32(&dir.join("audio.npy")).unwrap();
     let n = audio.shape[2];
     let wav = scratch.join("clip0.wav");
     mrt::codec::audio::write_wav(&wav, &audio.data[..2 * n], 2, 48_000).unwrap();
@@ -179,15 +177,15 @@ fn cli_encode_then_decode_reproduces_the_fixture() {
     };
     let codes = scratch.join("codes.npy");
     run(&["encode".as_ref(), wav.as_os_str(), "-o".as_ref(), codes.as_os_str(), "--levels".as_ref(), "16".as_ref(), "--weights".as_ref(), dir.as_os_str(), "--device".as_ref(), "flex".as_ref()]);
-    let ours = mrt::npy::read_i32(&codes).unwrap();
-    let want = mrt::npy::read_i32(&dir.join("tokens.npy")).unwrap();
+    let ours = mrt::formats::npy::read_i32(&codes).unwrap();
+    let want = mrt::formats::npy::read_i32(&dir.join("tokens.npy")).unwrap();
     let (frames, levels) = (want.shape[1], want.shape[2]);
     assert_eq!(ours.shape, vec![frames, levels]);
     assert_eq!(ours.data, want.data[..frames * levels].to_vec(), "tokens of clip 0");
     let out = scratch.join("out.wav");
     run(&["decode".as_ref(), codes.as_os_str(), "-o".as_ref(), out.as_os_str(), "--weights".as_ref(), dir.as_os_str(), "--device".as_ref(), "flex".as_ref()]);
     let decoded = mrt::codec::audio::read(&out).unwrap();
-    let want = mrt::npy::read_f32(&dir.join("decoded.npy")).unwrap();
+    let want = mrt::formats::npy::read_f32(&dir.join("decoded.npy")).unwrap();
     assert_eq!((decoded.sample_rate_hz, decoded.channels, decoded.frames()), (48_000, 2, n));
     let (diff, ok) = mrt::conformance::compare(&decoded.samples, &want.data[..2 * n], 1e-5, 0.0);
     assert!(ok, "decoded clip 0 differs by {diff:e}");

@@ -10,8 +10,7 @@ fn fixture(name: &str) -> PathBuf {
 fn l1_ladder_passes_on_flex() {
     let dir = fixture("L1");
     assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
-    let device = mrt::DeviceChoice::Flex.device().expect("flex is compiled in");
-    let report = mrt::conformance::run(&dir, &device).expect("ladder runs");
+    let report = mrt::conformance::run(&dir, &mrt::Target::host()).expect("ladder runs");
     println!("{report}");
     assert!(report.checks.len() >= 9, "every rung ran: {report}");
     assert!(report.passed(), "failed rungs: {:#?}", report.failures());
@@ -27,15 +26,15 @@ fn a_corrupt_checkpoint_names_the_tensor_and_file() {
     let victim = dst.join("target.encoder.layers_0.mlp.wo.kernel").join("0.0");
     let bytes = std::fs::read(&victim).expect("chunk exists");
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
-    let config = mrt::lm::LmConfig::from_json_file(&fixture("L1").join("config.json")).unwrap();
-    let err = match mrt::lm::weights::HostWeights::from_t5x(&dst, &config) {
+    let config = mrt::v1::lm::LmConfig::from_json_file(&fixture("L1").join("config.json")).unwrap();
+    let err = match mrt::v1::lm::weights::HostWeights::from_t5x(&dst, &config) {
         Ok(_) => panic!("a truncated chunk must not load"),
         Err(e) => e.to_string(),
     };
     assert!(err.contains("encoder.layers_0.mlp.wo.kernel"), "{err}");
     // A missing tensor directory is named too.
     std::fs::remove_dir_all(dst.join("target.decoder.decoder_norm.scale")).unwrap();
-    let err = match mrt::lm::weights::HostWeights::from_t5x(&dst, &config) {
+    let err = match mrt::v1::lm::weights::HostWeights::from_t5x(&dst, &config) {
         Ok(_) => panic!("a missing tensor must not load"),
         Err(e) => e.to_string(),
     };
@@ -45,7 +44,7 @@ fn a_corrupt_checkpoint_names_the_tensor_and_file() {
 
 #[test]
 fn the_wrong_size_preset_is_rejected_with_the_tensor_named() {
-    let err = match mrt::lm::weights::HostWeights::from_t5x(&fixture("L1").join("checkpoint"), &mrt::lm::LmConfig::base()) {
+    let err = match mrt::v1::lm::weights::HostWeights::from_t5x(&fixture("L1").join("checkpoint"), &mrt::v1::lm::LmConfig::base()) {
         Ok(_) => panic!("L1 is not a base checkpoint"),
         Err(e) => e.to_string(),
     };

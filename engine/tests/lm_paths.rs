@@ -1,10 +1,9 @@
 //! The fast incremental path against the slow teacher-forced path on random weights at the real
 //! head size (64), and the sampling contract of a whole chunk.
 
-use burn::tensor::{Int, Tensor, TensorData};
 use mrt::conformance::compare;
-use mrt::lm::weights::HostWeights;
-use mrt::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams, WeightPrecision};
+use mrt::v1::lm::weights::HostWeights;
+use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams, WeightPrecision};
 
 fn small_config() -> LmConfig {
     LmConfig {
@@ -22,8 +21,7 @@ fn small_config() -> LmConfig {
 }
 
 fn model(config: &LmConfig, seed: u64) -> Depthformer {
-    let device = mrt::DeviceChoice::Flex.device().unwrap();
-    Depthformer::from_weights(config.clone(), HostWeights::random(config, seed), &device).unwrap()
+    Depthformer::from_weights(config.clone(), HostWeights::random(config, seed), &mrt::Target::host()).unwrap()
 }
 
 fn encoder_rows(c: &LmConfig) -> Vec<i32> {
@@ -33,37 +31,20 @@ fn encoder_rows(c: &LmConfig) -> Vec<i32> {
 
 #[test]
 fn incremental_logits_equal_teacher_forced_logits_at_head_size_64() {
+    // The burn path's steps (KV caches, one position per step) against its teacher-forced pass.
     let c = small_config();
-    let m = model(&c, 5);
-    let device = m.device().clone();
+    let m = model_on(&c, 5, false, LmOptions::default());
     let s = c.encoder_len();
     let encoded = m.encode(m.ids_tensor(&encoder_rows(&c), 2, s));
     let (frames, q, vocab) = (3, c.num_levels, c.vocab_size);
     let n = frames * q;
     // Different targets per row, some out of their level's range as the reference allows.
     let targets: Vec<i32> = (0..2 * n).map(|i| (2 + (i * 977) % 29000) as i32).collect();
-    let teacher = m.teacher_forced(encoded.clone(), m.ids_tensor(&targets, 2, n));
-    let want = teacher.logits.into_data().try_into_vec::<f32>().unwrap();
-
-    let mut cache = m.start_chunk(encoded);
-    let mut got = vec![0f32; 2 * n * vocab];
-    for t in 0..frames {
-        let prev = (t > 0).then(|| {
-            let rows: Vec<i32> = (0..2).flat_map(|r| targets[r * n + (t - 1) * q..r * n + t * q].to_vec()).collect();
-            m.ids_tensor(&rows, 2, q)
-        });
-        let x = m.temporal_input(&cache, prev);
-        let mut input = m.temporal_step(&mut cache, x);
-        for l in 0..q {
-            let step = t * q + l;
-            let logits = m.depth_step(&mut cache, input).into_data().try_into_vec::<f32>().unwrap();
-            for r in 0..2 {
-                got[(r * n + step) * vocab..(r * n + step + 1) * vocab].copy_from_slice(&logits[r * vocab..(r + 1) * vocab]);
-            }
-            let next: Tensor<1, Int> = Tensor::from_data(TensorData::new(vec![targets[step], targets[n + step]], [2]), &device);
-            input = m.depth_input(next);
-        }
-    }
+    let teacher = m.teacher_forced(encoded, m.ids_tensor(&targets, 2, n));
+    let rows = teacher.logits.into_data().try_into_vec::<f32>().unwrap(); // [2, steps, vocab]
+    // Step-major like the stepped logits: [steps, 2, vocab].
+    let want: Vec<f32> = (0..n).flat_map(|t| (0..2).flat_map(move |r| (0..vocab).map(move |i| (r, t, i)))).map(|(r, t, i)| rows[(r * n + t) * vocab + i]).collect();
+    let got = stepped_logits(&m, &targets, frames);
     let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
     assert!(scale > 0.1, "logits are not degenerate (scale {scale})");
     let (diff, ok) = compare(&got, &want, 1e-4, 1e-4);
@@ -91,7 +72,7 @@ fn a_raised_cancel_flag_stops_the_chunk() {
     let p = SamplingParams::default();
     let raised = std::sync::atomic::AtomicBool::new(true);
     let err = m.generate_tokens(&ids, &p, 0, None, Some(&raised)).unwrap_err();
-    assert!(matches!(err, mrt::lm::LmError::Cancelled), "{err}");
+    assert!(matches!(err, mrt::v1::lm::LmError::Cancelled), "{err}");
     let lowered = std::sync::atomic::AtomicBool::new(false);
     assert_eq!(
         m.generate_tokens(&ids, &p, 0, None, Some(&lowered)).unwrap(),
@@ -146,9 +127,14 @@ fn guidance_weight_zero_equals_the_conditional_row_alone() {
     assert!(m.generate_tokens(&ids, &bad, 0, None, None).is_err(), "NaN temperature is rejected");
 }
 
+/// The model on the CPU with `options`, on the host kernels or (`host_kernels` off) burn ops.
+fn model_on(config: &LmConfig, seed: u64, host_kernels: bool, options: LmOptions) -> Depthformer {
+    let target = mrt::Target::with_kernels(mrt::DeviceChoice::Flex, host_kernels).unwrap();
+    Depthformer::from_weights_with(config.clone(), HostWeights::random(config, seed), &target, options).unwrap()
+}
+
 fn model_with(config: &LmConfig, seed: u64, options: LmOptions) -> Depthformer {
-    let device = mrt::DeviceChoice::Flex.device().unwrap();
-    Depthformer::from_weights_with(config.clone(), HostWeights::random(config, seed), &device, options).unwrap()
+    model_on(config, seed, true, options)
 }
 
 /// Logits of every step of `frames` frames through the model's stepping calls (the decode
@@ -177,8 +163,8 @@ fn stepped_logits(m: &Depthformer, targets: &[i32], frames: usize) -> Vec<f32> {
 fn host_kernels_compute_the_burn_step_path_logits() {
     let c = small_config();
     let host = model_with(&c, 5, LmOptions::default());
-    let burn = model_with(&c, 5, LmOptions { cpu_kernels: false, ..LmOptions::default() });
-    assert!(host.uses_cpu_kernels() && !burn.uses_cpu_kernels());
+    let burn = model_on(&c, 5, false, LmOptions::default());
+    assert!(host.compute() == mrt::Compute::Host && burn.compute() == mrt::Compute::Burn);
     let frames = c.chunk_frames;
     let targets: Vec<i32> = (0..2 * frames * c.num_levels).map(|i| (2 + (i * 977) % 29000) as i32).collect();
     let (a, b) = (stepped_logits(&host, &targets, frames), stepped_logits(&burn, &targets, frames));
@@ -221,9 +207,9 @@ fn bf16_weights_run_the_rounded_model_and_stay_close_to_f32() {
 #[test]
 fn level_logits_are_the_levels_slice_of_the_full_logits() {
     let c = small_config();
-    for cpu_kernels in [true, false] {
-        let all = model_with(&c, 2, LmOptions { cpu_kernels, ..LmOptions::default() });
-        let level = model_with(&c, 2, LmOptions { cpu_kernels, depth_logits: DepthLogits::Level, ..LmOptions::default() });
+    for host_kernels in [true, false] {
+        let all = model_on(&c, 2, host_kernels, LmOptions::default());
+        let level = model_on(&c, 2, host_kernels, LmOptions { depth_logits: DepthLogits::Level, ..LmOptions::default() });
         let frames = 2;
         let targets: Vec<i32> = (0..2 * frames * c.num_levels).map(|i| (2 + (i * 577) % 16000) as i32).collect();
         let (full, part) = (stepped_logits(&all, &targets, frames), stepped_logits(&level, &targets, frames));
@@ -236,7 +222,7 @@ fn level_logits_are_the_levels_slice_of_the_full_logits() {
                 let got = &part[(step * 2 + r) * k..(step * 2 + r + 1) * k];
                 let want = &full[(step * 2 + r) * v + rows.start..(step * 2 + r) * v + rows.end];
                 let (diff, ok) = compare(got, want, 1e-5, 1e-5);
-                assert!(ok, "step {step} row {r} (cpu kernels {cpu_kernels}): {diff}");
+                assert!(ok, "step {step} row {r} (cpu kernels {host_kernels}): {diff}");
             }
         }
         // Every sampled id lies in its level's range.
@@ -250,9 +236,9 @@ fn level_logits_are_the_levels_slice_of_the_full_logits() {
 #[test]
 fn bf16_weights_are_refused_off_the_cpu_path() {
     let c = small_config();
-    let device = mrt::DeviceChoice::Flex.device().unwrap();
-    let options = LmOptions { precision: WeightPrecision::Bf16, cpu_kernels: false, ..LmOptions::default() };
-    let err = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 1), &device, options).err().expect("refused");
+    let target = mrt::Target::with_kernels(mrt::DeviceChoice::Flex, false).unwrap();
+    let options = LmOptions { precision: WeightPrecision::Bf16, ..LmOptions::default() };
+    let err = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 1), &target, options).err().expect("refused");
     assert!(err.to_string().contains("bf16"), "{err}");
 }
 
@@ -262,10 +248,10 @@ fn host_encoder_computes_the_burn_encoder() {
     // that is not a multiple of the vector width.
     let c = LmConfig { encoder_layers: 2, mlp_dim: 100, ..small_config() };
     let host = model_with(&c, 12, LmOptions::default());
-    let burn = model_with(&c, 12, LmOptions { cpu_kernels: false, ..LmOptions::default() });
+    let burn = model_on(&c, 12, false, LmOptions::default());
     let s = c.encoder_len();
     let ids = encoder_rows(&c);
-    let a = host.encode_ids(&ids, 2).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let a = host.encode_ids(&ids, 2, &mut LmScratch::default()).unwrap().into_data().try_into_vec::<f32>().unwrap();
     let b = burn.encode(burn.ids_tensor(&ids, 2, s)).into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(a.len(), 2 * s * c.d_model);
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -290,18 +276,18 @@ fn host_encoder_refuses_ids_outside_the_vocabulary_and_wrong_lengths() {
     let m = model_with(&c, 1, LmOptions::default());
     let mut ids = encoder_rows(&c);
     ids[17] = c.vocab_size as i32;
-    let err = m.encode_ids(&ids, 2).err().expect("refused");
+    let err = m.encode_ids(&ids, 2, &mut LmScratch::default()).expect_err("refused");
     assert!(err.to_string().contains(&c.vocab_size.to_string()), "{err}");
     ids[17] = -1;
-    assert!(m.encode_ids(&ids, 2).is_err());
-    let err = m.encode_ids(&ids[..10], 2).err().expect("refused");
+    assert!(m.encode_ids(&ids, 2, &mut LmScratch::default()).is_err());
+    let err = m.encode_ids(&ids[..10], 2, &mut LmScratch::default()).expect_err("refused");
     assert!(err.to_string().contains("10 values"), "{err}");
     // The decode loop reports a bad id as an error on both paths, before anything runs.
-    let burn = model_with(&c, 1, LmOptions { cpu_kernels: false, ..LmOptions::default() });
+    let burn = model_on(&c, 1, false, LmOptions::default());
     let mut ids = encoder_rows(&c);
     ids[3] = -5;
     for model in [&m, &burn] {
-        let err = model.generate_tokens(&ids, &SamplingParams::default(), 0, None, None).err().expect("refused");
+        let err = model.generate_tokens(&ids, &SamplingParams::default(), 0, None, None).expect_err("refused");
         assert!(err.to_string().contains("-5"), "{err}");
     }
 }

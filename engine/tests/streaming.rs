@@ -4,24 +4,23 @@
 use std::path::PathBuf;
 
 use mrt::codec::{Codec, CodecConfig};
-use mrt::lm::weights::HostWeights;
-use mrt::lm::{Depthformer, LmConfig, SamplingParams};
-use mrt::system::crossfade::equal_power_ramp;
-use mrt::system::{MagentaRt, StreamState};
+use mrt::v1::lm::weights::HostWeights;
+use mrt::v1::lm::{Depthformer, LmConfig, SamplingParams};
+use mrt::v1::system::crossfade::equal_power_ramp;
+use mrt::v1::system::{MagentaRt, StreamState};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
 }
 
 fn tiny_system() -> MagentaRt {
-    let device = mrt::DeviceChoice::Flex.device().unwrap();
     let lm_dir = fixtures().join("lm/L1");
     let config = LmConfig::from_json_file(&lm_dir.join("config.json")).unwrap();
     let weights = HostWeights::from_t5x(&lm_dir.join("checkpoint"), &config).unwrap();
-    let lm = Depthformer::from_weights(config, weights, &device).unwrap();
+    let lm = Depthformer::from_weights(config, weights, &mrt::Target::host()).unwrap();
     let codec_dir = fixtures().join("codec/C1");
     let codec_config = CodecConfig::from_json_file(&codec_dir.join("config.json")).unwrap();
-    let codec = Codec::load(&codec_dir, codec_config, &device).unwrap();
+    let codec = Codec::load(&codec_dir, codec_config, &mrt::Target::host()).unwrap();
     MagentaRt::new(lm, codec).unwrap()
 }
 

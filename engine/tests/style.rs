@@ -210,7 +210,7 @@ fn text_tower_matches_the_direct_transcription() {
 fn audio_tower_matches_the_direct_transcription() {
     let (dir, model, params) = tiny_model("audio");
     let fe = style::model::read_front_end(&dir.join("v2").join(tiny::PREPROCESSOR)).unwrap();
-    let mut rng = mrt::rng::SplitMix64::new(3);
+    let mut rng = mrt::sampling::rng::SplitMix64::new(3);
     let clip: Vec<f32> = (0..160_000).map(|n| (0.2 * (n as f64 * 0.05).sin() + 0.1 * rng.next_normal()) as f32).collect();
     let mel = fe.compute(&clip);
     let want = reference_audio(&params, &mel, 128);
@@ -223,7 +223,7 @@ fn audio_tower_matches_the_direct_transcription() {
 #[test]
 fn audio_clipping_follows_the_reference() {
     let (dir, model, _) = tiny_model("clips");
-    let mut rng = mrt::rng::SplitMix64::new(9);
+    let mut rng = mrt::sampling::rng::SplitMix64::new(9);
     let signal: Vec<f32> = (0..400_000).map(|_| (0.1 * rng.next_normal()) as f32).collect();
     let clip = |from: usize| -> Vec<f32> {
         let mut c: Vec<f32> = signal[from..(from + 160_000).min(signal.len())].to_vec();
@@ -271,7 +271,7 @@ fn clip_of(s: &[f32]) -> Vec<f32> {
 #[test]
 fn audio_files_stream_and_errors_name_the_file() {
     let (dir, model, _) = tiny_model("files");
-    let mut rng = mrt::rng::SplitMix64::new(4);
+    let mut rng = mrt::sampling::rng::SplitMix64::new(4);
     let signal: Vec<f32> = (0..200_000).map(|_| (0.1 * rng.next_normal()) as f32).collect();
     // A 16 kHz stereo file with identical channels equals the in-memory mono signal.
     let wav = dir.join("ref.wav");
@@ -321,7 +321,7 @@ fn audio_files_stream_and_errors_name_the_file() {
 fn style_tokens_are_brute_force_rvq_with_the_string_sorted_codebooks() {
     let (dir, model, _) = tiny_model("rvq");
     let quant = dir.join("v1").join(tiny::QUANTIZER);
-    let bundle = mrt::tfbundle::Bundle::open(&quant).unwrap();
+    let bundle = mrt::formats::tfbundle::Bundle::open(&quant).unwrap();
     // Level k lives in saved variable [0,1,4,5,6,7,8,9,10,11,2,3][k].
     let order = [0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 2, 3];
     for (k, &v) in order.iter().enumerate() {

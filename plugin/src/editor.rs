@@ -50,8 +50,8 @@ pub struct EditorApp {
     model_dir: String,
     size: String,
     device: String,
-    lm_weights: mrt::lm::WeightPrecision,
-    depth_logits: mrt::lm::DepthLogits,
+    lm_weights: mrt::v1::lm::WeightPrecision,
+    depth_logits: mrt::v1::lm::DepthLogits,
     restores_seen: Option<u64>,
 }
 
@@ -137,8 +137,9 @@ impl EditorApp {
         let ahead = self.shared.buffer_ahead();
         ui.horizontal_wrapped(|ui| {
             if spc > 0.0 {
-                let rtf = crate::player::CHUNK_SECONDS / spc;
-                let text = RichText::new(format!("{spc:.2} s per 2 s chunk ({rtf:.2}× real time)"));
+                let block = self.shared.block_seconds();
+                let rtf = block / spc;
+                let text = RichText::new(format!("{spc:.2} s per {block} s block ({rtf:.2}× real time)"));
                 ui.label(if rtf < 1.0 { text.color(Color32::from_rgb(240, 140, 90)) } else { text });
             } else {
                 ui.label("no chunk generated yet");
@@ -297,7 +298,7 @@ impl EditorApp {
             });
             ui.end_row();
             // Speed options of the CPU path (engine/NOTES.md, "CPU performance").
-            use mrt::lm::{DepthLogits, WeightPrecision};
+            use mrt::v1::lm::{DepthLogits, WeightPrecision};
             ui.label("LM weights");
             egui::ComboBox::from_id_salt("lm_weights").selected_text(self.lm_weights.to_string()).show_ui(ui, |ui| {
                 ui.selectable_value(&mut self.lm_weights, WeightPrecision::F32, "f32 (exact)");
@@ -398,7 +399,7 @@ pub fn start_download(shared: Arc<Shared>, settings: Settings) {
         };
         let progress = DownloadProgress { shared: &shared };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            mrt::assets::fetch(&settings.size, &target, &mrt::assets::FetchOptions::default(), &progress)
+            mrt::assets::fetch_with(&settings.size, &target, &mrt::assets::FetchOptions::default(), &crate::params::asset_settings(), &progress)
         }));
         let (failed, line) = match result {
             Ok(Ok(_)) => (false, format!("the {} model is downloaded", settings.size)),

@@ -4,7 +4,7 @@
 //!  host ──process()──► ChunkPlayer (audio thread: no allocation, locks, logging or I/O)
 //!                         ▲ triple buffer (finished chunks at the host rate, seq + epoch)
 //!                         │ atomics (started chunk, reset epoch, offline wait, underruns)
-//!  worker thread ─────────┘ registry-shared model → style → generate_chunk → rubato
+//!  worker thread ─────────┘ registry-shared model → style → Generator::next_block → rubato
 //!  sidechain ──rtrb──► worker (16 kHz, last 10 s) → style embedding
 //! ```
 //!

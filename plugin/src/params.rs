@@ -44,7 +44,9 @@ pub const PARAM_IDS: [&str; 16] = [
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
-pub const SAVED_STATE_VERSION: u32 = 2;
+/// 3: the context is tagged with its model family (`{"family": "v1", …}`); a version 1–2 context
+/// is a bare v1 state and loads as v1.
+pub const SAVED_STATE_VERSION: u32 = 3;
 
 /// Model and worker settings, persisted with the project.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,15 +60,15 @@ pub struct Settings {
     pub device: Option<String>,
     /// LM decoder weights on the CPU: f32 (exact) or bf16 (half the bytes per decode step). GPUs
     /// run f32 whatever this says.
-    pub lm_weights: mrt::lm::WeightPrecision,
+    pub lm_weights: mrt::v1::lm::WeightPrecision,
     /// Depth-step logits over the whole vocabulary (exact) or the current level's ids (faster).
-    pub depth_logits: mrt::lm::DepthLogits,
+    pub depth_logits: mrt::v1::lm::DepthLogits,
 }
 
 impl Settings {
     /// The LM options these settings ask for.
-    pub fn lm_options(&self) -> mrt::lm::LmOptions {
-        mrt::lm::LmOptions { precision: self.lm_weights, depth_logits: self.depth_logits, ..mrt::lm::LmOptions::default() }
+    pub fn lm_options(&self) -> mrt::v1::lm::LmOptions {
+        mrt::v1::lm::LmOptions { precision: self.lm_weights, depth_logits: self.depth_logits }
     }
 }
 
@@ -76,7 +78,7 @@ impl Default for Settings {
     /// those do not name leaves the exact path).
     fn default() -> Self {
         let env = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let lm = mrt::lm::LmOptions::from_env().unwrap_or_default();
+        let lm = lm_options_from_env().unwrap_or_default();
         Self {
             model_dir: None,
             size: env("MRT_MODEL_SIZE").unwrap_or_else(|| "base".into()),
@@ -85,6 +87,26 @@ impl Default for Settings {
             depth_logits: lm.depth_logits,
         }
     }
+}
+
+/// The engine's asset settings from this process's environment (`MRT_MODEL_DIR`, `MRT_CACHE_DIR`,
+/// `HF_*`): the plugin, like the `mrt` binary, is where environment variables are read.
+pub fn asset_settings() -> mrt::assets::Settings {
+    mrt::assets::Settings::from_vars(|k| std::env::var_os(k))
+}
+
+/// The LM speed options of `MRT_LM_WEIGHTS` (f32|bf16) and `MRT_DEPTH_LOGITS` (all|level), the
+/// defaults of new instances. A value that is not one of those is an error naming the variable.
+pub fn lm_options_from_env() -> Result<mrt::v1::lm::LmOptions, String> {
+    let mut o = mrt::v1::lm::LmOptions::default();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(v) = var("MRT_LM_WEIGHTS") {
+        o.precision = v.trim().parse().map_err(|e| format!("MRT_LM_WEIGHTS: {e}"))?;
+    }
+    if let Some(v) = var("MRT_DEPTH_LOGITS") {
+        o.depth_logits = v.trim().parse().map_err(|e| format!("MRT_DEPTH_LOGITS: {e}"))?;
+    }
+    Ok(o)
 }
 
 /// Everything besides parameters that a project stores.
@@ -97,7 +119,7 @@ pub struct SavedState {
     pub prompts: Vec<String>,
     pub settings: Settings,
     /// The generation context, so a reopened project continues where it stopped.
-    pub context: Option<mrt::system::StreamState>,
+    pub context: Option<mrt::stream::StreamState>,
     /// Style embeddings of the slots' prompts, so a reopened project needs no re-embedding (and
     /// keeps an audio prompt whose file has moved). Keyed by [`embedding_key`].
     pub embeddings: std::collections::BTreeMap<String, Vec<f32>>,
@@ -145,7 +167,8 @@ impl SavedState {
                 self.version
             ));
         }
-        // Version 1 had no embeddings: serde's default (none) is the migration.
+        // Version 1 had no embeddings: serde's default (none) is the migration. Versions 1–2 held
+        // the context as a bare v1 state: `mrt::stream::StreamState` reads it as v1.
         self.version = SAVED_STATE_VERSION;
         self.prompts.resize(SLOTS, String::new());
         self.embeddings.retain(|_, e| e.iter().all(|v| v.is_finite()));
@@ -287,8 +310,8 @@ impl MrtLiveParams {
     }
 
     /// The sampling settings the next chunk will use.
-    pub fn sampling(&self) -> mrt::lm::SamplingParams {
-        mrt::lm::SamplingParams {
+    pub fn sampling(&self) -> mrt::v1::lm::SamplingParams {
+        mrt::v1::lm::SamplingParams {
             temperature: self.temperature.value(),
             top_k: self.top_k.value().max(0) as usize,
             guidance_weight: self.guidance.value(),
@@ -317,16 +340,31 @@ mod tests {
     }
 
     #[test]
+    fn version_2_context_opens_as_a_v1_stream_and_saves_tagged() {
+        let mut v1 = mrt::v1::system::StreamState::new(4, 2, 2, 3);
+        v1.push_frames(&[5, 6, 7, 8]);
+        v1.chunk_index = 2;
+        let context = serde_json::to_string(&v1).unwrap();
+        let v2 = format!(r#"{{"version":2,"prompts":["funk"],"settings":{{"size":"base"}},"context":{context},"embeddings":{{}}}}"#);
+        let s: SavedState = serde_json::from_str(&v2).unwrap();
+        let s = s.normalized().unwrap();
+        assert_eq!((s.version, s.context.clone()), (SAVED_STATE_VERSION, Some(mrt::stream::StreamState::V1(v1))));
+        let saved = serde_json::to_string(&s).unwrap();
+        assert!(saved.contains(r#""context":{"family":"v1","#), "{saved}");
+        assert_eq!(serde_json::from_str::<SavedState>(&saved).unwrap(), s);
+    }
+
+    #[test]
     fn speed_settings_persist_by_name() {
         let mut s = SavedState::default();
-        s.settings.lm_weights = mrt::lm::WeightPrecision::Bf16;
-        s.settings.depth_logits = mrt::lm::DepthLogits::Level;
+        s.settings.lm_weights = mrt::v1::lm::WeightPrecision::Bf16;
+        s.settings.depth_logits = mrt::v1::lm::DepthLogits::Level;
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""lm_weights":"bf16""#) && json.contains(r#""depth_logits":"level""#), "{json}");
         let back: SavedState = serde_json::from_str(&json).unwrap();
         assert_eq!(back.settings, s.settings);
         let o = back.settings.lm_options();
-        assert_eq!((o.precision, o.depth_logits, o.cpu_kernels), (mrt::lm::WeightPrecision::Bf16, mrt::lm::DepthLogits::Level, true));
+        assert_eq!((o.precision, o.depth_logits), (mrt::v1::lm::WeightPrecision::Bf16, mrt::v1::lm::DepthLogits::Level));
         let bad = json.replace(r#""lm_weights":"bf16""#, r#""lm_weights":"int3""#);
         assert!(serde_json::from_str::<SavedState>(&bad).is_err(), "an unknown precision is an error, not a silent default");
     }

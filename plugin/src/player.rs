@@ -17,9 +17,6 @@ use std::sync::Arc;
 
 use crate::shared::Shared;
 
-/// Length of one generated chunk, in seconds.
-pub const CHUNK_SECONDS: f32 = 2.0;
-
 /// Length of every fade (underrun, stop, reset), in seconds.
 pub const FADE_SECONDS: f32 = 0.010;
 
@@ -264,8 +261,9 @@ impl ChunkPlayer {
             right[i] = buf.right[self.pos] * g;
             self.pos += 1;
         }
-        // The pending chunk's length is not visible before it is taken; every chunk is 2 s.
-        let pending = if self.output.updated() { CHUNK_SECONDS } else { 0.0 };
+        // The pending block's length is not visible before it is taken; every block of a model
+        // has the same length.
+        let pending = if self.output.updated() { self.shared.block_seconds() } else { 0.0 };
         self.shared.set_buffer_ahead(self.remaining() as f32 / self.sample_rate + pending);
     }
 }

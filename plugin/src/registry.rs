@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mrt::style::StyleModel;
-use mrt::system::MagentaRt;
 use mrt::DeviceChoice;
 
 use crate::shared::lock;
@@ -24,7 +23,7 @@ pub struct ModelKey {
     pub size: String,
     pub device: DeviceChoice,
     /// LM speed options (bf16 weights, per-level depth logits): a different set is another load.
-    pub lm: mrt::lm::LmOptions,
+    pub lm: mrt::v1::lm::LmOptions,
 }
 
 impl Hash for ModelKey {
@@ -33,15 +32,13 @@ impl Hash for ModelKey {
         self.size.hash(state);
         // `DeviceChoice` has no `Hash`; its name identifies it.
         self.device.to_string().hash(state);
-        self.lm.precision.to_string().hash(state);
-        self.lm.depth_logits.to_string().hash(state);
-        self.lm.cpu_kernels.hash(state);
+        self.lm.hash(state);
     }
 }
 
 /// The loaded system: generator and style model.
 pub struct Models {
-    pub generator: MagentaRt,
+    pub generator: mrt::stream::Generator,
     pub style: StyleModel,
     pub device: DeviceChoice,
     /// Where the files came from, for the status line.
@@ -98,26 +95,28 @@ pub enum LoadFailure {
 /// Locates and loads a model (no network). A t5x LM checkpoint is converted once into the
 /// engine's cache (as `mrt generate` does), reporting through `progress`.
 pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Models, LoadFailure> {
-    use mrt::assets::{AssetError, ModelPaths, Settings};
-    let paths = ModelPaths::locate(&key.size, key.model_dir.as_deref()).map_err(|e| match e {
+    use mrt::assets::{AssetError, ModelPaths};
+    let settings = crate::params::asset_settings();
+    let paths = ModelPaths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(|e| match e {
         AssetError::Missing(_) => LoadFailure::NotInstalled(e.to_string()),
         other => LoadFailure::Error(other.to_string()),
     })?;
-    let paths = mrt::assets::with_converted_lm(paths, &Settings::from_env().cache_dir, progress)
-        .map_err(|e| LoadFailure::Error(e.to_string()))?;
-    let device = key.device.device().map_err(LoadFailure::Error)?;
-    // bf16 weights exist on the CPU path only; a GPU runs f32 whatever the settings say.
+    let paths = mrt::assets::with_converted_lm(paths, &settings.cache_dir, progress)
+        .map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
+    let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
+    // The engine's rule of which options a path supports (bf16 weights on the host path only):
+    // where it refuses, the plugin plays f32 and says so.
     let mut options = key.lm;
     let mut notes = Vec::new();
-    if key.device != DeviceChoice::Flex && options.precision != mrt::lm::WeightPrecision::F32 {
+    if options.check(target.compute).is_err() {
         notes.push(format!("{} weights apply on the CPU only; {} runs f32", options.precision, key.device));
-        options.precision = mrt::lm::WeightPrecision::F32;
+        options.precision = mrt::v1::lm::WeightPrecision::F32;
     }
     let generator =
-        mrt::system::load::load_generator_with(&paths, &device, options).map_err(|e| LoadFailure::Error(e.to_string()))?;
-    let style = mrt::system::load::load_style(&paths, &device).map_err(|e| LoadFailure::Error(e.to_string()))?;
+        mrt::v1::system::load::load_generator_with(&paths, &target, options).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
+    let style = mrt::v1::system::load::load_style(&paths, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
     let mut description = format!("{} from {}", key.size, paths.lm_checkpoint.source);
-    if options != mrt::lm::LmOptions::default() {
+    if options != mrt::v1::lm::LmOptions::default() {
         description.push_str(&format!(" (LM weights {}, depth logits {})", options.precision, options.depth_logits));
     }
     for note in notes {
@@ -125,7 +124,7 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
     }
     let style_id = paths.musiccoca.path.display().to_string();
     note_load(key);
-    Ok(Models { generator, style, device: key.device, description, style_id })
+    Ok(Models { generator: mrt::stream::Generator::V1(generator), style, device: key.device, description, style_id })
 }
 
 /// Appends one line per model actually loaded to `$MRT_LIVE_LOAD_LOG`, when set: host tests (and

@@ -81,6 +81,9 @@ pub struct Shared {
     /// Chunks generated since the worker started.
     pub chunks_generated: AtomicU64,
     seconds_per_chunk: AtomicU32,
+    /// Seconds of audio per generated block (the model's block length; v1: 2 s). Written by the
+    /// worker, read by the player and the editor.
+    block_seconds: AtomicU32,
     buffer_ahead: AtomicU32,
     sidechain_peak: AtomicU32,
     /// Sidechain samples dropped because the worker did not drain the ring in time.
@@ -138,6 +141,7 @@ impl Default for Shared {
             waiting: AtomicBool::new(false),
             chunks_generated: AtomicU64::new(0),
             seconds_per_chunk: f32_atomic(0.0),
+            block_seconds: f32_atomic(2.0),
             buffer_ahead: f32_atomic(0.0),
             sidechain_peak: f32_atomic(0.0),
             sidechain_dropped: AtomicU64::new(0),
@@ -180,6 +184,15 @@ impl Shared {
 
     pub fn set_seconds_per_chunk(&self, v: f32) {
         self.seconds_per_chunk.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Seconds of audio per generated block.
+    pub fn block_seconds(&self) -> f32 {
+        f32::from_bits(self.block_seconds.load(Ordering::Relaxed))
+    }
+
+    pub fn set_block_seconds(&self, v: f32) {
+        self.block_seconds.store(v.to_bits(), Ordering::Relaxed);
     }
 
     /// Seconds of audio ready to play (the rest of the current chunk plus a published one).

@@ -1,9 +1,10 @@
 //! The generation worker: a plain `std::thread` owned by the plugin instance.
 //!
 //! ```text
-//!  settings ─► registry (shared model) ─► per chunk: style blend (slots + sidechain) ─► tokens
-//!     ─► MagentaRt::generate_chunk (48 kHz, crossfaded) ─► resample to the host rate (rubato)
-//!     ─► queue (chunks ahead) ─► triple buffer once the player started the previous one
+//!  settings ─► registry (shared model) ─► per block: style blend (slots + sidechain) ─► tokens
+//!     ─► stream::Generator::next_block (48 kHz; v1: a crossfaded 2 s chunk) ─► resample to the
+//!     host rate (rubato) ─► queue (blocks ahead) ─► triple buffer once the player started the
+//!     previous one
 //! ```
 //!
 //! The worker reacts to the player through atomics in [`Shared`]: `epoch` (reset the context),
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use mrt::system::StreamState;
+use mrt::stream::StreamState;
 use mrt::DeviceChoice;
 
 use crate::params::MrtLiveParams;
@@ -436,11 +437,11 @@ impl Worker {
                 Some(s) => s,
                 None => models.generator.init_state(),
             };
-            let sampling = self.params.sampling();
+            let controls = mrt::stream::Controls { style: style.as_deref(), sampling: self.params.sampling() };
             let chunk = models
                 .generator
-                .generate_chunk_cancellable(&mut state, style.as_deref(), &sampling, Some(&self.cancel))
-                .map_err(|e| format!("generating a chunk: {e}"));
+                .next_block(&mut state, &controls, Some(&self.cancel))
+                .map_err(|e| format!("generating a block: {}", mrt::error_chain(&e)));
             self.state = Some(state);
             Ok((chunk?, style, sidechain_used))
         });
@@ -488,6 +489,7 @@ impl Worker {
         let context = self.state.clone();
         self.params.saved.update(|s| s.context = context);
         self.shared.set_seconds_per_chunk(seconds);
+        self.shared.set_block_seconds(models.generator.block_seconds() as f32);
         self.shared.chunks_generated.fetch_add(1, Ordering::AcqRel);
         self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, seconds });
         if self.shared.status() != Status::Ready {
@@ -536,7 +538,6 @@ impl mrt::assets::Progress for LoadProgress<'_> {
 }
 
 fn state_fits(m: &Models, s: &StreamState) -> bool {
-    let fresh = m.generator.init_state();
-    s.validate(fresh.context_frames, fresh.levels, fresh.channels, fresh.crossfade_samples()).is_ok()
+    m.generator.fits(s)
 }
 

@@ -33,7 +33,7 @@ fn key() -> ModelKey {
         model_dir: Some(tiny_dir().to_path_buf()),
         size: "tiny".into(),
         device: mrt::DeviceChoice::Flex,
-        lm: mrt::lm::LmOptions::default(),
+        lm: mrt::v1::lm::LmOptions::default(),
     }
 }
 
@@ -126,7 +126,8 @@ fn reference(p: &MrtLive, rate: u32, chunks: usize) -> (Vec<f32>, Vec<f32>) {
     let mut rs = StreamResampler::new(models.generator.sample_rate(), rate, 2, 960).unwrap();
     let mut out = vec![Vec::new(), Vec::new()];
     for info in log.iter().take(chunks) {
-        let chunk = models.generator.generate_chunk(&mut state, info.style_tokens.as_deref(), &sampling).unwrap();
+        let controls = mrt::stream::Controls { style: info.style_tokens.as_deref(), sampling };
+        let chunk = models.generator.next_block(&mut state, &controls, None).unwrap();
         let n = chunk.samples();
         rs.process(&[&chunk.audio[..n], &chunk.audio[n..]], &mut out).unwrap();
     }
@@ -238,7 +239,7 @@ fn saved_state_round_trips_and_the_context_continues() {
     // The worker may still be writing newer contexts; what was serialised is the reference.
     let saved_a: mrt_live::params::SavedState = serde_json::from_str(json).unwrap();
     let ctx_a = saved_a.context.clone().expect("a context after generating");
-    assert!(ctx_a.chunk_index >= 2);
+    assert!(matches!(&ctx_a, mrt::stream::StreamState::V1(s) if s.chunk_index >= 2), "A generated at least two chunks");
     let params_a: Vec<(String, f32)> = a
         .params()
         .param_map()
@@ -264,7 +265,8 @@ fn saved_state_round_trips_and_the_context_continues() {
     let models = registry::models().get_or_load(&key(), || registry::load(&key(), &())).unwrap();
     let mut expected = ctx_a.clone();
     let style = b.shared().chunk_log()[0].style_tokens.clone();
-    models.generator.generate_chunk(&mut expected, style.as_deref(), &b.mrt_params().sampling()).unwrap();
+    let controls = mrt::stream::Controls { style: style.as_deref(), sampling: b.mrt_params().sampling() };
+    models.generator.next_block(&mut expected, &controls, None).unwrap();
     let log = b.shared().chunk_log();
     assert_eq!(log.len(), 1, "only one chunk ahead while stopped");
     let ctx_b = b.mrt_params().saved.get().context.expect("B's context");
@@ -298,8 +300,8 @@ fn missing_model_is_reported_and_silent() {
 fn speed_settings_load_their_own_model_and_play() {
     let mut p = tiny_plugin();
     p.mrt_params().saved.update(|s| {
-        s.settings.lm_weights = mrt::lm::WeightPrecision::Bf16;
-        s.settings.depth_logits = mrt::lm::DepthLogits::Level;
+        s.settings.lm_weights = mrt::v1::lm::WeightPrecision::Bf16;
+        s.settings.depth_logits = mrt::v1::lm::DepthLogits::Level;
     });
     p.start(48_000.0, ProcessMode::Offline);
     let mut out = Vec::new();
@@ -313,7 +315,7 @@ fn speed_settings_load_their_own_model_and_play() {
     assert!(s.message().contains("LM weights bf16, depth logits level"), "the status names the speed options: {}", s.message());
     assert!(out.iter().all(|v| v.is_finite()) && rms(&out[4800..]) > 0.0, "the fast path plays");
     // The exact path is another key, so another load.
-    let fast = mrt::lm::LmOptions { precision: mrt::lm::WeightPrecision::Bf16, depth_logits: mrt::lm::DepthLogits::Level, ..Default::default() };
+    let fast = mrt::v1::lm::LmOptions { precision: mrt::v1::lm::WeightPrecision::Bf16, depth_logits: mrt::v1::lm::DepthLogits::Level };
     assert_ne!(key(), ModelKey { lm: fast, ..key() });
 }
 

@@ -16,7 +16,7 @@
 //! the final name. Its header metadata records the format and key; a file whose header does not
 //! parse or does not match is converted again. The tensors are checked against the config (names,
 //! shapes) before anything is written, and again (plus finiteness) by
-//! [`HostWeights::from_safetensors`](crate::lm::weights::HostWeights::from_safetensors).
+//! [`HostWeights::from_safetensors`](crate::v1::lm::weights::HostWeights::from_safetensors).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use super::locate::{LmFormat, Source};
-use super::{io_err, AssetError, ModelPaths, Progress, Settings};
-use crate::lm::checkpoint::T5xCheckpoint;
-use crate::lm::weights::{check_names_and_shapes, manifest};
-use crate::lm::{LmConfig, LmError};
+use super::{io_err, AssetError, ModelPaths, Progress};
+use crate::formats::zarr::T5xCheckpoint;
+use crate::v1::lm::weights::{check_names_and_shapes, manifest};
+use crate::v1::lm::{LmConfig, LmError};
 
 /// Version of our converted layout; part of the file name, bumped when the layout changes.
 pub const CONVERTED_VERSION: u32 = 1;
@@ -45,10 +45,6 @@ pub struct ConvertedPaths {
     pub reused: bool,
 }
 
-/// Converts with the cache directory of the environment ([`Settings::from_env`]), no progress.
-pub fn convert(paths: &ModelPaths) -> Result<ConvertedPaths, AssetError> {
-    convert_with(paths, &Settings::from_env().cache_dir, &())
-}
 
 /// `paths` with the LM pointed at its converted file (converting once if needed), for loading.
 pub fn with_converted_lm(mut paths: ModelPaths, cache_dir: &Path, progress: &dyn Progress) -> Result<ModelPaths, AssetError> {
@@ -111,7 +107,8 @@ pub fn t5x_to_safetensors(src: &Path, dst: &Path, config: &LmConfig, key: &str, 
     let ckpt = T5xCheckpoint::open(src).map_err(LmError::from)?;
     check_names_and_shapes(&manifest(config), ckpt.names(), |n| ckpt.meta(n).map(|m| m.shape.clone()), src, |name| {
         src.join(format!("target.{name}"))
-    })?;
+    })
+    .map_err(LmError::from)?;
 
     // Header: every tensor f32, laid out in name order.
     let names: Vec<&str> = ckpt.names().collect();

@@ -62,10 +62,6 @@ pub struct FetchOptions {
     pub testdata: bool,
 }
 
-/// Fetches `size` with the settings of the environment ([`Settings::from_env`]).
-pub fn fetch(size: &str, target: &FetchTarget, options: &FetchOptions, progress: &dyn Progress) -> Result<ModelPaths, AssetError> {
-    fetch_with(size, target, options, &Settings::from_env(), progress)
-}
 
 /// Makes every item `size` needs present in `target`, downloading only what is not there yet,
 /// then locates the model as [`ModelPaths::locate_with`] would.

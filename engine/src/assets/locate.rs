@@ -33,7 +33,7 @@ use super::{
     MANIFEST_FILE, MUSICCOCA_DIR, MUSICCOCA_QUANT_DIR, TESTDATA_DIR, VOCAB_FILE,
 };
 use crate::codec::config::CodecConfig;
-use crate::lm::LmConfig;
+use crate::v1::lm::LmConfig;
 
 /// Where a located item came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,11 +95,6 @@ pub struct ModelPaths {
 }
 
 impl ModelPaths {
-    /// Locates `size` with the settings of the environment ([`Settings::from_env`]).
-    pub fn locate(size: &str, model_dir: Option<&Path>) -> Result<ModelPaths, AssetError> {
-        Self::locate_with(size, model_dir, &Settings::from_env())
-    }
-
     /// Locates `size`: the explicit `model_dir`, else `settings.model_dir`, then the Hugging Face
     /// cache, item by item. Never uses the network.
     pub fn locate_with(size: &str, model_dir: Option<&Path>, settings: &Settings) -> Result<ModelPaths, AssetError> {
@@ -239,7 +234,7 @@ fn check_checkpoint(dir: &Path, config: &LmConfig) -> Result<(), String> {
     if !dir.is_dir() {
         return Err("not a directory".into());
     }
-    let lacking: Vec<String> = crate::lm::weights::manifest(config)
+    let lacking: Vec<String> = crate::v1::lm::weights::manifest(config)
         .into_iter()
         .map(|(name, _)| format!("target.{name}/.zarray"))
         .filter(|f| !dir.join(f).is_file())

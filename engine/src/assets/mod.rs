@@ -40,7 +40,7 @@
 //!   HostWeights::from_safetensors (mmap)      Codec::load(codec_dir)
 //! ```
 //!
-//! Environment variables are read only by [`Settings::from_env`]; everything else takes a
+//! Environment variables reach this module only through [`Settings::from_vars`]; everything else takes a
 //! [`Settings`] value, so tests (and the plugin) can point at their own caches and endpoints.
 //!
 //! - [`locate`]: [`ModelPaths`] and the `mrt-live.json` manifest.
@@ -55,10 +55,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lm::{LmConfig, LmError};
+use crate::v1::lm::{LmConfig, LmError};
 
-pub use convert::{convert, convert_with, with_converted_lm, ConvertedPaths};
-pub use hub::{fetch, fetch_with, FetchOptions, FetchTarget};
+pub use convert::{convert_with, with_converted_lm, ConvertedPaths};
+pub use hub::{fetch_with, FetchOptions, FetchTarget};
 pub use locate::{LmFormat, Located, ModelPaths, Source};
 
 /// Magenta RT v1 on the Hub: LM checkpoints, MusicCoCa SavedModels, vocabulary, test data.
@@ -137,7 +137,7 @@ pub const CODEC_FILES: [&str; 3] = ["encoder.safetensors", "decoder.safetensors"
 /// MusicCoCa's audio front end (mel matrix, Hann window) in the v2 repo.
 pub const AUDIO_PREPROCESSOR: &str = "resources/musiccoca/audio_preprocessor.tflite";
 
-/// Where assets live and how the Hub is reached. Built by [`Settings::from_env`] in binaries and
+/// Where assets live and how the Hub is reached. Built by [`Settings::from_vars`] in binaries and
 /// by hand in tests.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -186,7 +186,8 @@ impl Settings {
         }
     }
 
-    /// The only place this module reads the environment:
+    /// The settings from environment variables, read through `var` (binaries and the plugin pass
+    /// `|k| std::env::var_os(k)`; the library itself reads no environment):
     ///
     /// | variable | meaning |
     /// |---|---|
@@ -196,8 +197,8 @@ impl Settings {
     /// | `HF_ENDPOINT` | Hub endpoint |
     /// | `HF_TOKEN` (`HUGGING_FACE_HUB_TOKEN`), else the file `HF_TOKEN_PATH` or `$HF_HOME/token` | bearer token |
     /// | `HF_HUB_OFFLINE` | `1`/`true`/`yes`: no network |
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let var = |k: &str| var(k).filter(|v| !v.is_empty());
         let home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("."));
         let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
             var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".cache")).join("huggingface")

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::weights::{random_files, CodecWeights, CodecWidths};
 use super::{Codec, CodecConfig};
-use crate::DeviceChoice;
+use crate::Target;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CodecBenchReport {
@@ -56,15 +56,15 @@ fn mean_ms(reps: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<f64
     Ok(started.elapsed().as_secs_f64() * 1e3 / reps as f64)
 }
 
-pub fn bench_codec(choice: DeviceChoice, reps: usize) -> Result<CodecBenchReport, String> {
+pub fn bench_codec(target: &Target, reps: usize) -> Result<CodecBenchReport, String> {
     let reps = reps.max(1);
-    let device = choice.device()?;
+    let device = target.device.clone();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = CodecConfig::spectrostream_48k_stereo();
     let started = Instant::now();
     let [e, d, q] = random_files(&config, &CodecWidths::full_size(), 7);
     let weights = CodecWeights::from_files(&e, &d, Some(&q), &config).map_err(|e| e.to_string())?;
-    let codec = Codec::from_weights(config.clone(), weights, &device).map_err(|e| e.to_string())?;
+    let codec = Codec::from_weights(config.clone(), weights, target).map_err(|e| e.to_string())?;
     let _ = device.sync();
     let load_s = started.elapsed().as_secs_f64();
 
@@ -78,18 +78,20 @@ pub fn bench_codec(choice: DeviceChoice, reps: usize) -> Result<CodecBenchReport
         })
         .collect();
     let err = |e: super::CodecError| e.to_string();
+    // One stream's decoder buffers, kept between calls as a stream keeps them.
+    let mut scratch = super::DecodeScratch::default();
     // Warm-up (autotuning on GPUs, allocator and page faults on CPUs).
-    codec.decode_codes(&codes, frames, levels).map_err(err)?;
+    codec.decode_codes_in(&codes, frames, levels, &mut scratch).map_err(err)?;
     codec.encode_audio(&audio, levels).map_err(err)?;
 
-    let decode_chunk_ms = mean_ms(reps, || codec.decode_codes(&codes, frames, levels).map(drop).map_err(err))?;
+    let decode_chunk_ms = mean_ms(reps, || codec.decode_codes_in(&codes, frames, levels, &mut scratch).map(drop).map_err(err))?;
     let latent = codec.rvq().decode(&codes, levels, levels).map_err(err)?;
     let dim = codec.rvq().dim();
     let mut padded = latent.clone();
     padded.extend(vec![0f32; dim]);
     let mut spec = Vec::new();
     let decode_network_ms = mean_ms(reps, || {
-        spec = codec.decode_spectrogram(&padded, 1, frames + 1).map_err(err)?.0;
+        spec = codec.decode_spectrogram(&padded, 1, frames + 1, &mut scratch).map_err(err)?.0;
         Ok(())
     })?;
     let t = spec.len() / (2 * codec.channels() * codec.stft().num_bins());
@@ -105,7 +107,7 @@ pub fn bench_codec(choice: DeviceChoice, reps: usize) -> Result<CodecBenchReport
     let rvq_64_ms = mean_ms(reps, || codec.rvq().encode(&emb, codec.levels()).map(drop).map_err(err))?;
     let audio_s = (frames * codec.samples_per_frame()) as f64 / f64::from(config.sample_rate_hz);
     Ok(CodecBenchReport {
-        device: choice.to_string(),
+        device: target.choice.to_string(),
         threads,
         reps,
         load_s,

@@ -289,7 +289,7 @@ pub(crate) mod tests {
     }
 
     fn random(seed: u64, n: usize) -> Vec<f32> {
-        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut rng = crate::sampling::rng::SplitMix64::new(seed);
         (0..n).map(|_| rng.next_normal() as f32).collect()
     }
 

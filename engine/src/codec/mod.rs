@@ -17,7 +17,7 @@ pub mod audio;
 pub mod bench;
 pub mod blocks;
 pub mod config;
-pub mod cpu_decoder;
+pub mod host_decoder;
 pub mod decoder;
 pub mod encoder;
 pub mod rvq;
@@ -28,8 +28,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::device::{Compute, Target};
+
 pub use config::CodecConfig;
-pub use cpu_decoder::CpuDecoder;
+pub use host_decoder::HostDecoder;
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use rvq::Rvq;
@@ -43,16 +45,10 @@ pub enum CodecError {
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("bad codec config {path}: {reason}")]
     BadConfig { path: PathBuf, reason: String },
-    #[error("{path} is not a readable safetensors file: {reason}")]
-    CorruptFile { path: PathBuf, reason: String },
-    #[error("{path} lacks tensor `{name}`")]
-    MissingTensor { path: PathBuf, name: String },
-    #[error("tensor `{name}` in {path} has shape {found:?}, expected ({expected})")]
-    ShapeMismatch { path: PathBuf, name: String, expected: String, found: Vec<usize> },
-    #[error("tensor `{name}` in {path} holds a non-finite value at flat index {index}")]
-    NonFinite { path: PathBuf, name: String, index: usize },
-    #[error("{path} has tensors this codec config does not use (wrong config?): {names:?}")]
-    UnexpectedTensors { path: PathBuf, names: Vec<String> },
+    #[error(transparent)]
+    File(#[from] crate::formats::safetensors::SafetensorsError),
+    #[error(transparent)]
+    Tensor(#[from] crate::formats::tensor::TensorError),
     #[error("unsupported codec layer: {0}")]
     Unsupported(String),
     #[error("invalid codec input: {0}")]
@@ -77,11 +73,17 @@ pub struct Codes {
     pub data: Vec<i32>,
 }
 
-/// The decoder network: burn ops on a GPU, host kernels on the CPU (see [`CpuDecoder`]).
+/// Buffers of the host decoder, kept by the stream that decodes (empty until first used; the
+/// burn decoder needs none).
+#[derive(Debug, Default)]
+pub struct DecodeScratch(host_decoder::Scratch);
+
+/// The decoder network: burn ops on a GPU, host kernels on the CPU (see [`HostDecoder`]).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One per loaded codec, built once and never moved after.
 enum DecoderPath {
     Burn(Decoder),
-    Host(CpuDecoder),
+    Host(HostDecoder),
 }
 
 /// The whole codec on one device.
@@ -102,25 +104,19 @@ pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, CodecError>
 impl Codec {
     /// Loads `encoder.safetensors`, `decoder.safetensors` and `quantizer.safetensors` from `dir`
     /// (MRT2's `resources/spectrostream/` or a fixture set).
-    pub fn load(dir: &Path, config: CodecConfig, device: &Device) -> Result<Self, CodecError> {
+    pub fn load(dir: &Path, config: CodecConfig, target: &Target) -> Result<Self, CodecError> {
         let weights = CodecWeights::read_dir(dir, &config)?;
-        Self::from_weights(config, weights, device)
+        Self::from_weights(config, weights, target)
     }
 
-    /// The codec on `device`; on the CPU (flex) the decoder runs on host kernels.
-    pub fn from_weights(config: CodecConfig, weights: CodecWeights, device: &Device) -> Result<Self, CodecError> {
-        let host = crate::device::is_flex(device);
-        Self::from_weights_with(config, weights, device, host)
-    }
-
-    /// As [`Codec::from_weights`], choosing the decoder: `host_decoder` runs [`CpuDecoder`]
-    /// (CPU only), otherwise burn's [`Decoder`] on `device`.
-    pub fn from_weights_with(config: CodecConfig, weights: CodecWeights, device: &Device, host_decoder: bool) -> Result<Self, CodecError> {
+    /// The codec on `target`: the decoder on host kernels ([`HostDecoder`]) on the host path,
+    /// burn's [`Decoder`] otherwise; the encoder on burn.
+    pub fn from_weights(config: CodecConfig, weights: CodecWeights, target: &Target) -> Result<Self, CodecError> {
         config.validate().map_err(|reason| CodecError::BadConfig { path: PathBuf::from("<config>"), reason })?;
-        let decoder = if host_decoder {
-            DecoderPath::Host(CpuDecoder::new(&config, &weights.decoder)?)
-        } else {
-            DecoderPath::Burn(Decoder::new(&config, &weights.decoder, device)?)
+        let device = &target.device;
+        let decoder = match target.compute {
+            Compute::Host => DecoderPath::Host(HostDecoder::new(&config, &weights.decoder)?),
+            Compute::Burn => DecoderPath::Burn(Decoder::new(&config, &weights.decoder, device)?),
         };
         Ok(Self {
             stft: Stft::new(&config),
@@ -140,20 +136,20 @@ impl Codec {
         &self.encoder
     }
 
-    /// Whether the decoder runs on host kernels ([`CpuDecoder`]) rather than burn.
+    /// Whether the decoder runs on host kernels ([`HostDecoder`]) rather than burn.
     pub fn host_decoder(&self) -> bool {
         matches!(self.decoder, DecoderPath::Host(_))
     }
 
     /// The decoder network alone: latent `[batch][frames][D]` → spectrogram
     /// `[batch][2·channels][t][bins]` with `t = 4·frames − 4` (the look-ahead crop), and `t`.
-    pub fn decode_spectrogram(&self, latent: &[f32], batch: usize, frames: usize) -> Result<(Vec<f32>, usize), CodecError> {
+    pub fn decode_spectrogram(&self, latent: &[f32], batch: usize, frames: usize, scratch: &mut DecodeScratch) -> Result<(Vec<f32>, usize), CodecError> {
         let d = self.rvq.dim();
         if batch == 0 || frames == 0 || latent.len() != batch * frames * d {
             return Err(CodecError::BadInput(format!("{} latent values are not {batch} clips × {frames} frames × {d}", latent.len())));
         }
         match &self.decoder {
-            DecoderPath::Host(dec) => dec.forward(latent, batch, frames),
+            DecoderPath::Host(dec) => dec.forward(latent, batch, frames, &mut scratch.0),
             DecoderPath::Burn(dec) => {
                 let x = Tensor::<3>::from_data(TensorData::new(latent.to_vec(), [batch, frames, d]), &self.device);
                 let spec = dec.forward(x);
@@ -277,10 +273,10 @@ impl Codec {
     /// look-ahead, so every frame is rendered (spec §1.1 step 7; fixture `decoded.npy`). Long
     /// inputs run in windows like [`Codec::embed`]; each window's look-ahead is the next real frame.
     pub fn embeddings_to_audio(&self, embeddings: &[f32], batch: usize) -> Result<Vec<f32>, CodecError> {
-        self.decode_windowed(embeddings, batch, WINDOW_FRAMES)
+        self.decode_windowed(embeddings, batch, WINDOW_FRAMES, &mut DecodeScratch::default())
     }
 
-    fn decode_windowed(&self, embeddings: &[f32], batch: usize, window: usize) -> Result<Vec<f32>, CodecError> {
+    fn decode_windowed(&self, embeddings: &[f32], batch: usize, window: usize, scratch: &mut DecodeScratch) -> Result<Vec<f32>, CodecError> {
         let d = self.rvq.dim();
         if batch == 0 || embeddings.is_empty() || !embeddings.len().is_multiple_of(batch * d) {
             return Err(CodecError::BadInput(format!("{} latent values do not form {batch} clips of {d}-d frames", embeddings.len())));
@@ -299,7 +295,7 @@ impl Codec {
                 let real = (b + 1).min(frames) - a;
                 part[r * (b - a + 1) * d..][..real * d].copy_from_slice(&row[a * d..(a + real) * d]);
             }
-            let (spec, t) = self.decode_spectrogram(&part, batch, b - a + 1)?;
+            let (spec, t) = self.decode_spectrogram(&part, batch, b - a + 1, scratch)?;
             for (r, clip) in spec.chunks_exact(spec.len() / batch).enumerate() {
                 let audio = self.stft.inverse(clip, ch, t)?; // [ch][(b − a)·spf]
                 for c in 0..ch {
@@ -315,23 +311,28 @@ impl Codec {
     /// `[channels][frames·1920]`: 51 frames × 16 levels → 2 × 97920 samples, the chunk decode of
     /// spec §1.1 step 7 (the previous chunk's last frame, then the 50 new ones).
     pub fn decode_codes(&self, codes: &[i32], frames: usize, levels: usize) -> Result<Vec<f32>, CodecError> {
+        self.decode_codes_in(codes, frames, levels, &mut DecodeScratch::default())
+    }
+
+    /// [`Codec::decode_codes`] with the host decoder's buffers kept in `scratch` (one per stream:
+    /// the codec's weights are shared and immutable, so streams never wait for each other).
+    pub fn decode_codes_in(&self, codes: &[i32], frames: usize, levels: usize, scratch: &mut DecodeScratch) -> Result<Vec<f32>, CodecError> {
         if frames == 0 || codes.len() != frames * levels {
             return Err(CodecError::BadInput(format!("{} codes are not {frames} frames × {levels} levels", codes.len())));
         }
         let latent = self.rvq.decode(codes, levels, levels)?;
-        self.embeddings_to_audio(&latent, 1)
+        self.decode_windowed(&latent, 1, WINDOW_FRAMES, scratch)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::npy;
+    use crate::formats::npy;
 
     fn c1() -> (Codec, PathBuf) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/codec/C1");
-        let device = crate::DeviceChoice::Flex.device().expect("flex is compiled in");
-        (Codec::load(&dir, CodecConfig::spectrostream_48k_stereo(), &device).expect("C1 loads"), dir)
+        (Codec::load(&dir, CodecConfig::spectrostream_48k_stereo(), &crate::Target::host()).expect("C1 loads"), dir)
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -352,9 +353,9 @@ mod tests {
         let whole = codec.embed_windowed(&audio.data, 2, usize::MAX).unwrap();
         let windowed = codec.embed_windowed(&audio.data, 2, 7).unwrap();
         assert!(max_diff(&whole, &windowed) < 1e-5, "{}", max_diff(&whole, &windowed));
-        let whole = codec.decode_windowed(&whole, 2, usize::MAX).unwrap();
+        let whole = codec.decode_windowed(&whole, 2, usize::MAX, &mut DecodeScratch::default()).unwrap();
         let latent = codec.embed_windowed(&audio.data, 2, usize::MAX).unwrap();
-        let windowed = codec.decode_windowed(&latent, 2, 7).unwrap();
+        let windowed = codec.decode_windowed(&latent, 2, 7, &mut DecodeScratch::default()).unwrap();
         assert!(max_diff(&whole, &windowed) < 1e-6, "{}", max_diff(&whole, &windowed));
     }
 

@@ -26,12 +26,13 @@
 //! [`manifest`] is the same map in the other direction (widths → names and shapes), used for
 //! random benchmark weights and pinned against the fixture files and the published sizes.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{CodecConfig, CodecError};
+use crate::formats::safetensors;
+pub use crate::formats::tensor::HostTensor;
+use crate::formats::tensor::{TensorError, TensorStore};
 
 pub const ENCODER_FILE: &str = "encoder.safetensors";
 pub const DECODER_FILE: &str = "decoder.safetensors";
@@ -42,175 +43,6 @@ pub const DECODER: &str = "params/decoder";
 pub const DECODER_CODEBOOKS: &str = "params/quantizer/embedding";
 /// The codebooks as `quantizer.safetensors` carries them.
 pub const QUANTIZER_CODEBOOKS: &str = "params/soundstream/quantizer/embedding";
-
-/// A host tensor in C order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-/// The tensors of one safetensors file, converted to f32.
-#[derive(Clone, Debug)]
-pub struct SafetensorsFile {
-    pub path: PathBuf,
-    tensors: BTreeMap<String, HostTensor>,
-    /// Names handed out by [`SafetensorsFile::tensor`], to report unused ones.
-    used: std::cell::RefCell<BTreeSet<String>>,
-}
-
-impl SafetensorsFile {
-    pub fn read(path: &Path) -> Result<Self, CodecError> {
-        let bytes = std::fs::read(path).map_err(|source| CodecError::Io { path: path.to_path_buf(), source })?;
-        Self::from_bytes(path, &bytes)
-    }
-
-    /// Parses a whole file held in memory; `path` only names it in errors.
-    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CodecError> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| CodecError::CorruptFile {
-            path: path.to_path_buf(),
-            reason: format!("{e}{}", diagnose(bytes)),
-        })?;
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let bad = |reason: String| CodecError::CorruptFile { path: path.to_path_buf(), reason: format!("tensor `{name}`: {reason}") };
-            let raw = view.data();
-            let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                Dtype::F64 => raw
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                    .collect(),
-                Dtype::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
-                Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-                other => return Err(bad(format!("unsupported dtype {other:?} (expected F32, F64, F16 or BF16)"))),
-            };
-            let shape = view.shape().to_vec();
-            if data.len() != shape.iter().product::<usize>() {
-                return Err(bad(format!("{} values for shape {shape:?}", data.len())));
-            }
-            tensors.insert(name, HostTensor { shape, data });
-        }
-        Ok(Self { path: path.to_path_buf(), tensors, used: Default::default() })
-    }
-
-    /// A file made in memory (random weights, tests).
-    pub fn from_tensors(path: &Path, tensors: BTreeMap<String, HostTensor>) -> Self {
-        Self { path: path.to_path_buf(), tensors, used: Default::default() }
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&HostTensor> {
-        self.tensors.get(name)
-    }
-
-    /// The tensor `name`, checked against `shape` (`None` = any size) and for finite values.
-    pub fn tensor(&self, name: &str, shape: &[Option<usize>]) -> Result<&HostTensor, CodecError> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| CodecError::MissingTensor { path: self.path.clone(), name: name.to_owned() })?;
-        let fits = t.shape.len() == shape.len() && t.shape.iter().zip(shape).all(|(&d, want)| want.is_none_or(|w| w == d));
-        if !fits {
-            return Err(CodecError::ShapeMismatch {
-                path: self.path.clone(),
-                name: name.to_owned(),
-                expected: shape.iter().map(|d| d.map_or_else(|| "_".to_owned(), |d| d.to_string())).collect::<Vec<_>>().join(", "),
-                found: t.shape.clone(),
-            });
-        }
-        if let Some(index) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(CodecError::NonFinite { path: self.path.clone(), name: name.to_owned(), index });
-        }
-        self.used.borrow_mut().insert(name.to_owned());
-        Ok(t)
-    }
-
-    /// Errors if a tensor under `prefix` was never asked for (a config that does not match the file).
-    pub fn check_all_used(&self, prefix: &str) -> Result<(), CodecError> {
-        let used = self.used.borrow();
-        let unused: Vec<String> = self.tensors.keys().filter(|n| n.starts_with(prefix) && !used.contains(*n)).cloned().collect();
-        if unused.is_empty() {
-            Ok(())
-        } else {
-            Err(CodecError::UnexpectedTensors { path: self.path.clone(), names: unused })
-        }
-    }
-
-    /// Serialises the tensors as f32 safetensors (tests, converted caches).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, CodecError> {
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .tensors
-            .iter()
-            .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, b, s)| safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.as_str(), v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CodecError::CorruptFile { path: self.path.clone(), reason: e.to_string() })?;
-        safetensors::serialize(views, None).map_err(|e| CodecError::CorruptFile { path: self.path.clone(), reason: e.to_string() })
-    }
-
-    /// Removes a tensor (tests of the error paths).
-    pub fn remove(&mut self, name: &str) -> Option<HostTensor> {
-        self.tensors.remove(name)
-    }
-}
-
-/// When the safetensors crate rejects a file, names the tensors whose data lies past the end of a
-/// truncated file (the crate's own message only says the buffer is incomplete).
-fn diagnose(bytes: &[u8]) -> String {
-    let Some(n) = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])) else {
-        return "; the file is shorter than the 8-byte header length".into();
-    };
-    let Some(header) = usize::try_from(n).ok().and_then(|n| bytes.get(8..8usize.saturating_add(n))) else {
-        return format!("; the header length {n} runs past the {} bytes of the file", bytes.len());
-    };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(header) else {
-        return String::new();
-    };
-    let available = bytes.len() - 8 - header.len();
-    let mut cut: Vec<(u64, String)> = map
-        .iter()
-        .filter(|(name, _)| name.as_str() != "__metadata__")
-        .filter_map(|(name, info)| {
-            let end = info.pointer("/data_offsets/1")?.as_u64()?;
-            (end > available as u64).then(|| (end, name.clone()))
-        })
-        .collect();
-    if cut.is_empty() {
-        return String::new();
-    }
-    cut.sort();
-    let names: Vec<&str> = cut.iter().map(|(_, n)| n.as_str()).collect();
-    format!("; data of {} tensor(s) lies past the end of the {available} data bytes (file truncated?): {}", names.len(), names.join(", "))
-}
-
-/// IEEE half → f32.
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // Subnormal: renormalise.
-            let shift = f.leading_zeros() - 21;
-            sign | ((113 - shift) << 23) | (((f << shift) & 0x3ff) << 13)
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 112) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
-}
 
 // ------------------------------------------------------------------ the walk: files → parameters
 
@@ -240,7 +72,7 @@ impl ConvParams {
 }
 
 /// Reads `{prefix}/conv/kernel` (checked against `kernel`) and `{prefix}/conv/bias`.
-fn conv(file: &SafetensorsFile, prefix: &str, kernel: [Option<usize>; 4]) -> Result<ConvParams, CodecError> {
+fn conv(file: &TensorStore, prefix: &str, kernel: [Option<usize>; 4]) -> Result<ConvParams, CodecError> {
     let k = file.tensor(&format!("{prefix}/conv/kernel"), &kernel)?.clone();
     let out = k.shape[3];
     let bias = file.tensor(&format!("{prefix}/conv/bias"), &[Some(out)])?.data.clone();
@@ -323,17 +155,17 @@ impl CodecWeights {
     /// from `dir`. The codebooks come from `quantizer.safetensors`, else from the copy in
     /// `decoder.safetensors`.
     pub fn read_dir(dir: &Path, config: &CodecConfig) -> Result<Self, CodecError> {
-        let encoder = SafetensorsFile::read(&dir.join(ENCODER_FILE))?;
-        let decoder = SafetensorsFile::read(&dir.join(DECODER_FILE))?;
+        let encoder = safetensors::read(&dir.join(ENCODER_FILE))?;
+        let decoder = safetensors::read(&dir.join(DECODER_FILE))?;
         let qpath = dir.join(QUANTIZER_FILE);
-        let quantizer = if qpath.is_file() { Some(SafetensorsFile::read(&qpath)?) } else { None };
+        let quantizer = if qpath.is_file() { Some(safetensors::read(&qpath)?) } else { None };
         Self::from_files(&encoder, &decoder, quantizer.as_ref(), config)
     }
 
     pub fn from_files(
-        encoder: &SafetensorsFile,
-        decoder: &SafetensorsFile,
-        quantizer: Option<&SafetensorsFile>,
+        encoder: &TensorStore,
+        decoder: &TensorStore,
+        quantizer: Option<&TensorStore>,
         config: &CodecConfig,
     ) -> Result<Self, CodecError> {
         let enc = read_encoder(encoder, config)?;
@@ -369,7 +201,7 @@ impl CodecWeights {
     }
 }
 
-fn read_encoder(f: &SafetensorsFile, config: &CodecConfig) -> Result<EncoderParams, CodecError> {
+fn read_encoder(f: &TensorStore, config: &CodecConfig) -> Result<EncoderParams, CodecError> {
     let splits = config.audio_channels;
     let n = config.ratios.len();
     let fuse_at = n - config.fused_blocks();
@@ -408,7 +240,7 @@ fn read_encoder(f: &SafetensorsFile, config: &CodecConfig) -> Result<EncoderPara
     Ok(EncoderParams { base, blocks, bottleneck, out_last, out_b1, out_b2 })
 }
 
-fn shortcut(f: &SafetensorsFile, block: &str, cin: usize, cout: usize) -> Result<Option<ConvParams>, CodecError> {
+fn shortcut(f: &TensorStore, block: &str, cin: usize, cout: usize) -> Result<Option<ConvParams>, CodecError> {
     let name = format!("{block}/shortcut_layer/conv1x1");
     if cin != cout || f.contains(&format!("{name}/conv/kernel")) {
         conv(f, &name, [Some(1), Some(1), Some(cin), Some(cout)]).map(Some)
@@ -417,7 +249,7 @@ fn shortcut(f: &SafetensorsFile, block: &str, cin: usize, cout: usize) -> Result
     }
 }
 
-fn read_decoder(f: &SafetensorsFile, config: &CodecConfig, latent: usize) -> Result<DecoderParams, CodecError> {
+fn read_decoder(f: &TensorStore, config: &CodecConfig, latent: usize) -> Result<DecoderParams, CodecError> {
     let splits = config.audio_channels;
     let n = config.ratios.len();
     let split_at = config.fused_blocks();
@@ -429,12 +261,12 @@ fn read_decoder(f: &SafetensorsFile, config: &CodecConfig, latent: usize) -> Res
     let bins = config.latent_bins();
     let p = format!("{DECODER}/input_layers_residual_unit");
     if flat % bins != 0 {
-        return Err(CodecError::ShapeMismatch {
+        return Err(TensorError::Shape {
             path: f.path.clone(),
             name: format!("{DECODER}/input_layer/conv1x1_first/conv/kernel"),
-            expected: format!("1, 1, {latent}, a multiple of the {bins} latent bins"),
+            expected: format!("[1, 1, {latent}, a multiple of the {bins} latent bins]"),
             found: in_first.kernel.shape.clone(),
-        });
+        }.into());
     }
     let c = flat / bins;
     let first = conv(f, &format!("{p}/conv2d_3x3_a"), [Some(3), Some(3), Some(c), Some(c)])?;
@@ -469,30 +301,30 @@ fn read_decoder(f: &SafetensorsFile, config: &CodecConfig, latent: usize) -> Res
 }
 
 /// Channels per stereo half where the decoder splits; names the next layer if they do not divide.
-fn split_channels(f: &SafetensorsFile, next: &str, c: usize, splits: usize) -> Result<usize, CodecError> {
+fn split_channels(f: &TensorStore, next: &str, c: usize, splits: usize) -> Result<usize, CodecError> {
     if c.is_multiple_of(splits) {
         Ok(c / splits)
     } else {
         let k = f.get(&format!("{next}/conv/kernel")).map(|t| t.shape.clone()).unwrap_or_default();
-        Err(CodecError::ShapeMismatch {
+        Err(TensorError::Shape {
             path: f.path.clone(),
             name: format!("{next}/conv/kernel"),
-            expected: format!("_, _, {c}/{splits}, _ (fused channels split into {splits} halves)"),
+            expected: format!("[_, _, {c}/{splits}, _] (fused channels split into {splits} halves)"),
             found: k,
-        })
+        }.into())
     }
 }
 
-fn read_codebooks(f: &SafetensorsFile, name: &str, latent: usize) -> Result<CodebookParams, CodecError> {
+fn read_codebooks(f: &TensorStore, name: &str, latent: usize) -> Result<CodebookParams, CodecError> {
     let t = f.tensor(name, &[None, None, Some(latent)])?;
     let (levels, codebook_size) = (t.shape[0], t.shape[1]);
     if levels == 0 || codebook_size == 0 {
-        return Err(CodecError::ShapeMismatch {
+        return Err(TensorError::Shape {
             path: f.path.clone(),
             name: name.to_owned(),
-            expected: format!("levels ≥ 1, codebook ≥ 1, {latent}"),
+            expected: format!("[levels ≥ 1, codebook ≥ 1, {latent}]"),
             found: t.shape.clone(),
-        });
+        }.into());
     }
     Ok(CodebookParams { levels, codebook_size, dim: latent, data: t.data.clone() })
 }
@@ -593,8 +425,8 @@ pub fn manifest(config: &CodecConfig, w: &CodecWidths) -> Vec<(&'static str, Str
 
 /// Deterministic random weights at the given widths (benchmarks, tests): N(0, 1/fan_in) kernels,
 /// small biases, codebooks N(0, 1/latent) so that residuals shrink level by level.
-pub fn random_files(config: &CodecConfig, widths: &CodecWidths, seed: u64) -> [SafetensorsFile; 3] {
-    let mut rng = crate::rng::SplitMix64::new(seed);
+pub fn random_files(config: &CodecConfig, widths: &CodecWidths, seed: u64) -> [TensorStore; 3] {
+    let mut rng = crate::sampling::rng::SplitMix64::new(seed);
     let mut files: [BTreeMap<String, HostTensor>; 3] = Default::default();
     for (file, name, shape) in manifest(config, widths) {
         let count: usize = shape.iter().product();
@@ -611,15 +443,16 @@ pub fn random_files(config: &CodecConfig, widths: &CodecWidths, seed: u64) -> [S
     }
     let [e, d, q] = files;
     [
-        SafetensorsFile::from_tensors(Path::new("<random>/encoder.safetensors"), e),
-        SafetensorsFile::from_tensors(Path::new("<random>/decoder.safetensors"), d),
-        SafetensorsFile::from_tensors(Path::new("<random>/quantizer.safetensors"), q),
+        TensorStore::new(Path::new("<random>/encoder.safetensors"), e),
+        TensorStore::new(Path::new("<random>/decoder.safetensors"), d),
+        TensorStore::new(Path::new("<random>/quantizer.safetensors"), q),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn c1_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/codec/C1")
@@ -630,7 +463,7 @@ mod tests {
         let config = CodecConfig::spectrostream_48k_stereo();
         let m = manifest(&config, &CodecWidths::c1());
         for file in [ENCODER_FILE, DECODER_FILE, QUANTIZER_FILE] {
-            let f = SafetensorsFile::read(&c1_dir().join(file)).expect("C1 file reads");
+            let f = safetensors::read(&c1_dir().join(file)).expect("C1 file reads");
             let mut want: Vec<(String, Vec<usize>)> = m.iter().filter(|(f, _, _)| *f == file).map(|(_, n, s)| (n.clone(), s.clone())).collect();
             let mut got: Vec<(String, Vec<usize>)> = f.names().map(|n| (n.to_owned(), f.get(n).map(|t| t.shape.clone()).unwrap_or_default())).collect();
             want.sort();
@@ -675,11 +508,4 @@ mod tests {
         assert!(err.to_string().contains("encoder"), "{err}");
     }
 
-    #[test]
-    fn half_floats_convert() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert!(f16_to_f32(0x7c00).is_infinite());
-    }
 }

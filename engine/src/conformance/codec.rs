@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::Device;
+use crate::Target;
 use serde_json::Value;
 
 use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
@@ -20,7 +20,7 @@ pub const ATOL_DEQUANTIZED: f64 = 1e-4;
 pub const ATOL_DECODER_SPEC: f64 = 1e-4;
 pub const ATOL_DECODED: f64 = 1e-5;
 
-fn dims<const N: usize>(dir: &Path, name: &str, a: &crate::npy::NpyArray<impl Sized>) -> Result<[usize; N], ConformanceError> {
+fn dims<const N: usize>(dir: &Path, name: &str, a: &crate::formats::npy::NpyArray<impl Sized>) -> Result<[usize; N], ConformanceError> {
     <[usize; N]>::try_from(a.shape.as_slice()).map_err(|_| fixture_err(dir, name, format!("expected {N} dimensions, found shape {:?}", a.shape)))
 }
 
@@ -43,7 +43,7 @@ fn channels_last(x: &[f32], clips: usize, c: usize, t: usize, f: usize) -> Vec<f
     y
 }
 
-pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, ConformanceError> {
+pub fn run(dir: &Path, json: &Value, target: &Target) -> Result<Report, ConformanceError> {
     let mut report = Report { fixture: dir.to_path_buf(), checks: Vec::new() };
     let config_path = dir.join("config.json");
     let config = CodecConfig::from_json_str(&json.to_string())
@@ -61,7 +61,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
         && q_json.and_then(|j| j.get("codebook_size")).and_then(Value::as_u64).is_none_or(|n| n as usize == q.codebook_size)
         && json.get("num_features").and_then(Value::as_u64).is_none_or(|n| n as usize == q.dim);
     // The codebooks are stored twice (quantizer.safetensors and decoder.safetensors): same values?
-    let decoder_file = crate::codec::weights::SafetensorsFile::read(&dir.join(crate::codec::weights::DECODER_FILE))?;
+    let decoder_file = crate::formats::safetensors::read(&dir.join(crate::codec::weights::DECODER_FILE)).map_err(crate::codec::CodecError::from)?;
     let copy_diff = decoder_file
         .get(crate::codec::weights::DECODER_CODEBOOKS)
         .map(|t| compare(&t.data, &q.data, 0.0, 0.0).0);
@@ -79,7 +79,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
             ms(started)
         ),
     );
-    let codec = Codec::from_weights(config.clone(), weights, device)?;
+    let codec = Codec::from_weights(config.clone(), weights, target)?;
     let ch = codec.channels();
 
     // 2. STFT of the first clips (as many as stft.npy holds).
@@ -201,7 +201,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
     }
     let started = Instant::now();
     let latent_in = &want_deq.data[..spec_clips * emb_frames * latent];
-    let (spec, t) = codec.decode_spectrogram(latent_in, spec_clips, emb_frames)?;
+    let (spec, t) = codec.decode_spectrogram(latent_in, spec_clips, emb_frames, &mut crate::codec::DecodeScratch::default())?;
     let f = codec.stft().num_bins();
     let (diff, ok) = if (t, f) == (spec_frames, spec_bins) {
         compare(&channels_last(&spec, spec_clips, spec_c, t, f), &want_spec.data, ATOL_DECODER_SPEC, 0.0)

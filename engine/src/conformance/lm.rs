@@ -5,14 +5,16 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::Target;
 use serde_json::Value;
 
 use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
-use crate::lm::checkpoint::T5xCheckpoint;
-use crate::lm::weights::HostWeights;
-use crate::lm::{Depthformer, LmConfig, LmOptions, SamplingParams};
-use crate::system::ids::encoder_ids;
+use crate::formats::zarr::T5xCheckpoint;
+use crate::v1::lm::weights::HostWeights;
+use crate::v1::lm::{Depthformer, LmConfig, LmOptions, SamplingParams};
+use crate::v1::system::ids::encoder_ids;
 
 /// Tolerances stated in the LM fixture README ("Suggested tolerances for a float32 port").
 pub const ATOL_ACTIVATIONS: f64 = 1e-4;
@@ -23,7 +25,8 @@ fn host(t: Tensor<3>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap_or_else(|e| panic!("float tensor readback failed: {e:?}"))
 }
 
-pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, ConformanceError> {
+pub fn run(dir: &Path, json: &Value, target: &Target) -> Result<Report, ConformanceError> {
+    let device = &target.device;
     let mut report = Report { fixture: dir.to_path_buf(), checks: Vec::new() };
     let config = LmConfig::from_json_file(&dir.join("config.json"))?;
     let (vocab, levels) = (config.vocab_size, config.num_levels);
@@ -31,7 +34,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
     // 1. Checkpoint reader: every tensor, shapes and chunking as the set documents them.
     let ckpt_dir = dir.join("checkpoint");
     let started = Instant::now();
-    let ckpt = T5xCheckpoint::open(&ckpt_dir).map_err(crate::lm::LmError::from)?;
+    let ckpt = T5xCheckpoint::open(&ckpt_dir).map_err(crate::v1::lm::LmError::from)?;
     let per_tensor = json.pointer("/checkpoint_chunking/per_tensor").and_then(Value::as_object);
     let mut mismatches = Vec::new();
     if let Some(per_tensor) = per_tensor {
@@ -62,7 +65,7 @@ pub fn run(dir: &Path, json: &Value, device: &Device) -> Result<Report, Conforma
             if mismatches.is_empty() { String::new() } else { format!("; mismatches: {mismatches:?}") }
         ),
     );
-    let model = Depthformer::from_weights(config.clone(), weights, device)?;
+    let model = Depthformer::from_weights(config.clone(), weights, target)?;
 
     // 2. Encoder ids from the state arrays (pure id arithmetic).
     let context = read_i32(dir, "context_tokens.npy")?;
@@ -243,7 +246,7 @@ impl std::fmt::Display for Agreement {
 
 /// Runs an LM fixture's greedy CFG chunk with `options` and compares it with the reference
 /// tokens and frame-0 logits (informative: conformance itself always runs the exact path).
-pub fn agreement(dir: &Path, device: &Device, options: LmOptions) -> Result<Agreement, ConformanceError> {
+pub fn agreement(dir: &Path, target: &Target, options: LmOptions) -> Result<Agreement, ConformanceError> {
     let json: Value = {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?;
@@ -251,7 +254,7 @@ pub fn agreement(dir: &Path, device: &Device, options: LmOptions) -> Result<Agre
     };
     let config = LmConfig::from_json_file(&dir.join("config.json"))?;
     let weights = HostWeights::from_t5x(&dir.join("checkpoint"), &config)?;
-    let model = Depthformer::from_weights_with(config.clone(), weights, device, options)?;
+    let model = Depthformer::from_weights_with(config.clone(), weights, target, options)?;
     let want_ids = read_i32(dir, "encoder_ids.npy")?;
     let first = read_f32(dir, "greedy_logits_first_frame.npy")?;
     let want_tokens = read_i32(dir, "greedy_tokens.npy")?;

@@ -10,7 +10,7 @@ pub mod lm;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use crate::Target;
 
 /// One rung of a ladder.
 #[derive(Clone, Debug)]
@@ -73,7 +73,7 @@ pub enum ConformanceError {
     #[error("{path}: the {kind} ladder is not implemented in this build yet")]
     NotImplemented { path: PathBuf, kind: String },
     #[error(transparent)]
-    Lm(#[from] crate::lm::LmError),
+    Lm(#[from] crate::v1::lm::LmError),
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
     #[error("fixture array {path}: {reason}")]
@@ -81,14 +81,14 @@ pub enum ConformanceError {
 }
 
 /// Reads a fixture array, naming the file in the error.
-pub(crate) fn read_f32(dir: &Path, name: &str) -> Result<crate::npy::NpyArray<f32>, ConformanceError> {
+pub(crate) fn read_f32(dir: &Path, name: &str) -> Result<crate::formats::npy::NpyArray<f32>, ConformanceError> {
     let p = dir.join(name);
-    crate::npy::read_f32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
+    crate::formats::npy::read_f32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
 }
 
-pub(crate) fn read_i32(dir: &Path, name: &str) -> Result<crate::npy::NpyArray<i32>, ConformanceError> {
+pub(crate) fn read_i32(dir: &Path, name: &str) -> Result<crate::formats::npy::NpyArray<i32>, ConformanceError> {
     let p = dir.join(name);
-    crate::npy::read_i32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
+    crate::formats::npy::read_i32(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
 }
 
 pub(crate) fn fixture_err(dir: &Path, name: &str, reason: String) -> ConformanceError {
@@ -96,14 +96,14 @@ pub(crate) fn fixture_err(dir: &Path, name: &str, reason: String) -> Conformance
 }
 
 /// Runs the ladder that the set's `config.json` names.
-pub fn run(dir: &Path, device: &Device) -> Result<Report, ConformanceError> {
+pub fn run(dir: &Path, target: &Target) -> Result<Report, ConformanceError> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ConformanceError::Read { path: path.clone(), reason: e.to_string() })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ConformanceError::Read { path: path.clone(), reason: e.to_string() })?;
     match json.get("kind").and_then(|k| k.as_str()) {
-        Some("lm") => lm::run(dir, &json, device),
-        Some("codec") => codec::run(dir, &json, device),
+        Some("lm") => lm::run(dir, &json, target),
+        Some("codec") => codec::run(dir, &json, target),
         other => Err(ConformanceError::UnknownKind { path, kind: other.unwrap_or("<missing>").to_owned() }),
     }
 }

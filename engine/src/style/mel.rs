@@ -175,7 +175,7 @@ mod tests {
         let m = 128;
         let window = periodic_hann(400);
         let matrix = htk_mel_matrix(m, 1025, 16000.0, 0.0, 8000.0);
-        let mut rng = crate::rng::SplitMix64::new(5);
+        let mut rng = crate::sampling::rng::SplitMix64::new(5);
         let clip: Vec<f32> = (0..CLIP_SAMPLES)
             .map(|n| (0.3 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 16000.0).sin() + 0.05 * rng.next_normal()) as f32)
             .collect();

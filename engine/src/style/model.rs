@@ -20,8 +20,8 @@ use super::towers::Towers;
 use super::StyleError;
 use crate::codec::rvq::Rvq;
 use crate::codec::weights::CodebookParams;
-use crate::tfbundle::Bundle;
-use crate::tflite::TfLite;
+use crate::formats::tfbundle::Bundle;
+use crate::formats::tflite::TfLite;
 
 /// Where the style model's files are.
 #[derive(Clone, Debug, PartialEq)]

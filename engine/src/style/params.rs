@@ -29,23 +29,7 @@
 //! file that does not fit this map is an error naming the leaf, its role and both shapes.
 //! `mrt verify --official` settles the map against the official test data.
 
-/// A host tensor: row-major values and their shape.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-impl HostTensor {
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Self { shape, data }
-    }
-
-    pub fn numel(&self) -> usize {
-        self.data.len()
-    }
-}
+pub use crate::formats::tensor::HostTensor;
 
 /// LayerNorm with Praxis' parameterisation: `y = (x − μ)/√(σ² + ε) · (1 + scale) + bias`.
 #[derive(Clone, Debug, PartialEq)]
@@ -409,7 +393,7 @@ impl MusicCocaParams {
     /// Random parameters of the given widths (tests, tiny models, benchmarks): weights
     /// `N(0, 1/fan_in)`, norm offsets and biases small.
     pub fn random(dims: &Dims, seed: u64) -> Self {
-        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut rng = crate::sampling::rng::SplitMix64::new(seed);
         let mut leaves = Vec::with_capacity(V1_LEAVES);
         for i in 0..V1_LEAVES {
             let Some(shape) = dims.v1_shape(i) else {

@@ -17,7 +17,7 @@ use super::model::{saved_codebook_index, StylePaths};
 use super::params::{Dims, MusicCocaParams};
 use super::tokenizer::write_model;
 use super::StyleError;
-use crate::tfbundle::BundleWriter;
+use crate::formats::tfbundle::BundleWriter;
 
 pub const SAVEDMODEL: &str = "savedmodels/musiccoca_mv212f_cpu_novocab";
 pub const QUANTIZER: &str = "savedmodels/musiccoca_mv212_quant";
@@ -73,7 +73,7 @@ pub fn write_tiny(v1: &Path, v2: &Path, seed: u64) -> Result<StylePaths, StyleEr
     Ok(paths)
 }
 
-fn bundle_err(e: crate::tfbundle::BundleError) -> StyleError {
+fn bundle_err(e: crate::formats::tfbundle::BundleError) -> StyleError {
     StyleError::Weights(e.to_string())
 }
 
@@ -84,7 +84,7 @@ fn prefix(savedmodel: &Path) -> Result<PathBuf, StyleError> {
     let p = savedmodel.join("variables").join("variables");
     create_parent(&p)?;
     let pb = savedmodel.join("saved_model.pb");
-    let bytes = crate::proto::Writer::new().varint(1, 1).finish();
+    let bytes = crate::formats::proto::Writer::new().varint(1, 1).finish();
     std::fs::write(&pb, bytes).map_err(|e| StyleError::Weights(format!("cannot write {}: {e}", pb.display())))?;
     Ok(p)
 }
@@ -100,7 +100,7 @@ pub fn write_v1_savedmodel(dir: &Path, params: &MusicCocaParams) -> Result<(), S
 
 /// Random codebooks `[dim, codes]` per level, saved in the string-sorted order of the original.
 pub fn write_quantizer(dir: &Path, dim: usize, levels: usize, codes: usize, seed: u64) -> Result<(), StyleError> {
-    let mut rng = crate::rng::SplitMix64::new(seed);
+    let mut rng = crate::sampling::rng::SplitMix64::new(seed);
     // Later levels quantise smaller residuals.
     let books: Vec<Vec<f32>> = (0..levels)
         .map(|l| {
@@ -122,7 +122,7 @@ pub fn write_preprocessor(path: &Path, mel_bins: usize) -> Result<(), StyleError
     let window = periodic_hann(FRAME_LENGTH);
     let bins = FFT_LENGTH / 2 + 1;
     let matrix = htk_mel_matrix(mel_bins, bins, 16000.0, 0.0, 8000.0);
-    crate::tflite::write_tflite(
+    crate::formats::tflite::write_tflite(
         path,
         &[("hann_window", &[FRAME_LENGTH], &window), ("linear_to_mel_weight_matrix/Maximum", &[bins, mel_bins], &matrix)],
     )

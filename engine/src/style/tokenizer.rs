@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::proto::{self, Value};
+use crate::formats::proto::{self, Value};
 
 /// MusicCoCa's text length, SOS included.
 pub const TEXT_LEN: usize = 128;

@@ -1,0 +1,94 @@
+//! `mrt bench`: timings at the real model size with random weights.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use mrt::DeviceChoice;
+
+use crate::args::{BenchRun, LmFlags};
+
+#[derive(clap::Subcommand)]
+pub enum BenchWhat {
+    /// The LM decode loop: encoder, temporal and depth steps, seconds per chunk.
+    Lm {
+        #[command(flatten)]
+        run: BenchRun,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// How far the LM speed options move an LM fixture's greedy chunk from the reference tokens
+    /// (conformance always runs the exact path).
+    Agreement {
+        /// LM fixture sets (`shared/fixtures/lm/*`).
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        #[command(flatten)]
+        lm: LmFlags,
+    },
+    /// One streaming chunk end to end: the LM (encoder, temporal, depth, logits, sampling) and
+    /// the codec decode of its 51 frames, as a table and JSON.
+    All {
+        #[command(flatten)]
+        run: BenchRun,
+        /// Where the JSON goes.
+        #[arg(long, default_value = "mrt-bench.json")]
+        json: PathBuf,
+    },
+    /// The SpectroStream codec at its released size: decode a 51-frame × 16-level chunk, encode 2 s.
+    Codec {
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        /// Timed repetitions of each call (after one warm-up).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", path.display()))
+}
+
+impl BenchWhat {
+    pub fn run(self) -> Result<ExitCode> {
+        match self {
+            BenchWhat::Agreement { fixtures, device, lm } => {
+                let target = lm.target(device)?;
+                for dir in &fixtures {
+                    let a = mrt::conformance::lm::agreement(dir, &target, lm.options()).with_context(|| format!("fixture {}", dir.display()))?;
+                    println!("{a}");
+                }
+            }
+            BenchWhat::All { run, json } => {
+                let target = run.prepare()?;
+                let report = mrt::bench::bench_all(run.size.name(), run.size.config(), &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                println!("{report}");
+                write_json(&json, &report)?;
+                println!("JSON: {}", json.display());
+            }
+            BenchWhat::Lm { run, json } => {
+                let target = run.prepare()?;
+                let report = mrt::bench::bench_lm(run.size.name(), run.size.config(), &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                println!("{report}");
+                if let Some(path) = json {
+                    write_json(&path, &report)?;
+                }
+            }
+            BenchWhat::Codec { device, reps, json } => {
+                let target = crate::args::target(device, true)?;
+                let report = mrt::codec::bench::bench_codec(&target, reps).map_err(anyhow::Error::msg)?;
+                println!("{report}");
+                if let Some(path) = json {
+                    write_json(&path, &report)?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
