@@ -2,7 +2,7 @@
 //!
 //! Reads format versions 1.0, 2.0 and 3.0 (little-endian, C order):
 //! [`read_f32`] accepts `<f4` and `<f8` (converted), [`read_i32`] accepts `<i4`
-//! and `<i8` (range-checked). The writers produce version 1.0 files whose data
+//! and `<i8` (range-checked), [`read_u32`] accepts `<u4`. The writers produce version 1.0 files whose data
 //! starts at a multiple of 64 bytes, exactly like `numpy.save`.
 
 use std::fs;
@@ -408,12 +408,13 @@ enum Kind {
     F8,
     I4,
     I8,
+    U4,
 }
 
 impl Kind {
     fn size(self) -> usize {
         match self {
-            Kind::F4 | Kind::I4 => 4,
+            Kind::F4 | Kind::I4 | Kind::U4 => 4,
             Kind::F8 | Kind::I8 => 8,
         }
     }
@@ -527,6 +528,19 @@ pub fn read_i32(path: &Path) -> Result<NpyArray<i32>, NpyError> {
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
     };
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads a `<u4` array (raw PRNG keys).
+pub fn read_u32(path: &Path) -> Result<NpyArray<u32>, NpyError> {
+    let (header, _, bytes) = load(path, &[("<u4", Kind::U4)], "u32 (expected '<u4')")?;
+    let data = bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     Ok(NpyArray {
         shape: header.shape,
         data,
@@ -778,6 +792,17 @@ mod tests {
             msg.contains("<i4") && msg.contains("f32") && msg.contains("context_tokens.npy"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn reads_u32_arrays_and_refuses_them_as_i32() {
+        let tmp = TempDir::new("u32");
+        let path = tmp.0.join("k.npy");
+        let data: Vec<u8> = [2_622_765_856u32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        fs::write(&path, handmade(1, "{'descr': '<u4', 'fortran_order': False, 'shape': (2,), }", &data)).unwrap();
+        let a = read_u32(&path).unwrap();
+        assert_eq!((a.shape, a.data), (vec![2], vec![2_622_765_856, 7]));
+        assert!(matches!(read_i32(&path), Err(NpyError::DtypeMismatch { .. })));
     }
 
     #[test]
