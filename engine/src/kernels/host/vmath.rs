@@ -1,4 +1,4 @@
-//! Vectorised `exp`, softmax, the tanh-GELU gate and ELU of the host kernels.
+//! Vectorised `exp`, softmax, the tanh-GELU (plain and as a gate) and ELU of the host kernels.
 //!
 //! libm's `expf`/`tanhf` are scalar calls: in the encoder (softmax over 2 × heads × 1006² logits
 //! and a GELU over 2012 × mlp values per layer) they cost as much as the matrix products. Here
@@ -46,6 +46,13 @@ pub fn exp(x: f32) -> f32 {
 pub fn gelu_mul(g: f32, l: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (g + GELU_C * g * g * g);
     g * l / (1.0 + exp(-2.0 * u))
+}
+
+/// `gelu_tanh(x)` (`jax.nn.gelu(x, approximate=True)`), one value.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
+    x / (1.0 + exp(-2.0 * u))
 }
 
 /// ELU with α = 1 (`jax.nn.elu`), one value: `x` above 0, else `e^x − 1`. NaN stays NaN.
@@ -151,6 +158,29 @@ mod x86 {
         }
     }
 
+    /// `v[i] = gelu_tanh(v[i])`, in place.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gelu(v: &mut [f32]) {
+        let n = v.len();
+        let full = n / 8 * 8;
+        let p = v.as_mut_ptr();
+        let mut i = 0;
+        // SAFETY: indices < full ≤ n.
+        unsafe {
+            while i < full {
+                let g = _mm256_loadu_ps(p.add(i));
+                let g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+                let u = _mm256_mul_ps(_mm256_set1_ps(SQRT_2_OVER_PI), _mm256_fmadd_ps(_mm256_set1_ps(GELU_C), g3, g));
+                let e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0), u));
+                _mm256_storeu_ps(p.add(i), _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0), e)));
+                i += 8;
+            }
+        }
+        for x in &mut v[full..] {
+            *x = super::gelu(*x);
+        }
+    }
+
     /// `out[i] = gelu_tanh(gate[i]) · linear[i]`; `out` may be `gate` (pointers, not slices).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gelu_mul(gate: *const f32, linear: *const f32, out: *mut f32, n: usize) {
@@ -232,6 +262,18 @@ pub fn gelu_mul_in_place(gate: &mut [f32], linear: &[f32]) {
     }
     for (g, &l) in gate.iter_mut().zip(linear) {
         *g = gelu_mul(*g, l);
+    }
+}
+
+/// `v[i] = gelu_tanh(v[i])`, in place (an un-gated FFN's activation).
+pub fn gelu_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vector() {
+        // SAFETY: the CPU was just checked for AVX2 and FMA.
+        return unsafe { x86::gelu(v) };
+    }
+    for x in v.iter_mut() {
+        *x = gelu(*x);
     }
 }
 
@@ -328,6 +370,24 @@ mod tests {
             assert_eq!(g[i], g2[i]);
             assert!((gelu_mul(v[i], lin[i]) - g[i]).abs() <= 1e-6 * (1.0 + want.abs() as f32));
         }
+    }
+
+    #[test]
+    fn vector_gelu_equals_the_scalar_steps_and_the_definition() {
+        // 37 values: the vector body and the scalar tail both run.
+        let v: Vec<f32> = (0..37).map(|i| ((i * 7919) % 200) as f32 * 0.11 - 11.0).collect();
+        let mut g = v.clone();
+        gelu_in_place(&mut g);
+        for i in 0..37 {
+            let x = v[i] as f64;
+            let want = 0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044715 * x * x * x)).tanh());
+            assert!((g[i] as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()), "gelu [{i}] {} vs {want}", g[i]);
+            assert!((gelu(v[i]) - g[i]).abs() <= 1e-6 * (1.0 + want.abs() as f32), "[{i}] vector and scalar differ");
+            assert!((gelu_mul(v[i], 1.0) - g[i]).abs() <= 1e-6 * (1.0 + want.abs() as f32));
+        }
+        assert_eq!(gelu(0.0), 0.0);
+        // jax.nn.gelu(1.0, approximate=True) = 0.8411920070648193
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-6);
     }
 
     #[test]
