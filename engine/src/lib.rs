@@ -10,6 +10,7 @@
 //! - [`codec`]: SpectroStream, 48 kHz stereo audio ↔ RVQ codes.
 //! - [`style`]: MusicCoCa, text and audio prompts → style embedding → style tokens; blends.
 //! - [`v1`]: Magenta RealTime v1, the Depthformer LM and its streaming system.
+//! - [`mrt2`]: Magenta RealTime 2, the frame-by-frame LM (config, weights, conditioning, step).
 //! - [`stream`]: the generator enum over model families that the plugin and `mrt generate` drive.
 //! - [`assets`]: finding, downloading and converting the official weights.
 //! - [`conformance`], [`bench`], [`verify`]: the golden-fixture ladders, `mrt bench`, `mrt verify`.
@@ -21,6 +22,7 @@ pub mod conformance;
 pub mod device;
 pub mod formats;
 pub mod kernels;
+pub mod mrt2;
 pub mod sampling;
 pub mod stream;
 pub mod style;
