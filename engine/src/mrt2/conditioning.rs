@@ -31,15 +31,8 @@ use crate::kernels::host::{dot_rows, layer_norm};
 pub enum ConditioningError {
     #[error("expected {expected} conditioning tokens, got {found}")]
     Length { expected: usize, found: usize },
-    #[error(
-        "conditioning token {value} at channel {channel} indexes row {row} outside the {rows}-row table"
-    )]
-    OutOfTable {
-        channel: usize,
-        value: i32,
-        row: i64,
-        rows: usize,
-    },
+    #[error("conditioning token {value} at channel {channel} indexes row {row} outside the {rows}-row table")]
+    OutOfTable { channel: usize, value: i32, row: i64, rows: usize },
 }
 
 /// `system.discretize_cfg` of the reference: `clamp(int(round((clamp(v, −1, 7) + 1) / step)),
@@ -118,11 +111,7 @@ impl ConditionFrame {
     /// (`kMusicCoCaMaskedTailLevels = 6` in `core/include/magentart/mlx_engine.h`).
     pub fn set_musiccoca_coarse(&mut self, tokens: &[i32], kept: usize) {
         for (i, m) in self.musiccoca.iter_mut().enumerate() {
-            *m = if i < kept {
-                tokens.get(i).copied().unwrap_or(-1)
-            } else {
-                -1
-            };
+            *m = if i < kept { tokens.get(i).copied().unwrap_or(-1) } else { -1 };
         }
     }
 
@@ -181,31 +170,20 @@ impl EncoderScratch {
 /// the reference).
 pub fn check_tokens(cfg: &Mrt2Config, tokens: &[i32]) -> Result<(), ConditioningError> {
     if tokens.len() != cfg.cond_channels() {
-        return Err(ConditioningError::Length {
-            expected: cfg.cond_channels(),
-            found: tokens.len(),
-        });
+        return Err(ConditioningError::Length { expected: cfg.cond_channels(), found: tokens.len() });
     }
     let nm = cfg.musiccoca_levels;
     let mut offset = 0i64;
     for (c, &x) in tokens.iter().enumerate() {
         let (row, rows) = if c < nm {
-            (
-                x as i64 + (cfg.musiccoca_per_level_vocab * c) as i64,
-                cfg.musiccoca_rows(),
-            )
+            (x as i64 + (cfg.musiccoca_per_level_vocab * c) as i64, cfg.musiccoca_rows())
         } else {
             let r = x as i64 + offset;
             offset += cfg.regular_vocab_per_channel[c - nm] as i64;
             (r, cfg.regular_table_rows)
         };
         if row < 0 || row >= rows as i64 {
-            return Err(ConditioningError::OutOfTable {
-                channel: c,
-                value: x,
-                row,
-                rows,
-            });
+            return Err(ConditioningError::OutOfTable { channel: c, value: x, row, rows });
         }
     }
     Ok(())
@@ -228,11 +206,7 @@ pub fn encode_frame(
     scratch.mulan_sum.fill(0.0);
     for (k, &x) in tokens[..nm].iter().enumerate() {
         let row = x as usize + cfg.musiccoca_per_level_vocab * k;
-        for (s, &v) in scratch
-            .mulan_sum
-            .iter_mut()
-            .zip(&w.mulan_table[row * e..(row + 1) * e])
-        {
+        for (s, &v) in scratch.mulan_sum.iter_mut().zip(&w.mulan_table[row * e..(row + 1) * e]) {
             *s += v;
         }
     }
@@ -241,11 +215,7 @@ pub fn encode_frame(
     scratch.regular.fill(0.0);
     for (c, &x) in tokens[nm..].iter().enumerate() {
         let row = x as usize + scratch.offsets[c];
-        for (s, &v) in scratch
-            .regular
-            .iter_mut()
-            .zip(&w.regular_table[row * wd..(row + 1) * wd])
-        {
+        for (s, &v) in scratch.regular.iter_mut().zip(&w.regular_table[row * wd..(row + 1) * wd]) {
             *s += v;
         }
     }
@@ -255,13 +225,7 @@ pub fn encode_frame(
     }
     // LayerNorm in place through the projection buffer.
     scratch.mulan_proj.copy_from_slice(out);
-    layer_norm(
-        &scratch.mulan_proj,
-        &w.ln_scale,
-        &w.ln_bias,
-        cfg.layernorm_eps,
-        out,
-    );
+    layer_norm(&scratch.mulan_proj, &w.ln_scale, &w.ln_bias, cfg.layernorm_eps, out);
     Ok(())
 }
 
@@ -305,10 +269,7 @@ mod tests {
         let mut f = ConditionFrame::masked(12);
         let tokens: Vec<i32> = (100..112).collect();
         f.set_musiccoca_coarse(&tokens, 6);
-        assert_eq!(
-            f.musiccoca,
-            vec![100, 101, 102, 103, 104, 105, -1, -1, -1, -1, -1, -1]
-        );
+        assert_eq!(f.musiccoca, vec![100, 101, 102, 103, 104, 105, -1, -1, -1, -1, -1, -1]);
     }
 
     #[test]
@@ -321,10 +282,7 @@ mod tests {
         assert!(check_tokens(&cfg, &tokens).is_ok());
         // Drum-guidance token 25 -> row 1536: outside the table.
         tokens[143] = 25;
-        assert!(matches!(
-            check_tokens(&cfg, &tokens),
-            Err(ConditioningError::OutOfTable { channel: 143, .. })
-        ));
+        assert!(matches!(check_tokens(&cfg, &tokens), Err(ConditioningError::OutOfTable { channel: 143, .. })));
         tokens[143] = 6;
         tokens[0] = -1;
         assert!(check_tokens(&cfg, &tokens).is_err());

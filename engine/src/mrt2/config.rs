@@ -123,21 +123,9 @@ impl Mrt2Config {
     /// `mrt2_small` (`MagentaRT2ModelSmall` in `magenta_rt/jax/model.py`).
     pub fn mrt2_small() -> Self {
         Self::official(
-            256, // ModelSpec S.model_dims
-            StackConfig {
-                layers: 12,
-                d_model: 1024,
-                ffn: 4096,
-                heads: 8,
-                head_dim: 128,
-            }, // L_TPU_OPTIMIZED
-            StackConfig {
-                layers: 2,
-                d_model: 768,
-                ffn: 3072,
-                heads: 6,
-                head_dim: 128,
-            }, // M_SHALLOW_TPU_OPTIMIZED
+            256,                                                                           // ModelSpec S.model_dims
+            StackConfig { layers: 12, d_model: 1024, ffn: 4096, heads: 8, head_dim: 128 }, // L_TPU_OPTIMIZED
+            StackConfig { layers: 2, d_model: 768, ffn: 3072, heads: 6, head_dim: 128 },   // M_SHALLOW_TPU_OPTIMIZED
             41,
         )
     }
@@ -145,21 +133,9 @@ impl Mrt2Config {
     /// `mrt2_base` (`MagentaRT2ModelBase` in `magenta_rt/jax/model.py`).
     pub fn mrt2_base() -> Self {
         Self::official(
-            1024, // L_SHALLOW_TPU_OPTIMIZED.model_dims
-            StackConfig {
-                layers: 20,
-                d_model: 3072,
-                ffn: 8192,
-                heads: 24,
-                head_dim: 128,
-            }, // XXL_SHALLOW
-            StackConfig {
-                layers: 6,
-                d_model: 1024,
-                ffn: 4096,
-                heads: 8,
-                head_dim: 128,
-            }, // L_SHALLOW_TPU_OPTIMIZED_6
+            1024,                                                                           // L_SHALLOW_TPU_OPTIMIZED.model_dims
+            StackConfig { layers: 20, d_model: 3072, ffn: 8192, heads: 24, head_dim: 128 }, // XXL_SHALLOW
+            StackConfig { layers: 6, d_model: 1024, ffn: 4096, heads: 8, head_dim: 128 },   // L_SHALLOW_TPU_OPTIMIZED_6
             25,
         )
     }
@@ -202,16 +178,10 @@ impl Mrt2Config {
     /// Same as [`Self::from_fixture_json`] from an already parsed document.
     pub fn from_fixture_value(v: &Value) -> Result<Self, ConfigError> {
         let u = |p: &str| -> Result<usize, ConfigError> {
-            v.pointer(p)
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-                .ok_or_else(|| ConfigError::Field(p.to_string()))
+            v.pointer(p).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| ConfigError::Field(p.to_string()))
         };
         let f = |p: &str| -> Result<f32, ConfigError> {
-            v.pointer(p)
-                .and_then(Value::as_f64)
-                .map(|x| x as f32)
-                .ok_or_else(|| ConfigError::Field(p.to_string()))
+            v.pointer(p).and_then(Value::as_f64).map(|x| x as f32).ok_or_else(|| ConfigError::Field(p.to_string()))
         };
         let regular: Vec<usize> = v
             .pointer("/encoder/regular_vocab_per_channel")
@@ -266,11 +236,7 @@ impl Mrt2Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.regular_table_rows < self.regular_rows_used() {
-            return bad(format!(
-                "regular table has {} rows, the channels need {}",
-                self.regular_table_rows,
-                self.regular_rows_used()
-            ));
+            return bad(format!("regular table has {} rows, the channels need {}", self.regular_table_rows, self.regular_rows_used()));
         }
         for (name, s) in [("temporal", &self.temporal), ("depth", &self.depth)] {
             if s.layers == 0 || s.d_model == 0 || s.heads == 0 || s.head_dim == 0 || s.ffn == 0 {
@@ -357,11 +323,7 @@ impl Mrt2Config {
         let sinks = self.num_sinks as u64;
         let temporal_layer = attention(t, t.d_model as u64, sinks) + attention(t, w, sinks) + ffn(t);
         let depth_layer = attention(d, d.d_model as u64, 0) + ffn(d);
-        let adapter = if self.has_depth_input_adapter() {
-            (t.d_model * d.d_model) as u64
-        } else {
-            0
-        };
+        let adapter = if self.has_depth_input_adapter() { (t.d_model * d.d_model) as u64 } else { 0 };
         let decoder = v * t.d_model as u64
             + t.layers as u64 * temporal_layer
             + adapter

@@ -59,14 +59,7 @@ pub struct KvRing {
 
 impl KvRing {
     fn new(cap: usize, width: usize) -> Self {
-        Self {
-            cap,
-            len: 0,
-            next: 0,
-            width,
-            keys: vec![0.0; cap * width],
-            values: vec![0.0; cap * width],
-        }
+        Self { cap, len: 0, next: 0, width, keys: vec![0.0; cap * width], values: vec![0.0; cap * width] }
     }
 
     /// The slot the next entry is written to (overwriting the oldest when full).
@@ -160,12 +153,8 @@ impl FrameState {
             key,
             initial_key: key,
             prev_tokens: vec![c.sos_id as i32; levels],
-            self_kv: (0..t.layers)
-                .map(|_| KvRing::new(c.self_attention_window + 1, t.inner()))
-                .collect(),
-            cross_kv: (0..t.layers)
-                .map(|_| KvRing::new(c.cross_attention_window + 1, t.inner()))
-                .collect(),
+            self_kv: (0..t.layers).map(|_| KvRing::new(c.self_attention_window + 1, t.inner())).collect(),
+            cross_kv: (0..t.layers).map(|_| KvRing::new(c.cross_attention_window + 1, t.inner())).collect(),
             depth_k: (0..d.layers).map(|_| vec![0.0; levels * d.inner()]).collect(),
             depth_v: (0..d.layers).map(|_| vec![0.0; levels * d.inner()]).collect(),
             tokens: vec![0; levels],
@@ -279,50 +268,27 @@ pub fn token_to_code(cfg: &Mrt2Config, id: i32) -> i32 {
 impl Mrt2Model {
     pub fn new(cfg: Mrt2Config, weights: Mrt2Weights) -> Self {
         let embed_scale = (cfg.temporal.d_model as f64).sqrt() as f32;
-        Self {
-            cfg,
-            weights,
-            embed_scale,
-        }
+        Self { cfg, weights, embed_scale }
     }
 
     /// Runs one frame: conditioning `cond_tokens` (shifted, `cond_channels` ints), sampling
     /// `params`. With `forced = Some(targets)` the depth steps consume `targets` instead of the
     /// samples and the next frame sees `targets` as the previous frame (teacher forcing); the
     /// key chain advances the same way.
-    pub fn step(
-        &self,
-        st: &mut FrameState,
-        cond_tokens: &[i32],
-        params: &SamplingParams,
-        forced: Option<&[i32]>,
-    ) -> Result<(), StepError> {
+    pub fn step(&self, st: &mut FrameState, cond_tokens: &[i32], params: &SamplingParams, forced: Option<&[i32]>) -> Result<(), StepError> {
         let c = &self.cfg;
         let w = &self.weights;
         let vocab = c.logits_width();
         if let Some(f) = forced {
             if f.len() != c.num_levels {
-                return Err(StepError::ForcedLength {
-                    expected: c.num_levels,
-                    found: f.len(),
-                });
+                return Err(StepError::ForcedLength { expected: c.num_levels, found: f.len() });
             }
-            if let Some((level, &id)) = f
-                .iter()
-                .enumerate()
-                .find(|(_, &id)| id < 0 || id as usize >= vocab)
-            {
+            if let Some((level, &id)) = f.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab) {
                 return Err(StepError::ForcedToken { level, id, vocab });
             }
         }
         // The encoder validates the tokens before anything in the state changes.
-        encode_frame(
-            c,
-            &w.conditioning,
-            cond_tokens,
-            &mut st.scratch.encoder,
-            &mut st.encoder_out,
-        )?;
+        encode_frame(c, &w.conditioning, cond_tokens, &mut st.scratch.encoder, &mut st.encoder_out)?;
 
         self.temporal_step(st);
         self.depth_steps(st, params, forced);
@@ -398,7 +364,19 @@ impl Mrt2Model {
         let (dm, inner, eps) = (d.d_model, d.inner(), c.rmsnorm_eps);
         let cb = c.codebook_size;
         let vocab = c.logits_width();
-        let FrameState { frame, key, depth_k, depth_v, tokens, step_keys, temporal_output, raw_valid_logits, raw_full_logits, scratch: s, .. } = st;
+        let FrameState {
+            frame,
+            key,
+            depth_k,
+            depth_v,
+            tokens,
+            step_keys,
+            temporal_output,
+            raw_valid_logits,
+            raw_full_logits,
+            scratch: s,
+            ..
+        } = st;
 
         for level in 0..c.num_levels {
             // Input of this step, through the adapter.  [d_t] → [d_d]
@@ -423,7 +401,18 @@ impl Mrt2Model {
                 dot_rows(normed, &a.key.w, &mut depth_k[l][slot.clone()]);
                 dot_rows(normed, &a.value.w, &mut depth_v[l][slot]);
                 let filled = (level + 1) * inner; // causal: levels 0..=level
-                attend(a, d.heads, d.head_dim, 0, &s.q[..inner], &depth_k[l][..filled], &depth_v[l][..filled], &mut s.qs, &mut s.probs, &mut s.att[..inner]);
+                attend(
+                    a,
+                    d.heads,
+                    d.head_dim,
+                    0,
+                    &s.q[..inner],
+                    &depth_k[l][..filled],
+                    &depth_v[l][..filled],
+                    &mut s.qs,
+                    &mut s.probs,
+                    &mut s.att[..inner],
+                );
                 residual_out(a, eps, &s.att[..inner], &mut s.proj[..dm], normed, x);
                 ffn_block(&layer.ffn, eps, x, normed, &mut s.hidden[..d.ffn], &mut s.proj[..dm]);
             }

@@ -73,9 +73,7 @@ impl Default for NoteTracker {
 
 impl NoteTracker {
     pub fn new() -> Self {
-        Self {
-            states: std::array::from_fn(|_| AtomicU8::new(NoteState::Idle as u8)),
-        }
+        Self { states: std::array::from_fn(|_| AtomicU8::new(NoteState::Idle as u8)) }
     }
 
     /// A note-on: the pitch becomes an unseen onset (also when it was already held).
@@ -88,15 +86,11 @@ impl NoteTracker {
     /// A note-off: an unseen onset is latched (`OnsetReleased`), a sustained note goes idle.
     pub fn note_off(&self, pitch: usize) {
         if let Some(s) = self.states.get(pitch) {
-            let _ = s.fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |v| match NoteState::from_u8(v) {
-                    NoteState::Onset => Some(NoteState::OnsetReleased as u8),
-                    NoteState::Sustain => Some(NoteState::Idle as u8),
-                    _ => None,
-                },
-            );
+            let _ = s.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| match NoteState::from_u8(v) {
+                NoteState::Onset => Some(NoteState::OnsetReleased as u8),
+                NoteState::Sustain => Some(NoteState::Idle as u8),
+                _ => None,
+            });
         }
     }
 
@@ -111,15 +105,11 @@ impl NoteTracker {
     /// latched onset → idle).
     pub fn evaluate_and_update(&self, pitch: usize) -> NoteState {
         let prev = self.states[pitch]
-            .fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |v| match NoteState::from_u8(v) {
-                    NoteState::Onset => Some(NoteState::Sustain as u8),
-                    NoteState::OnsetReleased => Some(NoteState::Idle as u8),
-                    _ => None,
-                },
-            )
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| match NoteState::from_u8(v) {
+                NoteState::Onset => Some(NoteState::Sustain as u8),
+                NoteState::OnsetReleased => Some(NoteState::Idle as u8),
+                _ => None,
+            })
             .unwrap_or_else(|v| v);
         NoteState::from_u8(prev)
     }
@@ -212,10 +202,7 @@ mod tests {
         let t = NoteTracker::new();
         t.note_on(10);
         let f = t.evaluate_frame(0, 127);
-        assert!(f
-            .iter()
-            .enumerate()
-            .all(|(p, &v)| if p == 10 { v == 3 } else { v == 0 }));
+        assert!(f.iter().enumerate().all(|(p, &v)| if p == 10 { v == 3 } else { v == 0 }));
     }
 
     #[test]

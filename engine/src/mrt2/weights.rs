@@ -190,8 +190,11 @@ impl Reader {
     fn attention(&mut self, p: &str, s: &StackConfig, kv_in: usize, sinks: usize) -> Result<Attention, WeightsError> {
         let (h, dh, dm) = (s.heads, s.head_dim, s.d_model);
         let a = format!("{p}attention/");
-        let (qkv, kv, shared) =
-            (format!("{a}query_key_value_projection/kernel"), format!("{a}key_value_projection/kernel"), format!("{a}shared_key_value_projection/kernel"));
+        let (qkv, kv, shared) = (
+            format!("{a}query_key_value_projection/kernel"),
+            format!("{a}key_value_projection/kernel"),
+            format!("{a}shared_key_value_projection/kernel"),
+        );
         let (query, key, value) = if self.has(&qkv) {
             if kv_in != dm {
                 return Err(WeightsError::Layout {
@@ -225,7 +228,10 @@ impl Reader {
         let base = (1.442_695_041_f64 / (dh as f64).sqrt()) as f32;
         let query_scale = per_dim_scale.iter().map(|&x| base * softplus(x)).collect();
         let (sink_key, sink_value) = if sinks > 0 {
-            (self.get(&format!("{a}sink_key_embeddings"), &[sinks, h, dh])?, self.get(&format!("{a}sink_value_embeddings"), &[sinks, h, dh])?)
+            (
+                self.get(&format!("{a}sink_key_embeddings"), &[sinks, h, dh])?,
+                self.get(&format!("{a}sink_value_embeddings"), &[sinks, h, dh])?,
+            )
         } else {
             (Vec::new(), Vec::new())
         };
@@ -297,7 +303,8 @@ impl Mrt2Weights {
         let conditioning = ConditioningWeights {
             mulan_table: r.get(&format!("{mulan}mulan_dequantizer/embedding"), &[cfg.musiccoca_rows(), e])?,
             mulan_adapter: r.dense(&format!("{mulan}depth_input_adapter"), e, wdt, false)?,
-            regular_table: r.get(&format!("{enc}layers_1/branched_regular_embedder/regular_embedder/embedding"), &[cfg.regular_table_rows, wdt])?,
+            regular_table: r
+                .get(&format!("{enc}layers_1/branched_regular_embedder/regular_embedder/embedding"), &[cfg.regular_table_rows, wdt])?,
             ln_scale: r.get(&format!("{enc}encoder_ln/scale"), &[wdt])?,
             ln_bias: r.get(&format!("{enc}encoder_ln/bias"), &[wdt])?,
         };
@@ -330,7 +337,10 @@ impl Mrt2Weights {
         let mut depth = Vec::with_capacity(d.layers);
         for i in 0..d.layers {
             let p = format!("{depth_prefix}transformer/x_layers_{i}/");
-            depth.push(DepthLayer { self_attention: r.attention(&format!("{p}self_attention/"), d, d.d_model, 0)?, ffn: r.ffn(&format!("{p}ffn/"), d)? });
+            depth.push(DepthLayer {
+                self_attention: r.attention(&format!("{p}self_attention/"), d, d.d_model, 0)?,
+                ffn: r.ffn(&format!("{p}ffn/"), d)?,
+            });
         }
         Ok(Self {
             conditioning,
