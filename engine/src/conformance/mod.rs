@@ -1,11 +1,12 @@
 //! Golden-fixture ladders: the same checks for `mrt conformance <DIR>` and `cargo test`.
 //!
-//! A fixture set is a directory with a `config.json` whose `"kind"` names the ladder (`"lm"` or
-//! `"codec"`). Every rung prints one row: what was compared, the largest
+//! A fixture set is a directory with a `config.json` whose `"kind"` names the ladder (`"lm"`,
+//! `"codec"` or `"mrt2"`). Every rung prints one row: what was compared, the largest
 //! absolute difference, the tolerance from the set's README, and pass/fail.
 
 pub mod codec;
 pub mod lm;
+pub mod mrt2;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,7 @@ impl fmt::Display for Report {
 pub enum ConformanceError {
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("{path}: unknown fixture kind {kind:?} (expected \"lm\" or \"codec\")")]
+    #[error("{path}: unknown fixture kind {kind:?} (expected \"lm\", \"codec\" or \"mrt2\")")]
     UnknownKind { path: PathBuf, kind: String },
     #[error("{path}: the {kind} ladder is not implemented in this build yet")]
     NotImplemented { path: PathBuf, kind: String },
@@ -76,6 +77,10 @@ pub enum ConformanceError {
     Lm(#[from] crate::v1::lm::LmError),
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
+    #[error(transparent)]
+    Mrt2Weights(#[from] crate::mrt2::WeightsError),
+    #[error(transparent)]
+    Mrt2Step(#[from] crate::mrt2::StepError),
     #[error("fixture array {path}: {reason}")]
     Fixture { path: PathBuf, reason: String },
 }
@@ -104,6 +109,8 @@ pub fn run(dir: &Path, target: &Target) -> Result<Report, ConformanceError> {
     match json.get("kind").and_then(|k| k.as_str()) {
         Some("lm") => lm::run(dir, &json, target),
         Some("codec") => codec::run(dir, &json, target),
+        // The MRT2 step runs on the host kernels whatever the target (it has no burn path).
+        Some("mrt2") => mrt2::run(dir, &json),
         other => Err(ConformanceError::UnknownKind { path, kind: other.unwrap_or("<missing>").to_owned() }),
     }
 }

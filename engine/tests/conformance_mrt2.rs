@@ -1,0 +1,252 @@
+//! The MRT2 ladder of `shared/fixtures/mrt2/M1` through the same loaders users use
+//! (`mrt conformance`), the loader's strictness and fused layouts on edited copies of the fixture
+//! weights, and the streaming state's guarantees (untouched after an error, bounded windows, no
+//! allocation per frame).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use mrt::formats::tensor::{HostTensor, TensorError, TensorStore};
+use mrt::mrt2::{FrameState, Mrt2Config, Mrt2Model, Mrt2Weights, WeightsError};
+use mrt::sampling::mrt2::{Key, SamplingParams};
+
+fn set_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mrt2/M1")
+}
+
+struct Fixture {
+    model: Mrt2Model,
+    cond_tokens: Vec<i32>,
+    frames: usize,
+    init_key: Key,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = set_dir();
+        assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
+        let cfg = Mrt2Config::from_fixture_json(dir.join("config.json")).expect("M1 config reads");
+        let weights = Mrt2Weights::load(&dir.join("weights.safetensors"), &cfg).expect("M1 weights load");
+        let cond = mrt::formats::npy::read_i32(&dir.join("cond_tokens.npy")).expect("cond_tokens.npy reads");
+        let key = mrt::formats::npy::read_u32(&dir.join("init_rng_key.npy")).expect("init_rng_key.npy reads");
+        assert_eq!(cond.shape[1], cfg.cond_channels());
+        Fixture { model: Mrt2Model::new(cfg, weights), frames: cond.shape[0], cond_tokens: cond.data, init_key: [key.data[0], key.data[1]] }
+    })
+}
+
+fn cfg() -> &'static Mrt2Config {
+    &fixture().model.cfg
+}
+
+/// The frame-`t` conditioning tokens of the fixture.
+fn cond(t: usize) -> &'static [i32] {
+    let cc = cfg().cond_channels();
+    &fixture().cond_tokens[t * cc..(t + 1) * cc]
+}
+
+#[test]
+fn the_m1_ladder_passes_every_rung() {
+    let dir = set_dir();
+    assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
+    let report = mrt::conformance::run(&dir, &mrt::Target::host()).expect("ladder runs");
+    println!("{report}");
+    assert!(report.checks.len() >= 19, "every rung ran: {report}");
+    assert!(report.passed(), "failed rungs: {:#?}", report.failures());
+}
+
+// ---- Loader strictness and fused layouts, on edited copies of the fixture weights.
+
+fn store() -> TensorStore {
+    mrt::formats::safetensors::read(&set_dir().join("weights.safetensors")).expect("M1 weights read")
+}
+
+const SELF0: &str = "params/depthformer/decoder/temporal_body/transformer/x_layers_0/self_attention/attention/";
+const CROSS0: &str = "params/depthformer/decoder/temporal_body/transformer/x_layers_0/cross_attention/attention/";
+const FINAL_LN: &str = "params/depthformer/decoder/depth_body/final_ln/scale";
+
+#[test]
+fn a_missing_lm_tensor_is_an_error_naming_it() {
+    let mut s = store();
+    let name = format!("{SELF0}per_dim_scale");
+    s.remove(&name).expect("the fixture has it");
+    match Mrt2Weights::from_store(s, cfg()) {
+        Err(WeightsError::Tensor(TensorError::Missing { name: n, .. })) => assert_eq!(n, name),
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn an_extra_lm_tensor_is_an_error_naming_it_but_codec_tensors_are_ignored() {
+    let mut s = store();
+    assert!(s.names().any(|k| k.starts_with("params/soundstream/")), "the fixture holds the codec too");
+    let name = "params/depthformer/decoder/depth_body/transformer/x_layers_0/self_attention/attention/sink_key_embeddings";
+    s.insert(name, HostTensor::new(vec![1, 3, 16], vec![0.0; 48]));
+    match Mrt2Weights::from_store(s, cfg()) {
+        Err(WeightsError::Tensor(TensorError::Unexpected { names, .. })) => assert_eq!(names, vec![name.to_owned()]),
+        other => panic!("expected Unexpected, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_misshaped_or_non_finite_tensor_is_an_error_naming_it() {
+    let d = cfg().depth.d_model;
+    let mut s = store();
+    s.insert(FINAL_LN, HostTensor::new(vec![d - 1], vec![1.0; d - 1]));
+    let e = Mrt2Weights::from_store(s, cfg()).map(|_| ()).unwrap_err();
+    match &e {
+        WeightsError::Tensor(TensorError::Shape { name, expected, found, .. }) => {
+            assert_eq!((name.as_str(), expected.clone(), found.clone()), (FINAL_LN, format!("[{d}]"), vec![d - 1]))
+        }
+        other => panic!("expected Shape, got {other:?}"),
+    }
+    assert!(e.to_string().contains(FINAL_LN) && e.to_string().contains("weights.safetensors"), "{e}");
+
+    let mut s = store();
+    let mut t = s.get(FINAL_LN).expect("the fixture has it").clone();
+    t.data[5] = f32::NAN;
+    s.insert(FINAL_LN, t);
+    match Mrt2Weights::from_store(s, cfg()) {
+        Err(WeightsError::Tensor(TensorError::NonFinite { name, index, .. })) => assert_eq!((name.as_str(), index), (FINAL_LN, 5)),
+        other => panic!("expected NonFinite, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// Stacks `[in, H, Dh]` kernels into a fused `[in, parts, H, Dh]` kernel.
+fn fuse(parts: &[&HostTensor]) -> HostTensor {
+    let shape = &parts[0].shape;
+    let in_dim = shape[0];
+    let inner: usize = shape[1..].iter().product();
+    let mut data = Vec::with_capacity(in_dim * parts.len() * inner);
+    for i in 0..in_dim {
+        for p in parts {
+            data.extend_from_slice(&p.data[i * inner..(i + 1) * inner]);
+        }
+    }
+    HostTensor::new(vec![in_dim, parts.len(), shape[1], shape[2]], data)
+}
+
+#[test]
+fn fused_qkv_and_kv_kernels_load_to_the_same_matrices_as_separate_ones() {
+    let mut s = store();
+    let mut take = |n: String| s.remove(&n).expect("the fixture has separate kernels");
+    let (q, k, v) = (
+        take(format!("{SELF0}query_projection/kernel")),
+        take(format!("{SELF0}key_projection/kernel")),
+        take(format!("{SELF0}value_projection/kernel")),
+    );
+    let (ck, cv) = (take(format!("{CROSS0}key_projection/kernel")), take(format!("{CROSS0}value_projection/kernel")));
+    s.insert(format!("{SELF0}query_key_value_projection/kernel"), fuse(&[&q, &k, &v]));
+    s.insert(format!("{CROSS0}key_value_projection/kernel"), fuse(&[&ck, &cv]));
+
+    let fused = Mrt2Weights::from_store(s, cfg()).expect("fused layout loads");
+    let sep = &fixture().model.weights;
+    for (a, b) in [
+        (&fused.temporal[0].self_attention, &sep.temporal[0].self_attention),
+        (&fused.temporal[0].cross_attention, &sep.temporal[0].cross_attention),
+    ] {
+        assert_eq!((&a.query, &a.key, &a.value), (&b.query, &b.key, &b.value));
+    }
+}
+
+#[test]
+fn a_shared_key_value_kernel_loads_as_both_key_and_value() {
+    let mut s = store();
+    let k = s.remove(&format!("{CROSS0}key_projection/kernel")).expect("the fixture has it");
+    s.remove(&format!("{CROSS0}value_projection/kernel")).expect("the fixture has it");
+    s.insert(format!("{CROSS0}shared_key_value_projection/kernel"), k);
+    let shared = Mrt2Weights::from_store(s, cfg()).expect("shared K/V layout loads");
+    let (a, b) = (&shared.temporal[0].cross_attention, &fixture().model.weights.temporal[0].cross_attention);
+    assert_eq!((&a.key, &a.value), (&b.key, &b.key));
+}
+
+#[test]
+fn a_fused_qkv_kernel_for_cross_attention_is_an_error_naming_it() {
+    // Cross-attention keys come from the conditioning width, which differs from d_t in M1.
+    assert_ne!(cfg().encoder_width, cfg().temporal.d_model);
+    let mut s = store();
+    let (t, name) = (cfg().temporal, format!("{CROSS0}query_key_value_projection/kernel"));
+    s.insert(name.clone(), HostTensor::new(vec![t.d_model, 3, t.heads, t.head_dim], vec![0.0; t.d_model * 3 * t.inner()]));
+    let e = Mrt2Weights::from_store(s, cfg()).map(|_| ()).unwrap_err();
+    assert!(matches!(&e, WeightsError::Layout { name: n, .. } if *n == name), "{e}");
+}
+
+// ---- The streaming state.
+
+#[test]
+fn a_step_with_an_out_of_table_condition_token_fails_and_leaves_the_state_untouched() {
+    let f = fixture();
+    let mut st = FrameState::new(&f.model, f.init_key);
+    let mut bad = cond(0).to_vec();
+    *bad.last_mut().expect("144 channels") = 10_000;
+    assert!(f.model.step(&mut st, &bad, &SamplingParams::greedy(), None).is_err());
+    assert_eq!((st.frame(), st.key()), (0, f.init_key));
+    assert_eq!(st.window_lengths(0), (0, 0));
+    assert!(st.prev_tokens().iter().all(|&id| id == cfg().sos_id as i32));
+    // A wrong forced frame is refused before anything changes too.
+    assert!(f.model.step(&mut st, cond(0), &SamplingParams::greedy(), Some(&[6; 3])).is_err());
+    assert_eq!((st.frame(), st.window_lengths(0)), (0, (0, 0)));
+}
+
+#[test]
+fn windows_stop_growing_at_w_plus_one_entries() {
+    let f = fixture();
+    let mut st = FrameState::new(&f.model, f.init_key);
+    let c = cfg();
+    for t in 0..(c.self_attention_window.max(c.cross_attention_window) + 3).min(f.frames) {
+        f.model.step(&mut st, cond(t), &SamplingParams::greedy(), None).expect("fixture frames step");
+        let (s, x) = st.window_lengths(c.temporal.layers - 1);
+        assert_eq!(s, (t + 1).min(c.self_attention_window + 1));
+        assert_eq!(x, (t + 1).min(c.cross_attention_window + 1));
+    }
+}
+
+// ---- No allocation per frame: counted by a global allocator on the thread that asks.
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every call forwards to the system allocator with the caller's arguments unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn streaming_frames_allocate_nothing_after_the_state_is_built() {
+    let f = fixture();
+    let mut st = FrameState::new(&f.model, f.init_key);
+    let params = SamplingParams::default();
+    COUNTING.with(|c| c.set(true));
+    for t in 0..f.frames {
+        f.model.step(&mut st, cond(t), &params, None).expect("fixture frames step");
+    }
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+}
