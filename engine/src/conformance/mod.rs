@@ -77,6 +77,8 @@ pub enum ConformanceError {
     Lm(#[from] crate::v1::lm::LmError),
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
+    #[error("{path}: not an MRT2 fixture configuration")]
+    Mrt2Config { path: PathBuf, #[source] source: crate::mrt2::config::ConfigError },
     #[error(transparent)]
     Mrt2Weights(#[from] crate::mrt2::WeightsError),
     #[error(transparent)]

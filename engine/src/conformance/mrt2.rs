@@ -104,7 +104,8 @@ impl Report {
 
 pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
     let mut report = Report { fixture: dir.to_path_buf(), checks: Vec::new() };
-    let cfg = Mrt2Config::from_fixture_value(json).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?;
+    let cfg =
+        Mrt2Config::from_fixture_value(json).map_err(|source| ConformanceError::Mrt2Config { path: dir.join("config.json"), source })?;
     let tol = |k: &str| {
         json.pointer(&format!("/suggested_tolerances/{k}"))
             .and_then(Value::as_f64)
