@@ -350,6 +350,89 @@ impl std::fmt::Display for AllBenchReport {
     }
 }
 
+/// `mrt bench streams`: several streams generating at once on one shared model (plugin
+/// instances sharing a loaded model), against the same chunks generated one after another.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamsBenchReport {
+    pub size: String,
+    pub device: String,
+    pub threads: usize,
+    pub streams: usize,
+    pub chunks_per_stream: usize,
+    /// Every stream's chunks, one stream after another on this thread.
+    pub serial_s: f64,
+    /// All streams at once, one thread each.
+    pub concurrent_s: f64,
+    /// When each concurrent stream finished its chunks, seconds from the start.
+    pub concurrent_stream_s: Vec<f64>,
+}
+
+/// Loads the v1 system at the real size with random weights once and runs `streams` streams of
+/// `chunks` chunks each: first one after another, then all at once.
+pub fn bench_streams(size: &str, config: LmConfig, target: &Target, options: LmOptions, streams: usize, chunks: usize) -> Result<StreamsBenchReport, String> {
+    use crate::codec::weights::{random_files, CodecWeights, CodecWidths};
+    use crate::codec::{Codec, CodecConfig};
+    let streams = streams.max(1);
+    let lm = Depthformer::from_weights_with(config.clone(), HostWeights::random(&config, 1), target, options).map_err(|e| e.to_string())?;
+    let codec_config = CodecConfig::spectrostream_48k_stereo();
+    let [e, d, q] = random_files(&codec_config, &CodecWidths::full_size(), 7);
+    let weights = CodecWeights::from_files(&e, &d, Some(&q), &codec_config).map_err(|e| e.to_string())?;
+    let codec = Codec::from_weights(codec_config, weights, target).map_err(|e| e.to_string())?;
+    let system = crate::v1::system::MagentaRt::new(lm, codec).map_err(|e| e.to_string())?;
+    let params = SamplingParams { seed: 3, ..SamplingParams::default() };
+    let style = [3, 1, 4, 1, 5, 9];
+    let run = |state: &mut crate::v1::system::StreamState| -> Result<(), String> {
+        for _ in 0..chunks {
+            system.generate_chunk(state, Some(&style), &params).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    // Warm-up: one chunk (page faults, the scratch of this thread's stream).
+    system.generate_chunk(&mut system.init_state(), Some(&style), &params).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for _ in 0..streams {
+        run(&mut system.init_state())?;
+    }
+    let serial_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let finished: Vec<Result<f64, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..streams)
+            .map(|_| {
+                s.spawn(|| {
+                    run(&mut system.init_state())?;
+                    Ok(started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a stream panicked".into()))).collect()
+    });
+    let concurrent_s = started.elapsed().as_secs_f64();
+    let concurrent_stream_s = finished.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(StreamsBenchReport {
+        size: size.to_owned(),
+        device: target.choice.to_string(),
+        threads: rayon::current_num_threads(),
+        streams,
+        chunks_per_stream: chunks,
+        serial_s,
+        concurrent_s,
+        concurrent_stream_s,
+    })
+}
+
+impl std::fmt::Display for StreamsBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "mrt bench streams — size {}, device {}, {} threads, {} streams × {} chunk(s) on one shared model",
+            self.size, self.device, self.threads, self.streams, self.chunks_per_stream
+        )?;
+        writeln!(f, "  one after another   {:>8.2} s", self.serial_s)?;
+        writeln!(f, "  all at once         {:>8.2} s  (ratio {:.2})", self.concurrent_s, self.concurrent_s / self.serial_s)?;
+        write!(f, "  each stream done at {:?} s", self.concurrent_stream_s.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

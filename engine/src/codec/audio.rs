@@ -31,8 +31,8 @@ pub enum AudioError {
     Channels { path: PathBuf, channels: usize },
     #[error("resampling {from_hz} Hz → {to_hz} Hz failed: {reason}")]
     Resample { from_hz: u32, to_hz: u32, reason: String },
-    #[error("cannot write {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
+    #[error("cannot write {path}")]
+    Write { path: PathBuf, #[source] source: hound::Error },
 }
 
 /// Decoded audio, channel-first.
@@ -190,7 +190,7 @@ pub fn resample(planar: &[f32], channels: usize, from_hz: u32, to_hz: u32) -> Re
 
 /// Writes channel-first audio as a 32-bit float WAV.
 pub fn write_wav(path: &Path, planar: &[f32], channels: usize, sample_rate_hz: u32) -> Result<(), AudioError> {
-    let err = |e: hound::Error| AudioError::Write { path: path.to_path_buf(), reason: e.to_string() };
+    let err = |source: hound::Error| AudioError::Write { path: path.to_path_buf(), source };
     let spec = hound::WavSpec { channels: channels as u16, sample_rate: sample_rate_hz, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
     let frames = planar.len() / channels.max(1);

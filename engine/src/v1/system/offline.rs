@@ -40,8 +40,8 @@ pub enum OfflineError {
     BadSetting(String),
     #[error(transparent)]
     Stream(#[from] StreamError),
-    #[error("cannot write {path}: {reason}")]
-    Write { path: std::path::PathBuf, reason: String },
+    #[error("cannot write {path}")]
+    Write { path: std::path::PathBuf, #[source] source: hound::Error },
 }
 
 /// Frames (per channel) that `seconds` of audio at `rate` make, checked.
@@ -68,7 +68,7 @@ pub fn generate_to_wav(
     let per_chunk = generator.block_samples() as u64;
     let chunks = total.div_ceil(per_chunk) as usize;
     let channels = generator.channels();
-    let werr = |e: hound::Error| OfflineError::Write { path: path.to_path_buf(), reason: e.to_string() };
+    let werr = |source: hound::Error| OfflineError::Write { path: path.to_path_buf(), source };
     let spec = hound::WavSpec { channels: channels as u16, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut writer = hound::WavWriter::create(path, spec).map_err(werr)?;
     let start = Instant::now();

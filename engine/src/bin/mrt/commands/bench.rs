@@ -38,6 +38,19 @@ pub enum BenchWhat {
         #[arg(long, default_value = "mrt-bench.json")]
         json: PathBuf,
     },
+    /// Several streams generating at once on one shared model (as plugin instances share one),
+    /// against the same chunks one after another: the model's weights are shared and immutable,
+    /// each stream keeps its own buffers, so streams do not wait for each other.
+    Streams {
+        #[command(flatten)]
+        run: BenchRun,
+        /// How many streams.
+        #[arg(long, default_value_t = 2)]
+        streams: usize,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The SpectroStream codec at its released size: decode a 51-frame × 16-level chunk, encode 2 s.
     Codec {
         #[arg(long)]
@@ -75,6 +88,15 @@ impl BenchWhat {
             BenchWhat::Lm { run, json } => {
                 let target = run.prepare()?;
                 let report = mrt::bench::bench_lm(run.size.name(), run.size.config(), &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                println!("{report}");
+                if let Some(path) = json {
+                    write_json(&path, &report)?;
+                }
+            }
+            BenchWhat::Streams { run, streams, json } => {
+                let target = run.prepare()?;
+                let report = mrt::bench::bench_streams(run.size.name(), run.size.config(), &target, run.lm.options(), streams, run.chunks)
+                    .map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 if let Some(path) = json {
                     write_json(&path, &report)?;
