@@ -22,6 +22,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod rvq;
 pub mod stft;
+pub mod stream;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use rvq::Rvq;
 pub use stft::Stft;
+pub use stream::DecoderStream;
 pub use weights::{CodecWeights, CodecWidths};
 
 /// Everything that can go wrong loading or running the codec.
