@@ -250,6 +250,57 @@ mod tests {
         assert_eq!(st.step(&codec, frame).unwrap(), &want[..]);
     }
 
+    /// MRT2's streaming step on the M1 set: `greedy_codes.npy` decoded frame by frame gives
+    /// `greedy_audio_int16.npy` (`[frames, 1920, 2]`, frame 0 silent) within the set's
+    /// `audio_int16_abs_lsb`, and the whole-clip decode gives `codec_offline_audio_f32.npy`.
+    #[test]
+    fn the_m1_codec_streams_the_reference_int16_audio() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mrt2/M1");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("M1 config.json reads")).expect("json");
+        let config = CodecConfig::from_mrt2_value(&json["codec"]).expect("M1 codec config");
+        assert_eq!(config, CodecConfig::spectrostream_48k_stereo());
+        let tol = json.pointer("/suggested_tolerances/audio_int16_abs_lsb").and_then(serde_json::Value::as_i64).expect("audio tolerance");
+        let codec = Codec::load_mrt2(&dir.join("weights.safetensors"), config, &crate::Target::host()).expect("M1 codec loads");
+        assert!(codec.encoder().is_err(), "decode-only");
+        let codes = npy::read_i32(&dir.join("greedy_codes.npy")).expect("greedy_codes.npy");
+        let want = npy::read_i16(&dir.join("greedy_audio_int16.npy")).expect("greedy_audio_int16.npy");
+        let [frames, levels] = codes.shape[..] else { panic!("codes shape {:?}", codes.shape) };
+        let spf = codec.samples_per_frame();
+        assert_eq!(want.shape, [frames, spf, 2]);
+        let mut st = DecoderStream::new(&codec, levels).expect("stream");
+        let mut worst = 0i32;
+        let mut frame0 = 0i32;
+        for t in 0..frames {
+            let audio = st.step(&codec, &codes.data[t * levels..(t + 1) * levels]).expect("step");
+            for i in 0..spf {
+                for c in 0..2 {
+                    let (got, want) = (i32::from(to_int16(audio[c * spf + i])), i32::from(want.data[(t * spf + i) * 2 + c]));
+                    worst = worst.max((got - want).abs());
+                    if t == 0 {
+                        frame0 = frame0.max(got.abs()).max(want.abs());
+                    }
+                }
+            }
+        }
+        println!("M1 streamed int16: max |diff| {worst} LSB over {frames} frames (tolerance {tol})");
+        assert_eq!(frame0, 0, "frame 0 is silent");
+        assert!(i64::from(worst) <= tol, "{worst} LSB");
+        // The offline decode: `[31·1920, 2]`, the layer-mode decode of all 32 frames.
+        let offline = npy::read_f32(&dir.join("codec_offline_audio_f32.npy")).expect("codec_offline_audio_f32.npy");
+        let n = (frames - 1) * spf;
+        assert_eq!(offline.shape, [n, 2]);
+        let whole = codec.decode_codes(&codes.data, frames, levels).unwrap();
+        let mut d = 0f32;
+        for i in 0..n {
+            for c in 0..2 {
+                d = d.max((whole[c * frames * spf + i] - offline.data[i * 2 + c]).abs());
+            }
+        }
+        println!("M1 whole-clip decode vs codec_offline_audio_f32: max |diff| {d:e}");
+        assert!(d < 1e-5, "{d:e}");
+    }
+
     #[test]
     fn int16_conversion_is_the_systems() {
         assert_eq!(to_int16(0.0), 0); // round(−0.5) = −0 (half to even)
