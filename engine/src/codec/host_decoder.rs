@@ -28,6 +28,9 @@ use super::{CodecConfig, CodecError};
 use crate::kernels::host::gemm_checked;
 use crate::kernels::host::vmath;
 
+mod profile;
+pub use profile::{GemmShape, Profile};
+
 /// Zero margins around the input of a conv: rows before/after in time, columns left/right in
 /// frequency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
