@@ -232,6 +232,7 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 /// previous call's last padded rows instead of zeros, and they are then replaced by this call's
 /// last `top` rows: every conv here is causal in time (`bottom` = 0), so this is all a conv
 /// needs to continue a sequence exactly.
+#[allow(clippy::too_many_arguments)] // One layer's geometry and the stream's buffers.
 fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst: &mut Vec<f32>, history: Option<&mut Vec<f32>>) {
     let w = pads.width(f);
     let per_item = pads.rows(t, f) / w; // padded time rows per item, slack included

@@ -24,7 +24,10 @@ use super::stft::InverseStft;
 use super::{Codec, CodecError, DecoderPath};
 
 /// One stream's state of a frame-by-frame decode with a given [`Codec`] (host decoder only).
-/// Built once; [`DecoderStream::step`] allocates only on its first call and never after.
+/// Built once; its buffers grow on the first [`DecoderStream::step`] and never after.
+/// NOTE: the `gemm` crate (0.19) still allocates its packing buffers in every product it runs
+/// (~226 small allocations per step on M1's codec, `tests/conformance_mrt2.rs`); the step runs
+/// on the generation worker, never on the audio thread.
 #[derive(Debug)]
 pub struct DecoderStream {
     levels: usize,
