@@ -1,14 +1,14 @@
 //! The MRT2 ladder of `shared/fixtures/mrt2/M1` through the same loaders users use
 //! (`mrt conformance`), the loader's strictness and fused layouts on edited copies of the fixture
 //! weights, and the streaming state's guarantees (untouched after an error, bounded windows, no
-//! allocation per frame).
+//! allocation per frame; the codec step's allocations).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use mrt::codec::{Codec, CodecConfig, DecoderStream};
 use mrt::formats::tensor::{HostTensor, TensorError, TensorStore};
 use mrt::mrt2::{FrameState, Mrt2Config, Mrt2Model, Mrt2Weights, WeightsError};
 use mrt::sampling::mrt2::{Key, SamplingParams};
@@ -54,7 +54,7 @@ fn the_m1_ladder_passes_every_rung() {
     assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
     let report = mrt::conformance::run(&dir, &mrt::Target::host()).expect("ladder runs");
     println!("{report}");
-    assert!(report.checks.len() >= 19, "every rung ran: {report}");
+    assert!(report.checks.len() >= 20, "every rung ran (the streamed audio included): {report}");
     assert!(report.passed(), "failed rungs: {:#?}", report.failures());
 }
 
@@ -208,17 +208,22 @@ fn windows_stop_growing_at_w_plus_one_entries() {
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations this thread made while counting (per thread: tests run side by side).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+    }
 }
 
 // SAFETY: every call forwards to the system allocator with the caller's arguments unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_allocation();
         // SAFETY: the caller's contract is System's.
         unsafe { System.alloc(layout) }
     }
@@ -227,9 +232,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_allocation();
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -248,5 +251,45 @@ fn streaming_frames_allocate_nothing_after_the_state_is_built() {
         f.model.step(&mut st, cond(t), &params, None).expect("fixture frames step");
     }
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+    assert_eq!(ALLOCATIONS.with(Cell::get), 0);
+}
+
+/// The codec step of the same set. The stream's own buffers are all sized by its first step;
+/// what a later step still allocates is the `gemm` crate's (0.19: `gemm-common` `gemm.rs` packs
+/// into a fresh `MemBuffer` and a `did_pack_lhs` vec on every product), the same number every
+/// step (±1: rayon's job queue takes a new block now and then). A `reset` allocates nothing.
+#[test]
+fn codec_frames_allocate_the_same_gemm_buffers_every_step_and_reset_allocates_nothing() {
+    let dir = set_dir();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config.json reads")).expect("json");
+    let config = CodecConfig::from_mrt2_value(&json["codec"]).expect("codec config");
+    let codec = Codec::load_mrt2(&dir.join("weights.safetensors"), config, &mrt::Target::host()).expect("M1 codec loads");
+    let codes = mrt::formats::npy::read_i32(&dir.join("greedy_codes.npy")).expect("greedy_codes.npy reads");
+    let levels = codes.shape[1];
+    let mut stream = DecoderStream::new(&codec, levels).expect("stream");
+    let mut frames = codes.data.chunks_exact(levels);
+    stream.step(&codec, frames.next().expect("a frame")).expect("first step");
+    let mut per_step = Vec::new();
+    let mut counted = |f: &mut dyn FnMut()| {
+        ALLOCATIONS.with(|n| n.set(0));
+        COUNTING.with(|c| c.set(true));
+        f();
+        COUNTING.with(|c| c.set(false));
+        per_step.push(ALLOCATIONS.with(Cell::get));
+    };
+    for frame in frames {
+        counted(&mut || {
+            stream.step(&codec, frame).expect("step");
+        });
+    }
+    counted(&mut || stream.reset());
+    counted(&mut || {
+        stream.step(&codec, &codes.data[..levels]).expect("step after reset");
+    });
+    println!("allocations per step (counted on the stepping thread): {per_step:?}");
+    let reset = per_step[per_step.len() - 2];
+    assert_eq!(reset, 0, "reset allocates nothing");
+    let steps: Vec<usize> = per_step.iter().enumerate().filter(|&(i, _)| i != per_step.len() - 2).map(|(_, &n)| n).collect();
+    let (lo, hi) = (steps.iter().min().copied().unwrap_or(0), steps.iter().max().copied().unwrap_or(0));
+    assert!(hi <= lo + 1, "allocations per step vary: {per_step:?}");
 }

@@ -187,6 +187,46 @@ impl CodecConfig {
         }
         Ok(c)
     }
+
+    /// Reads the `codec` section of an MRT2 fixture's `config.json` (`shared/fixtures/mrt2/M1`):
+    /// the STFT, channels, rate and look-ahead; the strides are the preset's (the section has
+    /// none: MRT2 uses the released codec's). Widths (`num_features`, `num_quantizers`, …) are
+    /// read off the weights.
+    pub fn from_mrt2_value(codec: &serde_json::Value) -> Result<Self, String> {
+        let j: Mrt2CodecJson = serde_json::from_value(codec.clone()).map_err(|e| format!("codec section: {e}"))?;
+        let mut c = Self::spectrostream_48k_stereo();
+        c.frame_length = j.stft_frame_length.unwrap_or(c.frame_length);
+        c.frame_step = j.stft_frame_step.unwrap_or(c.frame_step);
+        c.fft_length = j.fft_length.unwrap_or(c.fft_length);
+        c.audio_channels = j.audio_channels.unwrap_or(c.audio_channels);
+        c.sample_rate_hz = j.sample_rate.unwrap_or(c.sample_rate_hz);
+        c.decoder_lookahead_frames = j.decoder_lookahead.unwrap_or(c.decoder_lookahead_frames);
+        c.validate()?;
+        let checks = [
+            ("num_bins", j.num_bins, c.num_bins()),
+            ("num_channels", j.num_channels, 2 * c.audio_channels),
+            ("samples_per_frame", j.samples_per_frame, c.samples_per_frame()),
+        ];
+        for (name, got, want) in checks {
+            if let Some(got) = got.filter(|&g| g != want) {
+                return Err(format!("codec.{name} {got} != {want} (from the STFT, channels and strides)"));
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Deserialize)]
+struct Mrt2CodecJson {
+    stft_frame_length: Option<usize>,
+    stft_frame_step: Option<usize>,
+    fft_length: Option<usize>,
+    num_bins: Option<usize>,
+    num_channels: Option<usize>,
+    samples_per_frame: Option<usize>,
+    audio_channels: Option<usize>,
+    sample_rate: Option<u32>,
+    decoder_lookahead: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -242,5 +282,10 @@ mod tests {
         assert!(CodecConfig::from_json_str(r#"{"samples_per_frame": 960}"#).is_err());
         assert!(CodecConfig::from_json_str(r#"{"ratios": [[1, 7]]}"#).is_err());
         assert!(CodecConfig::from_json_str(r#"{"causal": false}"#).is_err());
+        let mrt2 = |t: &str| CodecConfig::from_mrt2_value(&serde_json::from_str(t).expect("json"));
+        assert_eq!(mrt2(r#"{"num_bins": 480, "decoder_lookahead": 1}"#), Ok(CodecConfig::spectrostream_48k_stereo()));
+        assert!(mrt2(r#"{"num_channels": 2}"#).is_err());
+        assert!(mrt2(r#"{"samples_per_frame": 960}"#).is_err());
+        assert!(mrt2(r#"{"stft_frame_step": 400}"#).is_err());
     }
 }

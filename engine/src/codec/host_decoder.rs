@@ -28,6 +28,9 @@ use super::{CodecConfig, CodecError};
 use crate::kernels::host::gemm_checked;
 use crate::kernels::host::vmath;
 
+mod profile;
+pub use profile::{GemmShape, Profile};
+
 /// Zero margins around the input of a conv: rows before/after in time, columns left/right in
 /// frequency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,13 +227,29 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 
 /// `src: b × [t, f, c]` → `dst: b × [rows, c]` zero-padded by `pads` (see [`Pads::rows`]), with
 /// ELU applied on the way.
-fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst: &mut Vec<f32>) {
+///
+/// With `history` (`b × [top, W, c]`, a stream's state) the `top` rows before the input are the
+/// previous call's last padded rows instead of zeros, and they are then replaced by this call's
+/// last `top` rows: every conv here is causal in time (`bottom` = 0), so this is all a conv
+/// needs to continue a sequence exactly.
+#[allow(clippy::too_many_arguments)] // One layer's geometry and the stream's buffers.
+fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst: &mut Vec<f32>, history: Option<&mut Vec<f32>>) {
     let w = pads.width(f);
     let per_item = pads.rows(t, f) / w; // padded time rows per item, slack included
     let dst = grow(dst, b * per_item * w * c);
+    let block = pads.top * w * c; // history values per item
+    let history = history.map(|h| grow(h, b * block));
+    let past = history.as_deref();
     dst.par_chunks_mut(w * c).enumerate().for_each(|(i, row)| {
         let (item, r) = (i / per_item, i % per_item);
-        if r < pads.top || r >= pads.top + t {
+        if r < pads.top {
+            match past {
+                Some(h) => row.copy_from_slice(&h[item * block + r * w * c..][..w * c]),
+                None => row.fill(0.0),
+            }
+            return;
+        }
+        if r >= pads.top + t {
             row.fill(0.0);
             return;
         }
@@ -240,6 +259,15 @@ fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst:
         hi.fill(0.0);
         vmath::elu_into(&src[(item * t + r - pads.top) * f * c..][..f * c], mid);
     });
+    if let Some(h) = history {
+        debug_assert_eq!(pads.bottom, 0, "a streamed conv must be causal in time");
+        if block > 0 {
+            for (item, h) in h.chunks_exact_mut(block).enumerate() {
+                // Padded rows t .. t + top of this item: the newest `top` rows, history included.
+                h.copy_from_slice(&dst[(item * per_item + t) * w * c..][..block]);
+            }
+        }
+    }
 }
 
 /// A decoder residual block: `conv(ELU(up(ELU(x)))) + upsample(shortcut(x))`.
@@ -268,13 +296,18 @@ impl Block {
         self.conv.cout
     }
 
-    /// `s.x: [b, t, f, in]` → `s.x: [b, t·s_t, f·s_f, out]`; returns the new `(t, f)`.
-    fn forward(&self, s: &mut Scratch, b: usize, t: usize, f: usize) -> (usize, usize) {
+    /// `s.x: [b, t, f, in]` → `s.x: [b, t·s_t, f·s_f, out]`; returns the new `(t, f)`. With
+    /// `history` (a stream's state of this block) the input continues the previous call's.
+    fn forward(&self, s: &mut Scratch, b: usize, t: usize, f: usize, history: Option<&mut [Vec<f32>; 2]>) -> (usize, usize) {
         let (cin, cout) = (self.up.cin, self.out_channels());
         let (to, fo) = (t * self.stride[0], f * self.stride[1]);
-        pad_elu(&s.x, b, t, f, cin, self.up.pads, &mut s.pad);
+        let [h_up, h_conv] = match history {
+            Some([a, b]) => [Some(a), Some(b)],
+            None => [None, None],
+        };
+        pad_elu(&s.x, b, t, f, cin, self.up.pads, &mut s.pad, h_up);
         self.up.forward(&s.pad, b, t, f, &mut s.y, &mut s.phase);
-        pad_elu(&s.y, b, to, fo, cout, self.conv.pads, &mut s.pad);
+        pad_elu(&s.y, b, to, fo, cout, self.conv.pads, &mut s.pad, h_conv);
         self.conv.forward(&s.pad, b, to, fo, &mut s.y, &mut s.phase);
         let short: &[f32] = match &self.shortcut {
             Some(sc) => {
@@ -294,6 +327,25 @@ impl Block {
         });
         std::mem::swap(&mut s.x, &mut s.y);
         (to, fo)
+    }
+}
+
+/// What a frame-by-frame decode carries from one call to the next: per conv, its last `k_t − 1`
+/// padded (ELU'd) input rows, `[items, k_t − 1, W, channels]`. Empty until first used (zeros,
+/// the whole-clip decode's padding, are what the buffers grow with); [`History::reset`] zeroes it.
+#[derive(Debug, Default)]
+pub struct History {
+    residual: [Vec<f32>; 2],
+    blocks: Vec<[Vec<f32>; 2]>,
+    out: Vec<f32>,
+}
+
+impl History {
+    /// Back to the state before the first frame, keeping the buffers.
+    pub fn reset(&mut self) {
+        for v in self.residual.iter_mut().chain(self.blocks.iter_mut().flatten()).chain([&mut self.out]) {
+            v.fill(0.0);
+        }
     }
 }
 
@@ -354,9 +406,43 @@ impl HostDecoder {
 
     /// `latent: [b, frames, D]` → `(spec [b, 2·ch, t, bins], t)`, `t = 4·frames − crop`.
     pub fn forward(&self, latent: &[f32], b: usize, frames: usize, s: &mut Scratch) -> Result<(Vec<f32>, usize), CodecError> {
+        let mut spec = Vec::new();
+        let t = self.forward_into(latent, b, frames, s, None, self.crop_frames, &mut spec)?;
+        Ok((spec, t))
+    }
+
+    /// STFT frames per codec frame of the output (4).
+    pub fn frames_per_latent(&self) -> usize {
+        self.blocks.iter().map(|b| b.stride[0]).product()
+    }
+
+    /// STFT frames dropped from the front of a whole-clip decode (the look-ahead, 4).
+    pub fn crop_frames(&self) -> usize {
+        self.crop_frames
+    }
+
+    /// [`HostDecoder::forward`] into `spec` (grown, never shrunk: `spec[..b·2·ch·t·bins]` is the
+    /// result) with the first `crop` output frames dropped, returning `t`. With `history` the
+    /// latent frames continue the sequence of the previous call made with it (a stream's state:
+    /// every conv is causal in time and keeps its last input rows there; the transposed convs
+    /// produce all `s_t` output rows of an input row at once, so nothing else is pending).
+    #[allow(clippy::too_many_arguments)] // The buffers of one call, all owned by the caller's stream.
+    pub(super) fn forward_into(
+        &self,
+        latent: &[f32],
+        b: usize,
+        frames: usize,
+        s: &mut Scratch,
+        mut history: Option<&mut History>,
+        crop: usize,
+        spec: &mut Vec<f32>,
+    ) -> Result<usize, CodecError> {
         let d = self.latent_dim();
         if b == 0 || frames == 0 || latent.len() != b * frames * d {
             return Err(CodecError::BadInput(format!("{} latent values are not {b} clips × {frames} frames × {d}", latent.len())));
+        }
+        if let Some(h) = &mut history {
+            h.blocks.resize_with(self.blocks.len(), Default::default);
         }
         // Input layer: x·W_first + b_first + ELU(x·W_b1 + b_b1)·W_b2 + b_b2 = [b, S, bins, C].
         let rows = b * frames;
@@ -368,28 +454,28 @@ impl HostDecoder {
         self.in_b2.forward(hidden, rows, x, false);
         self.in_first.forward(latent, rows, x, true);
         let (mut t, mut f, mut batch) = (frames, self.bins, b);
-        (t, f) = self.residual.forward(s, batch, t, f);
+        (t, f) = self.residual.forward(s, batch, t, f, history.as_deref_mut().map(|h| &mut h.residual));
         let mut c = self.residual.out_channels();
         for (i, block) in self.blocks.iter().enumerate() {
             if i == self.split_at {
                 batch = self.split(s, batch, t, f, c);
             }
-            (t, f) = block.forward(s, batch, t, f);
+            (t, f) = block.forward(s, batch, t, f, history.as_deref_mut().map(|h| &mut h.blocks[i]));
             c = block.out_channels();
         }
         if self.split_at == self.blocks.len() {
             batch = self.split(s, batch, t, f, c);
         }
         let c = self.out.cin;
-        pad_elu(&s.x, batch, t, f, c, self.out.pads, &mut s.pad);
+        pad_elu(&s.x, batch, t, f, c, self.out.pads, &mut s.pad, history.map(|h| &mut h.out));
         self.out.forward(&s.pad, batch, t, f, &mut s.y, &mut s.phase); // [ch·b, t, f, 2]
         // Halves back on channels, look-ahead frames dropped: [b, 2·ch, t − crop, f].
         let parts = self.out.cout;
-        let crop = self.crop_frames.min(t);
+        let crop = crop.min(t);
         let kept = t - crop;
-        let mut spec = vec![0f32; b * self.splits * parts * kept * f];
+        let spec = grow(spec, b * self.splits * parts * kept * f);
         let y = &s.y;
-        spec.par_chunks_mut(kept * f).enumerate().for_each(|(i, plane)| {
+        spec.par_chunks_mut((kept * f).max(1)).enumerate().for_each(|(i, plane)| {
             let (r, ch) = (i / (self.splits * parts), i % (self.splits * parts));
             let (k, j) = (ch / parts, ch % parts);
             let item = k * b + r;
@@ -400,7 +486,7 @@ impl HostDecoder {
                 }
             }
         });
-        Ok((spec, kept))
+        Ok(kept)
     }
 
     /// `s.x: [b, t, f, splits·c]` → `[splits·b, t, f, c]`, half `k` of item `r` at row `k·b + r`.

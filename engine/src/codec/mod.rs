@@ -22,6 +22,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod rvq;
 pub mod stft;
+pub mod stream;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use rvq::Rvq;
 pub use stft::Stft;
+pub use stream::DecoderStream;
 pub use weights::{CodecWeights, CodecWidths};
 
 /// Everything that can go wrong loading or running the codec.
@@ -91,7 +93,8 @@ enum DecoderPath {
 pub struct Codec {
     pub config: CodecConfig,
     stft: Stft,
-    encoder: Encoder,
+    /// `None` for a decode-only codec ([`Codec::load_mrt2`]).
+    encoder: Option<Encoder>,
     decoder: DecoderPath,
     rvq: Rvq,
     device: Device,
@@ -109,6 +112,16 @@ impl Codec {
         Self::from_weights(config, weights, target)
     }
 
+    /// The decode-only codec in MRT2's combined checkpoint (`checkpoints/mrt2_*.safetensors`, or a
+    /// fixture's `weights.safetensors`): see [`CodecWeights::from_mrt2_store`]. The file's LM
+    /// tensors are read too and dropped; `config` comes from [`CodecConfig::from_mrt2_value`] or
+    /// the preset.
+    pub fn load_mrt2(path: &Path, config: CodecConfig, target: &Target) -> Result<Self, CodecError> {
+        let store = crate::formats::safetensors::read(path)?;
+        let weights = CodecWeights::from_mrt2_store(&store, &config)?;
+        Self::from_weights(config, weights, target)
+    }
+
     /// The codec on `target`: the decoder on host kernels ([`HostDecoder`]) on the host path,
     /// burn's [`Decoder`] otherwise; the encoder on burn.
     pub fn from_weights(config: CodecConfig, weights: CodecWeights, target: &Target) -> Result<Self, CodecError> {
@@ -120,7 +133,7 @@ impl Codec {
         };
         Ok(Self {
             stft: Stft::new(&config),
-            encoder: Encoder::new(&config, &weights.encoder, device)?,
+            encoder: weights.encoder.as_ref().map(|e| Encoder::new(&config, e, device)).transpose()?,
             decoder,
             rvq: Rvq::new(weights.codebooks),
             device: device.clone(),
@@ -132,8 +145,9 @@ impl Codec {
         &self.stft
     }
 
-    pub fn encoder(&self) -> &Encoder {
-        &self.encoder
+    /// The encoder; an error for a decode-only codec.
+    pub fn encoder(&self) -> Result<&Encoder, CodecError> {
+        self.encoder.as_ref().ok_or_else(|| CodecError::Unsupported("this codec was loaded decode-only (MRT2's checkpoint has no encoder)".into()))
     }
 
     /// Whether the decoder runs on host kernels ([`HostDecoder`]) rather than burn.
@@ -214,14 +228,14 @@ impl Codec {
         let spf = self.samples_per_frame();
         if batch == 0 || !audio.len().is_multiple_of(batch * ch) || !(audio.len() / (batch * ch)).is_multiple_of(spf) {
             // `spectrogram` words the error.
-            return host(self.encoder.forward(self.spectrogram(audio, batch)?));
+            return host(self.encoder()?.forward(self.spectrogram(audio, batch)?));
         }
         let samples = audio.len() / (batch * ch);
         let frames = samples / spf;
         if frames <= window {
-            return host(self.encoder.forward(self.spectrogram(audio, batch)?));
+            return host(self.encoder()?.forward(self.spectrogram(audio, batch)?));
         }
-        let d = self.encoder.latent_dim();
+        let d = self.encoder()?.latent_dim();
         let mut out = vec![0f32; batch * frames * d];
         for s in (0..frames).step_by(window) {
             // The last STFT frame of a window reaches 480 samples past it (the front end's end
@@ -232,7 +246,7 @@ impl Codec {
             for row in audio.chunks_exact(samples) {
                 part.extend_from_slice(&row[a * spf..e * spf]);
             }
-            let emb = host(self.encoder.forward(self.spectrogram(&part, batch)?))?; // [batch][e−a][d]
+            let emb = host(self.encoder()?.forward(self.spectrogram(&part, batch)?))?; // [batch][e−a][d]
             for r in 0..batch {
                 let src = &emb[(r * (e - a) + (s - a)) * d..(r * (e - a) + (b - a)) * d];
                 out[(r * frames + s) * d..(r * frames + b) * d].copy_from_slice(src);
@@ -380,9 +394,9 @@ mod tests {
             }
         }
         let (e0, e1) = (codec.embed(clip, 1).unwrap(), codec.embed(&hit, 1).unwrap());
-        let encoder_reach = reach(&e0, &e1, 1, codec.encoder().latent_dim());
+        let encoder_reach = reach(&e0, &e1, 1, codec.encoder().expect("C1 has an encoder").latent_dim());
         let mut poked = e0.clone();
-        for v in &mut poked[..codec.encoder().latent_dim()] {
+        for v in &mut poked[..codec.encoder().expect("C1 has an encoder").latent_dim()] {
             *v += 1.0;
         }
         let (a0, a1) = (codec.embeddings_to_audio(&e0, 1).unwrap(), codec.embeddings_to_audio(&poked, 1).unwrap());

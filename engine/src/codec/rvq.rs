@@ -142,23 +142,30 @@ impl Rvq {
         }
         let frames = codes.len() / stored_levels;
         let mut out = vec![0f32; frames * self.dim];
-        let mut acc = vec![0f64; self.dim];
-        for f in 0..frames {
-            acc.fill(0.0);
-            for k in 0..levels {
-                let code = codes[f * stored_levels + k];
-                let j = usize::try_from(code).ok().filter(|&j| j < self.codebook_size).ok_or_else(|| {
-                    CodecError::BadInput(format!("code {code} at frame {f}, level {k} is outside 0..{}", self.codebook_size))
-                })?;
-                for (a, &c) in acc.iter_mut().zip(self.codeword(k, j)) {
-                    *a += f64::from(c);
-                }
-            }
-            for (o, &a) in out[f * self.dim..(f + 1) * self.dim].iter_mut().zip(&acc) {
-                *o = a as f32;
-            }
+        for (f, (row, out)) in codes.chunks_exact(stored_levels).zip(out.chunks_exact_mut(self.dim)).enumerate() {
+            self.decode_frame_into(&row[..levels], out).map_err(|(k, code)| {
+                CodecError::BadInput(format!("code {code} at frame {f}, level {k} is outside 0..{}", self.codebook_size))
+            })?;
         }
         Ok(out)
+    }
+
+    /// Dequantises one frame's codes (levels `0..codes.len()`) into `out` (`dim` values), summing
+    /// in f64 level by level. Every code is checked before `out` is written; a bad one comes back
+    /// as `(level, code)`. No allocation.
+    pub fn decode_frame_into(&self, codes: &[i32], out: &mut [f32]) -> Result<(), (usize, i32)> {
+        assert!(codes.len() <= self.levels && out.len() == self.dim, "decode_frame_into: {} codes, {} outputs", codes.len(), out.len());
+        if let Some((k, &code)) = codes.iter().enumerate().find(|(_, &c)| usize::try_from(c).map_or(true, |j| j >= self.codebook_size)) {
+            return Err((k, code));
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut a = 0f64;
+            for (k, &code) in codes.iter().enumerate() {
+                a += f64::from(self.codebooks[(k * self.codebook_size + code as usize) * self.dim + i]);
+            }
+            *o = a as f32;
+        }
+        Ok(())
     }
 }
 

@@ -125,7 +125,31 @@ impl Stft {
     /// `spec`: `[2·channels][frames][bins]` as [`Stft::forward`] makes it.
     /// Returns channel-first `[channels][frames·hop]`.
     pub fn inverse(&self, spec: &[f32], channels: usize, frames: usize) -> Result<Vec<f32>, CodecError> {
-        let bins = self.num_bins();
+        let mut state = self.inverse_stream(channels);
+        let mut out = vec![0f32; channels * frames * self.frame_step];
+        self.inverse_step(spec, frames, &mut state, &mut out)?;
+        Ok(out)
+    }
+
+    /// The state of a frame-by-frame inverse STFT of `channels` channels: each channel's
+    /// overlap-add tail (the last frame's samples past its output) and the FFT buffers.
+    pub fn inverse_stream(&self, channels: usize) -> InverseStft {
+        InverseStft {
+            channels,
+            tail: vec![0f64; channels * (self.frame_length - self.frame_step)],
+            acc: Vec::new(),
+            z: vec![Complex::new(0f64, 0f64); self.fft_length / 2 + 1],
+            buf: vec![0f64; self.fft_length],
+            scratch: self.inverse.make_scratch_vec(),
+        }
+    }
+
+    /// The next `frames` spectrogram frames `[2·channels][frames][bins]` → the next
+    /// `frames·hop` samples per channel into `out` (channel-first). A sequence cut into any
+    /// pieces gives [`Stft::inverse`] of the whole, bit for bit (the same additions in the same
+    /// order). Allocates only when `frames` exceeds every earlier call's.
+    pub fn inverse_step(&self, spec: &[f32], frames: usize, st: &mut InverseStft, out: &mut [f32]) -> Result<(), CodecError> {
+        let (bins, channels) = (self.num_bins(), st.channels);
         if spec.len() != 2 * channels * frames * bins {
             return Err(CodecError::BadInput(format!(
                 "inverse STFT input has {} values, expected 2·{channels}·{frames}·{bins}",
@@ -133,39 +157,68 @@ impl Stft {
             )));
         }
         let out_len = frames * self.frame_step;
-        let mut out = vec![0f32; channels * out_len];
+        if out.len() != channels * out_len {
+            return Err(CodecError::BadInput(format!("inverse STFT output has room for {} samples, expected {channels}·{out_len}", out.len())));
+        }
+        let keep = self.frame_length - self.frame_step;
         // Overlap-add in f64; the frame that ends past `out_len` is only partly kept (causal crop).
-        let mut acc = vec![0f64; out_len + self.frame_length];
-        let mut z = vec![Complex::new(0f64, 0f64); self.fft_length / 2 + 1];
-        let mut buf = vec![0f64; self.fft_length];
-        let mut scratch = self.inverse.make_scratch_vec();
+        if st.acc.len() < out_len + self.frame_length {
+            st.acc.resize(out_len + self.frame_length, 0.0);
+        }
         let norm = 1.0 / self.fft_length as f64;
         for c in 0..channels {
+            let acc = &mut st.acc[..out_len + self.frame_length];
             acc.fill(0.0);
+            acc[..keep].copy_from_slice(&st.tail[c * keep..(c + 1) * keep]);
             for j in 0..frames {
                 let re = &spec[((2 * c) * frames + j) * bins..][..bins];
                 let im = &spec[((2 * c + 1) * frames + j) * bins..][..bins];
                 for k in 0..bins {
-                    z[k] = Complex::new(f64::from(re[k]), f64::from(im[k]));
+                    st.z[k] = Complex::new(f64::from(re[k]), f64::from(im[k]));
                 }
                 // irFFT ignores the imaginary part of DC; the Nyquist bin is re-inserted as zero.
-                z[0].im = 0.0;
-                for v in &mut z[bins..] {
+                st.z[0].im = 0.0;
+                for v in &mut st.z[bins..] {
                     *v = Complex::new(0.0, 0.0);
                 }
                 self.inverse
-                    .process_with_scratch(&mut z, &mut buf, &mut scratch)
+                    .process_with_scratch(&mut st.z, &mut st.buf, &mut st.scratch)
                     .map_err(|e| CodecError::BadInput(format!("irFFT failed: {e}")))?;
                 let dst = &mut acc[j * self.frame_step..][..self.frame_length];
-                for ((d, &s), &w) in dst.iter_mut().zip(&buf).zip(&self.synthesis) {
+                for ((d, &s), &w) in dst.iter_mut().zip(&st.buf).zip(&self.synthesis) {
                     *d += s * norm * w;
                 }
             }
-            for (o, &a) in out[c * out_len..(c + 1) * out_len].iter_mut().zip(&acc) {
+            for (o, &a) in out[c * out_len..(c + 1) * out_len].iter_mut().zip(acc.iter()) {
                 *o = a as f32;
             }
+            st.tail[c * keep..(c + 1) * keep].copy_from_slice(&acc[out_len..out_len + keep]);
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// A frame-by-frame inverse STFT's state ([`Stft::inverse_stream`], [`Stft::inverse_step`]).
+pub struct InverseStft {
+    channels: usize,
+    /// `[channels][frame_length − hop]`: what earlier frames add to the next samples.
+    tail: Vec<f64>,
+    acc: Vec<f64>,
+    z: Vec<Complex<f64>>,
+    buf: Vec<f64>,
+    scratch: Vec<Complex<f64>>,
+}
+
+impl InverseStft {
+    /// Back to the start of a sequence (no allocation).
+    pub fn reset(&mut self) {
+        self.tail.fill(0.0);
+    }
+}
+
+impl std::fmt::Debug for InverseStft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InverseStft").field("channels", &self.channels).finish_non_exhaustive()
     }
 }
 
@@ -213,6 +266,29 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "channel {c} sample {t}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn the_inverse_in_pieces_equals_the_whole() {
+        let s = stft();
+        let frames = 13;
+        let mut rng = crate::sampling::rng::SplitMix64::new(9);
+        let spec: Vec<f32> = (0..2 * 2 * frames * 480).map(|_| rng.next_normal() as f32).collect();
+        let whole = s.inverse(&spec, 2, frames).unwrap();
+        let mut st = s.inverse_stream(2);
+        let mut got = vec![0f32; whole.len()];
+        let mut at = 0;
+        for n in [1, 4, 3, 5] {
+            // Frames at..at+n of both planes of both channels.
+            let part: Vec<f32> = spec.chunks_exact(frames * 480).flat_map(|p| p[at * 480..(at + n) * 480].to_vec()).collect();
+            let mut out = vec![0f32; 2 * n * 480];
+            s.inverse_step(&part, n, &mut st, &mut out).unwrap();
+            for c in 0..2 {
+                got[c * frames * 480 + at * 480..][..n * 480].copy_from_slice(&out[c * n * 480..(c + 1) * n * 480]);
+            }
+            at += n;
+        }
+        assert_eq!(got, whole);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub const DECODER: &str = "params/decoder";
 pub const DECODER_CODEBOOKS: &str = "params/quantizer/embedding";
 /// The codebooks as `quantizer.safetensors` carries them.
 pub const QUANTIZER_CODEBOOKS: &str = "params/soundstream/quantizer/embedding";
+/// The decoder's tensors in MRT2's combined checkpoint (`checkpoints/mrt2_*.safetensors`, the
+/// fixture `shared/fixtures/mrt2/*/weights.safetensors`), beside `params/depthformer/`.
+pub const MRT2_DECODER: &str = "params/soundstream/decoder";
+/// Everything of the codec in that checkpoint (the encoder is not there).
+pub const MRT2_CODEC: &str = "params/soundstream/";
 
 // ------------------------------------------------------------------ the walk: files → parameters
 
@@ -142,10 +147,11 @@ pub struct CodebookParams {
     pub data: Vec<f32>,
 }
 
-/// Every codec parameter, widths checked layer to layer.
+/// Every codec parameter, widths checked layer to layer. `encoder` is `None` for a decode-only
+/// codec (MRT2's combined checkpoint carries no encoder).
 #[derive(Clone, Debug)]
 pub struct CodecWeights {
-    pub encoder: EncoderParams,
+    pub encoder: Option<EncoderParams>,
     pub decoder: DecoderParams,
     pub codebooks: CodebookParams,
 }
@@ -171,7 +177,7 @@ impl CodecWeights {
         let enc = read_encoder(encoder, config)?;
         encoder.check_all_used(ENCODER)?;
         let latent = enc.out_last.out_channels();
-        let dec = read_decoder(decoder, config, latent)?;
+        let dec = read_decoder(decoder, DECODER, config, latent)?;
         let codebooks = match quantizer {
             Some(q) => {
                 let c = read_codebooks(q, QUANTIZER_CODEBOOKS, latent)?;
@@ -186,15 +192,28 @@ impl CodecWeights {
             read_codebooks(decoder, DECODER_CODEBOOKS, latent)?;
         }
         decoder.check_all_used("")?;
-        Ok(Self { encoder: enc, decoder: dec, codebooks })
+        Ok(Self { encoder: Some(enc), decoder: dec, codebooks })
+    }
+
+    /// The decode-only codec of MRT2's combined checkpoint: `params/soundstream/decoder/...`
+    /// (the names of `decoder.safetensors` under `params/soundstream/`) and the codebooks
+    /// `params/soundstream/quantizer/embedding` `[levels, 1024, latent]`. Tensors outside
+    /// `params/soundstream/` (the LM's) are left alone; an unused one inside is an error.
+    pub fn from_mrt2_store(store: &TensorStore, config: &CodecConfig) -> Result<Self, CodecError> {
+        let latent = store.tensor(QUANTIZER_CODEBOOKS, &[None, None, None])?.shape[2];
+        let codebooks = read_codebooks(store, QUANTIZER_CODEBOOKS, latent)?;
+        let decoder = read_decoder(store, MRT2_DECODER, config, latent)?;
+        store.check_all_used(MRT2_CODEC)?;
+        Ok(Self { encoder: None, decoder, codebooks })
     }
 
     /// Parameter counts (encoder, decoder, codebooks), as the fixture README and spec §2.4 state them.
     pub fn param_counts(&self) -> (usize, usize, usize) {
         let conv = |c: &ConvParams| c.kernel.data.len() + c.bias.len();
         let block = |b: &BlockParams| conv(&b.first) + conv(&b.second) + b.shortcut.as_ref().map_or(0, conv);
-        let e = &self.encoder;
-        let enc = conv(&e.base) + e.blocks.iter().map(block).sum::<usize>() + block(&e.bottleneck) + conv(&e.out_last) + conv(&e.out_b1) + conv(&e.out_b2);
+        let enc = self.encoder.as_ref().map_or(0, |e| {
+            conv(&e.base) + e.blocks.iter().map(block).sum::<usize>() + block(&e.bottleneck) + conv(&e.out_last) + conv(&e.out_b1) + conv(&e.out_b2)
+        });
         let d = &self.decoder;
         let dec = conv(&d.in_first) + conv(&d.in_b1) + conv(&d.in_b2) + block(&d.residual) + d.blocks.iter().map(block).sum::<usize>() + conv(&d.out);
         (enc, dec, self.codebooks.data.len())
@@ -249,21 +268,21 @@ fn shortcut(f: &TensorStore, block: &str, cin: usize, cout: usize) -> Result<Opt
     }
 }
 
-fn read_decoder(f: &TensorStore, config: &CodecConfig, latent: usize) -> Result<DecoderParams, CodecError> {
+fn read_decoder(f: &TensorStore, prefix: &str, config: &CodecConfig, latent: usize) -> Result<DecoderParams, CodecError> {
     let splits = config.audio_channels;
     let n = config.ratios.len();
     let split_at = config.fused_blocks();
-    let p = format!("{DECODER}/input_layer");
+    let p = format!("{prefix}/input_layer");
     let in_first = conv(f, &format!("{p}/conv1x1_first"), [Some(1), Some(1), Some(latent), None])?;
     let flat = in_first.out_channels();
     let in_b1 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b1"), [Some(1), Some(1), Some(latent), Some(flat)])?;
     let in_b2 = conv(f, &format!("{p}/shortcut_layer/conv1x1_b2"), [Some(1), Some(1), Some(flat), Some(flat)])?;
     let bins = config.latent_bins();
-    let p = format!("{DECODER}/input_layers_residual_unit");
+    let p = format!("{prefix}/input_layers_residual_unit");
     if flat % bins != 0 {
         return Err(TensorError::Shape {
             path: f.path.clone(),
-            name: format!("{DECODER}/input_layer/conv1x1_first/conv/kernel"),
+            name: format!("{prefix}/input_layer/conv1x1_first/conv/kernel"),
             expected: format!("[1, 1, {latent}, a multiple of the {bins} latent bins]"),
             found: in_first.kernel.shape.clone(),
         }.into());
@@ -280,7 +299,7 @@ fn read_decoder(f: &TensorStore, config: &CodecConfig, latent: usize) -> Result<
     let mut blocks = Vec::with_capacity(n);
     for i in 0..n {
         let stride = config.ratios[n - 1 - i];
-        let p = format!("{DECODER}/decoder_{i}");
+        let p = format!("{prefix}/decoder_{i}");
         let [kt, kf] = block_kernel(stride);
         if i == split_at {
             c = split_channels(f, &format!("{p}/conv2dtranspose_{kt}x{kf}"), c, splits)?;
@@ -292,7 +311,7 @@ fn read_decoder(f: &TensorStore, config: &CodecConfig, latent: usize) -> Result<
         blocks.push(BlockParams { first, second, shortcut, stride });
         c = out;
     }
-    let name = format!("{DECODER}/output_layer/base_conv_last");
+    let name = format!("{prefix}/output_layer/base_conv_last");
     if split_at == n {
         c = split_channels(f, &name, c, splits)?;
     }
@@ -496,6 +515,25 @@ mod tests {
         let [e, d, q] = random_files(&config, &CodecWidths::full_size(), 1);
         let w = CodecWeights::from_files(&e, &d, Some(&q), &config).expect("random full-size weights load");
         assert_eq!(w.param_counts(), (9_251_904, 35_684_546, 16_777_216));
+    }
+
+    #[test]
+    fn the_mrt2_checkpoint_reads_decode_only_and_checks_its_codec_tensors() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mrt2/M1/weights.safetensors");
+        let config = CodecConfig::spectrostream_48k_stereo();
+        let mut store = safetensors::read(&path).expect("M1 weights read");
+        let w = CodecWeights::from_mrt2_store(&store, &config).expect("M1 codec loads");
+        assert!(w.encoder.is_none());
+        assert_eq!((w.codebooks.levels, w.codebooks.codebook_size, w.codebooks.dim), (12, 1024, 16));
+        // The README's 49 codec tensors: 48 decoder tensors and the codebooks.
+        assert_eq!(store.names().filter(|n| n.starts_with(MRT2_CODEC)).count(), 49);
+        store.insert("params/soundstream/decoder/extra/conv/bias", HostTensor { shape: vec![1], data: vec![0.0] });
+        let err = CodecWeights::from_mrt2_store(&store, &config).expect_err("an unused codec tensor");
+        assert!(err.to_string().contains("extra"), "{err}");
+        store.remove("params/soundstream/decoder/extra/conv/bias");
+        store.remove(QUANTIZER_CODEBOOKS);
+        let err = CodecWeights::from_mrt2_store(&store, &config).expect_err("no codebooks");
+        assert!(err.to_string().contains(QUANTIZER_CODEBOOKS), "{err}");
     }
 
     #[test]

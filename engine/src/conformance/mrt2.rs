@@ -1,11 +1,12 @@
 //! The MRT2 ladder of `shared/fixtures/mrt2/*/README.md` ("Suggested ladder"): weights →
 //! conditioning tokens and guidance bins → conditioning encoder → teacher-forced frames →
-//! greedy streaming → sampled streaming (threefry key chain, Gumbel noise, tokens).
+//! greedy streaming → the greedy codes decoded frame by frame into int16 audio → sampled
+//! streaming (threefry key chain, Gumbel noise, tokens).
 //!
 //! Every size comes from the set's `config.json`; the tolerances are its `suggested_tolerances`
-//! (tokens, codes and keys exact). All rungs run the host step (MRT2 has no burn path). The
-//! README's codec rung (step 6, streaming SpectroStream audio) is not part of this ladder yet: the
-//! engine has no streaming codec step.
+//! (tokens, codes and keys exact, audio in int16 LSB). All rungs run the host step (MRT2 has no
+//! burn path); the codec is the checkpoint's decode-only SpectroStream on the host decoder,
+//! streamed with [`DecoderStream`] as the reference system streams it (README step 6).
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,6 +14,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{compare, fixture_err, read_f32, read_i32, ConformanceError, Report};
+use crate::codec::stream::to_int16;
+use crate::codec::{Codec, CodecConfig, CodecWeights, DecoderStream};
 use crate::formats::safetensors;
 use crate::mrt2::conditioning::{cfg_bin_drums, cfg_bin_musiccoca_notes, encode_frame, EncoderScratch};
 use crate::mrt2::model::{soft_cap, token_to_code};
@@ -30,6 +33,12 @@ struct Tolerances {
     encoder: f64,
     temporal: f64,
     logits: f64,
+    audio_lsb: f64,
+}
+
+fn read_i16(dir: &Path, name: &str) -> Result<crate::formats::npy::NpyArray<i16>, ConformanceError> {
+    let p = dir.join(name);
+    crate::formats::npy::read_i16(&p).map_err(|e| ConformanceError::Fixture { path: p, reason: e.to_string() })
 }
 
 fn read_u32(dir: &Path, name: &str) -> Result<crate::formats::npy::NpyArray<u32>, ConformanceError> {
@@ -111,7 +120,16 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
             .and_then(Value::as_f64)
             .ok_or_else(|| fixture_err(dir, "config.json", format!("suggested_tolerances.{k} is missing")))
     };
-    let tol = Tolerances { encoder: tol("encoder_out_abs")?, temporal: tol("temporal_out_abs")?, logits: tol("logits_abs")? };
+    let tol = Tolerances {
+        encoder: tol("encoder_out_abs")?,
+        temporal: tol("temporal_out_abs")?,
+        logits: tol("logits_abs")?,
+        audio_lsb: tol("audio_int16_abs_lsb")?,
+    };
+    let codec_config = json
+        .get("codec")
+        .ok_or_else(|| fixture_err(dir, "config.json", "the codec section is missing".into()))
+        .and_then(|c| CodecConfig::from_mrt2_value(c).map_err(|reason| fixture_err(dir, "config.json", format!("codec: {reason}"))))?;
 
     // 1. Weights: every LM tensor where the loader expects it; the parameter count of the
     // config's shapes equals the file's; the codec's tensors are left to the codec.
@@ -121,6 +139,8 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
     let file_params: usize = store.iter().filter(|(n, _)| n.starts_with(LM_PREFIX)).map(|(_, t)| t.numel()).sum();
     let lm_tensors = store.names().filter(|n| n.starts_with(LM_PREFIX)).count();
     let codec_tensors = store.names().filter(|n| n.starts_with(CODEC_PREFIX)).count();
+    // The codec's tensors go to the codec (decode-only), before the LM loader takes the store.
+    let codec_weights = CodecWeights::from_mrt2_store(&store, &codec_config)?;
     let weights = Mrt2Weights::from_store(store, &cfg)?;
     let counts_ok = file_params as u64 == cfg.param_count();
     report.push(
@@ -129,7 +149,7 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
         "exact",
         counts_ok,
         format!(
-            "{lm_tensors} LM tensors, {file_params} params (config: {}), {codec_tensors} codec tensors ignored, {:.0} ms",
+            "{lm_tensors} LM tensors, {file_params} params (config: {}), {codec_tensors} codec tensors (to the codec), {:.0} ms",
             cfg.param_count(),
             started.elapsed().as_secs_f64() * 1e3
         ),
@@ -213,6 +233,38 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
     report.push_exact("greedy: tokens", &greedy.tokens, &read_i32(dir, "greedy_tokens.npy")?.data, "tokens");
     let codes: Vec<i32> = greedy.tokens.iter().map(|&id| token_to_code(c, id)).collect();
     report.push_exact("greedy: codes", &codes, &read_i32(dir, "greedy_codes.npy")?.data, "codes");
+
+    // 5b. The codec step: our greedy codes decoded frame by frame (frame 0 silent, then frame
+    // t − 1's audio), converted to int16 as the system does, against the reference stream.
+    let codec = Codec::from_weights(codec_config, codec_weights, &crate::Target::host())?;
+    let want = read_i16(dir, "greedy_audio_int16.npy")?;
+    let spf = codec.samples_per_frame();
+    let ch = codec.channels();
+    if want.shape != [frames, spf, ch] {
+        return Err(fixture_err(dir, "greedy_audio_int16.npy", format!("expected [{frames}, {spf}, {ch}], found {:?}", want.shape)));
+    }
+    let started = Instant::now();
+    let mut decoder = DecoderStream::new(&codec, c.num_levels)?;
+    let mut pcm = vec![0i16; frames * spf * ch]; // [frame, sample, channel], the fixture's layout
+    for (t, frame_codes) in codes.chunks_exact(c.num_levels).enumerate() {
+        let audio = decoder.step(&codec, frame_codes)?;
+        for (i, out) in pcm[t * spf * ch..(t + 1) * spf * ch].chunks_exact_mut(ch).enumerate() {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = to_int16(audio[k * spf + i]);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    let lsb = pcm.iter().zip(&want.data).map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs()).max().unwrap_or(0);
+    let silent = pcm[..spf * ch].iter().all(|&v| v == 0);
+    let shape_ok = pcm.len() == want.data.len();
+    report.push(
+        "greedy: streamed audio (int16)",
+        f64::from(lsb),
+        format!("{} LSB", tol.audio_lsb),
+        shape_ok && silent && f64::from(lsb) <= tol.audio_lsb,
+        format!("{frames} frames × {spf} × {ch}, frame 0 {}, {elapsed:.0} ms", if silent { "silent" } else { "NOT silent" }),
+    );
 
     // 6. Sampled streaming (the set's temperature and top-k): key chain, noise, tokens.
     let sp = |k: &str| json.pointer(&format!("/sampling/sampled/{k}")).and_then(Value::as_f64);

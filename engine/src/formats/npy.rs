@@ -2,7 +2,7 @@
 //!
 //! Reads format versions 1.0, 2.0 and 3.0 (little-endian, C order):
 //! [`read_f32`] accepts `<f4` and `<f8` (converted), [`read_i32`] accepts `<i4`
-//! and `<i8` (range-checked), [`read_u32`] accepts `<u4`. The writers produce version 1.0 files whose data
+//! and `<i8` (range-checked), [`read_u32`] accepts `<u4`, [`read_i16`] `<i2`. The writers produce version 1.0 files whose data
 //! starts at a multiple of 64 bytes, exactly like `numpy.save`.
 
 use std::fs;
@@ -409,6 +409,7 @@ enum Kind {
     I4,
     I8,
     U4,
+    I2,
 }
 
 impl Kind {
@@ -416,6 +417,7 @@ impl Kind {
         match self {
             Kind::F4 | Kind::I4 | Kind::U4 => 4,
             Kind::F8 | Kind::I8 => 8,
+            Kind::I2 => 2,
         }
     }
 }
@@ -541,6 +543,16 @@ pub fn read_u32(path: &Path) -> Result<NpyArray<u32>, NpyError> {
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads a `<i2` array (int16 PCM).
+pub fn read_i16(path: &Path) -> Result<NpyArray<i16>, NpyError> {
+    let (header, _, bytes) = load(path, &[("<i2", Kind::I2)], "i16 (expected '<i2')")?;
+    let data = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
     Ok(NpyArray {
         shape: header.shape,
         data,
