@@ -57,8 +57,6 @@ pub enum StateError {
     Version { found: u32, supported: u32 },
     #[error("stream state is inconsistent: {0}")]
     Shape(String),
-    #[error("stream state file {path}: {reason}")]
-    File { path: std::path::PathBuf, reason: String },
 }
 
 impl StreamState {
@@ -90,26 +88,6 @@ impl StreamState {
         let n = codes.len().min(self.context_codes.len());
         self.context_codes.drain(..n);
         self.context_codes.extend_from_slice(&codes[codes.len() - n..]);
-    }
-
-    /// Writes the state as JSON (through a temporary file, so a crash never leaves half a state).
-    pub fn save(&self, path: &std::path::Path) -> Result<(), StateError> {
-        let err = |reason: String| StateError::File { path: path.to_path_buf(), reason };
-        let text = serde_json::to_string(self).map_err(|e| err(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
-    }
-
-    /// Reads a state saved by [`StreamState::save`] (validated against the model when used).
-    pub fn load(path: &std::path::Path) -> Result<Self, StateError> {
-        let err = |reason: String| StateError::File { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let state: Self = serde_json::from_str(&text).map_err(|e| err(format!("not a saved stream state: {e}")))?;
-        if state.version > STATE_VERSION {
-            return Err(StateError::Version { found: state.version, supported: STATE_VERSION });
-        }
-        Ok(state)
     }
 
     /// Checks a deserialised state against the model it will drive.
