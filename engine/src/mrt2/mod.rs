@@ -34,8 +34,10 @@ pub mod conditioning;
 pub mod config;
 pub mod model;
 pub mod notes;
+pub mod system;
 pub mod weights;
 
 pub use config::Mrt2Config;
 pub use model::{FrameState, Mrt2Model, StepError};
+pub use system::{Mrt2Error, Mrt2State, Mrt2System};
 pub use weights::{Mrt2Weights, WeightsError};
