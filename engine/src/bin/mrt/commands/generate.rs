@@ -74,7 +74,7 @@ impl Args {
             None => generator.init_state(),
         };
         let sampling = mrt::v1::lm::SamplingParams { temperature, top_k, guidance_weight: guidance, seed };
-        let controls = mrt::stream::Controls { style: style_codes.as_deref(), sampling };
+        let controls = mrt::stream::Controls { style: style_codes.as_deref(), sampling, ..Default::default() };
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} chunks  {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
