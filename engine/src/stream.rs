@@ -308,4 +308,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<StreamState>(&bare).unwrap(), tagged);
         assert!(serde_json::from_str::<StreamState>(r#"{"family":"v9"}"#).is_err());
     }
+
+    #[test]
+    fn mrt2_controls_become_one_frames_conditioning() {
+        let mut roll = [-1; NUM_PITCHES];
+        roll[60] = 2;
+        let style: Vec<i32> = (100..112).collect();
+        let c = Mrt2Controls { pianoroll: Some(&roll), drums: DrumFlag::Off, prompt_adherence: 7.0, note_adherence: -1.0, drum_adherence: 2.0 };
+        let f = c.condition_frame(Some(&style), 12);
+        assert_eq!(f.musiccoca, vec![100, 101, 102, 103, 104, 105, -1, -1, -1, -1, -1, -1]);
+        let mut raw = Vec::new();
+        f.raw_values(&mut raw);
+        assert_eq!(raw[12 + 60], 2);
+        assert_eq!(&raw[140..], &[0, 40, 0, 3]);
+        let none = Mrt2Controls::default().condition_frame(None, 12);
+        assert_eq!(none, ConditionFrame::masked(12));
+    }
 }
