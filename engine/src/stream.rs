@@ -43,6 +43,8 @@ impl std::fmt::Display for Family {
 }
 
 /// A loaded generator of one family.
+// One per loaded model, never moved in a loop: boxing a variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Generator {
     V1(MagentaRt),
     Mrt2(Mrt2System),
@@ -52,6 +54,7 @@ pub enum Generator {
 /// existed (a bare v1 state) still load, as v1.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // one per stream, moved only when saved or loaded
 pub enum StreamState {
     V1(system::StreamState),
     Mrt2(Mrt2State),
@@ -61,6 +64,7 @@ impl<'de> Deserialize<'de> for StreamState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(tag = "family", rename_all = "lowercase")]
+        #[allow(clippy::large_enum_variant)]
         enum Tagged {
             V1(system::StreamState),
             Mrt2(Mrt2State),

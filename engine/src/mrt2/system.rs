@@ -110,8 +110,8 @@ struct Live {
 /// from. Cloning and comparing go through the saved form.
 pub struct Mrt2State {
     dims: Dims,
-    live: Option<Live>,
-    saved: Option<SavedState>,
+    live: Option<Box<Live>>,
+    saved: Option<Box<SavedState>>,
 }
 
 impl Mrt2State {
@@ -119,14 +119,14 @@ impl Mrt2State {
     pub fn to_saved(&self) -> SavedState {
         match (&self.live, &self.saved) {
             (Some(l), _) => SavedState { version: STATE_VERSION, dims: self.dims, lm: l.lm.snapshot(), decoder: l.decoder.snapshot() },
-            (None, Some(s)) => s.clone(),
+            (None, Some(s)) => (**s).clone(),
             (None, None) => unreachable!("a state is live or saved"),
         }
     }
 
     /// A state from its saved form; it becomes live on its first use with a system.
     pub fn from_saved(saved: SavedState) -> Self {
-        Self { dims: saved.dims, live: None, saved: Some(saved) }
+        Self { dims: saved.dims, live: None, saved: Some(Box::new(saved)) }
     }
 
     pub fn version(&self) -> u32 {
@@ -243,7 +243,7 @@ impl Mrt2System {
     pub fn init_state(&self, seed: Option<u64>) -> Mrt2State {
         let lm = FrameState::new(&self.model, key_for_seed(seed));
         let decoder = DecoderStream::new(&self.codec, self.model.cfg.num_levels).expect("checked in Mrt2System::new");
-        Mrt2State { dims: self.dims(), live: Some(Live { lm, decoder, codes: Vec::new() }), saved: None }
+        Mrt2State { dims: self.dims(), live: Some(Box::new(Live { lm, decoder, codes: Vec::new() })), saved: None }
     }
 
     /// Whether `state` can run on this system: version and every dimension; a saved state is
@@ -275,7 +275,7 @@ impl Mrt2System {
         if state.live.is_none() {
             self.validate(state)?;
             let saved = state.saved.as_ref().expect("not live, so saved");
-            state.live = Some(self.build(saved)?);
+            state.live = Some(Box::new(self.build(saved)?));
             state.saved = None;
         } else if state.dims != self.dims() {
             return Err(Mrt2Error::State(format!("made for sizes {:?}, this model has {:?}", state.dims, self.dims())));
@@ -326,7 +326,7 @@ impl Mrt2System {
     pub fn prefill(&self, state: &mut Mrt2State, cond_tokens: &[i32], codes: &[i32]) -> Result<usize, Mrt2Error> {
         let cfg = &self.model.cfg;
         let (levels, cb, cc) = (cfg.num_levels, cfg.codebook_size as i32, cfg.cond_channels());
-        if codes.len() % levels != 0 {
+        if !codes.len().is_multiple_of(levels) {
             return Err(Mrt2Error::Prefill(format!("{} codes are not whole frames of {levels}", codes.len())));
         }
         let frames = codes.len() / levels;
