@@ -88,12 +88,12 @@ pub fn events_from_bytes(bytes: &[u8]) -> Result<Vec<NoteEvent>> {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
 
     /// A format-1 file: track 0 sets 120 bpm then 60 bpm at beat 2; track 1 plays C4 for a beat
     /// from beat 1, E4 from beat 3 (velocity-0 note-on as its off), and a drum hit.
-    pub fn two_tempo_song() -> Vec<u8> {
+    fn two_tempo_song() -> Vec<u8> {
         fn vlq(mut v: u32, out: &mut Vec<u8>) {
             let mut bytes = vec![(v & 0x7f) as u8];
             v >>= 7;
