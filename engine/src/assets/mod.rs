@@ -59,7 +59,7 @@ use std::time::Duration;
 use crate::v1::lm::{LmConfig, LmError};
 
 pub use convert::{convert_with, with_converted_lm, ConvertedPaths};
-pub use hub::{fetch_with, FetchOptions, FetchTarget};
+pub use hub::{fetch_mrt2, fetch_with, FetchOptions, FetchTarget};
 pub use locate::{locate_style, LmFormat, Located, ModelPaths, Source};
 pub use mrt2::Mrt2Paths;
 
