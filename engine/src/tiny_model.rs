@@ -10,6 +10,9 @@
 //!  DIR/magenta-realtime/vocabularies/…            SentencePiece model
 //!  DIR/magenta-realtime-2/resources/spectrostream/{encoder,decoder,quantizer}.safetensors   (C1)
 //!  DIR/magenta-realtime-2/resources/musiccoca/audio_preprocessor.tflite
+//!  DIR/magenta-realtime-2/checkpoints/mrt2_tiny.safetensors    the M1 MRT2 fixture (LM + codec),
+//!                                                 as `mrt2_{small,base}.safetensors`; its config
+//!                                                 under "mrt2" in the manifest
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,8 @@ use crate::assets::MANIFEST_FILE;
 /// The size name the tiny model's manifest declares.
 pub const TINY_SIZE: &str = "tiny";
 const CHECKPOINT: &str = "checkpoints/llm_tiny";
+/// The tiny MRT2 checkpoint, repo-relative in `magenta-realtime-2/`.
+pub const MRT2_CHECKPOINT: &str = "checkpoints/mrt2_tiny.safetensors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TinyModelError {
@@ -52,10 +57,18 @@ fn read_json(path: &Path) -> Result<serde_json::Value, TinyModelError> {
 }
 
 /// Writes the tiny model into `dir` from the golden fixtures in `fixtures` (the folder holding
-/// `lm/L1` and `codec/C1`). Existing files in `dir` are overwritten; nothing else is touched.
+/// `lm/L1`, `codec/C1` and `mrt2/M1`). Existing files in `dir` are overwritten; nothing else is
+/// touched.
 pub fn write(dir: &Path, fixtures: &Path) -> Result<(), TinyModelError> {
-    let (lm, codec) = (fixtures.join("lm/L1"), fixtures.join("codec/C1"));
-    for needed in [lm.join("config.json"), lm.join("checkpoint"), codec.join("config.json"), codec.join("decoder.safetensors")] {
+    let (lm, codec, m1) = (fixtures.join("lm/L1"), fixtures.join("codec/C1"), fixtures.join("mrt2/M1"));
+    for needed in [
+        lm.join("config.json"),
+        lm.join("checkpoint"),
+        codec.join("config.json"),
+        codec.join("decoder.safetensors"),
+        m1.join("config.json"),
+        m1.join("weights.safetensors"),
+    ] {
         if !needed.exists() {
             return Err(TinyModelError::Io { path: needed, reason: "missing: the tiny model is built from the L1 and C1 golden fixtures".into() });
         }
@@ -69,10 +82,15 @@ pub fn write(dir: &Path, fixtures: &Path) -> Result<(), TinyModelError> {
         std::fs::copy(codec.join(f), spectro.join(f)).map_err(io(&codec.join(f)))?;
     }
     crate::style::tiny::write_tiny(&v1, &v2, 11)?;
+    let mrt2 = v2.join(MRT2_CHECKPOINT);
+    let parent = mrt2.parent().expect("a checkpoint path has a folder");
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    std::fs::copy(m1.join("weights.safetensors"), &mrt2).map_err(io(&m1.join("weights.safetensors")))?;
     let manifest = serde_json::json!({
         "format": 1,
         "lm": { TINY_SIZE: { "checkpoint": format!("magenta-realtime/{CHECKPOINT}"), "config": read_json(&lm.join("config.json"))? } },
         "codec_config": read_json(&codec.join("config.json"))?,
+        "mrt2": { TINY_SIZE: { "checkpoint": format!("magenta-realtime-2/{MRT2_CHECKPOINT}"), "config": read_json(&m1.join("config.json"))? } },
     });
     let path = dir.join(MANIFEST_FILE);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| TinyModelError::Io { path: path.clone(), reason: e.to_string() })?;

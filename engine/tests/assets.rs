@@ -645,3 +645,29 @@ fn settings_new_reads_no_environment() {
     assert!(s.model_dir.is_none() && s.token.is_none() && !s.offline);
     assert_eq!(s.sizes.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(), ["base", "large"]);
 }
+
+#[test]
+fn an_mrt2_fetch_downloads_its_checkpoint_and_keeps_the_v2_files_of_v1_sizes() {
+    let ckpt = "checkpoints/mrt2_small.safetensors";
+    let (hub, endpoint) = hub_with(|h| {
+        let bytes = std::fs::read(fixtures().join("mrt2/M1/weights.safetensors")).expect("the M1 fixture");
+        h.repos.get_mut(V2).unwrap().files.insert(ckpt.into(), common::hub::HubFile { bytes, lfs: true });
+        h.repos.get_mut(V2).unwrap().files.insert("checkpoints/mrt2_base.safetensors".into(), common::hub::HubFile { bytes: vec![9; 5000], lfs: true });
+    });
+    let tmp = TempDir::new("mrt2-fetch");
+    let s = settings(tmp.path(), &endpoint);
+    let paths = mrt::assets::fetch_mrt2("small", &FetchTarget::HfCache, &s, &()).expect("fetch");
+    assert_eq!(std::fs::read(&paths.checkpoint.path).unwrap(), hub.repos[V2].files[ckpt].bytes);
+    let got: Vec<String> = downloads(&hub).into_iter().map(|r| r.target).collect();
+    assert!(!got.iter().any(|t| t.contains("mrt2_base") || t.contains("magenta-realtime/")), "{got:#?}");
+    // The v1 `tiny` size still finds the v2 files in the snapshot refs/main now names.
+    let v1 = fetch_with("tiny", &FetchTarget::HfCache, &FetchOptions::default(), &s, &()).expect("v1 fetch after");
+    assert!(v1.codec_dir.path.join("decoder.safetensors").is_file());
+    // Present now: a second fetch makes no request.
+    hub.clear_log();
+    mrt::assets::fetch_mrt2("small", &FetchTarget::HfCache, &s, &()).expect("second fetch");
+    assert!(hub.requests().is_empty(), "{:#?}", hub.requests());
+    // A size the Hub lacks is a clear error naming the file.
+    let e = mrt::assets::fetch_mrt2("large", &FetchTarget::HfCache, &s, &()).unwrap_err().to_string();
+    assert!(e.contains("mrt2 large"), "{e}");
+}

@@ -437,7 +437,7 @@ impl Worker {
                 Some(s) => s,
                 None => models.generator.init_state(),
             };
-            let controls = mrt::stream::Controls { style: style.as_deref(), sampling: self.params.sampling() };
+            let controls = mrt::stream::Controls { style: style.as_deref(), sampling: self.params.sampling(), ..Default::default() };
             let chunk = models
                 .generator
                 .next_block(&mut state, &controls, Some(&self.cancel))

@@ -126,7 +126,7 @@ fn reference(p: &MrtLive, rate: u32, chunks: usize) -> (Vec<f32>, Vec<f32>) {
     let mut rs = StreamResampler::new(models.generator.sample_rate(), rate, 2, 960).unwrap();
     let mut out = vec![Vec::new(), Vec::new()];
     for info in log.iter().take(chunks) {
-        let controls = mrt::stream::Controls { style: info.style_tokens.as_deref(), sampling };
+        let controls = mrt::stream::Controls { style: info.style_tokens.as_deref(), sampling, ..Default::default() };
         let chunk = models.generator.next_block(&mut state, &controls, None).unwrap();
         let n = chunk.samples();
         rs.process(&[&chunk.audio[..n], &chunk.audio[n..]], &mut out).unwrap();
@@ -265,7 +265,7 @@ fn saved_state_round_trips_and_the_context_continues() {
     let models = registry::models().get_or_load(&key(), || registry::load(&key(), &())).unwrap();
     let mut expected = ctx_a.clone();
     let style = b.shared().chunk_log()[0].style_tokens.clone();
-    let controls = mrt::stream::Controls { style: style.as_deref(), sampling: b.mrt_params().sampling() };
+    let controls = mrt::stream::Controls { style: style.as_deref(), sampling: b.mrt_params().sampling(), ..Default::default() };
     models.generator.next_block(&mut expected, &controls, None).unwrap();
     let log = b.shared().chunk_log();
     assert_eq!(log.len(), 1, "only one chunk ahead while stopped");

@@ -42,8 +42,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha1::Digest as _;
 
-use super::locate::{join_repo_path, Item, Plan, Root};
-use super::{io_err, AssetError, ModelPaths, Progress, Repo, RepoFile, Settings};
+use super::locate::{join_repo_path, Item, Kind, Plan, Role, Root};
+use super::{io_err, AssetError, ModelPaths, Progress, Repo, RepoFile, Settings, AUDIO_PREPROCESSOR, CODEC_DIR, CODEC_FILES};
 
 /// Where `fetch` puts the files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -129,6 +129,61 @@ pub fn fetch_with(
         fetch_repo(&client, repo, &listing, &items, target, settings, progress)?;
     }
     plan.locate()
+}
+
+/// Makes MRT2 `size` present in `target` (its checkpoint, with the v2 repo's files the v1 sizes
+/// use, so the new snapshot still holds them), then locates it as
+/// [`super::Mrt2Paths::locate_with`]. A size a manifest defines is only located. Offline or with
+/// the listing unavailable: what is on disk, else [`AssetError::Missing`] with the reason.
+pub fn fetch_mrt2(size: &str, target: &FetchTarget, settings: &Settings, progress: &dyn Progress) -> Result<super::Mrt2Paths, AssetError> {
+    let model_dir = match target {
+        FetchTarget::ModelDir(d) => Some(d.as_path()),
+        FetchTarget::HfCache => None,
+    };
+    let locate = || super::Mrt2Paths::locate_with(size, model_dir, settings);
+    if !super::mrt2::MRT2_RELEASED_SIZES.contains(&size) {
+        return locate();
+    }
+    let target_root = match target {
+        FetchTarget::HfCache => Root::HfCache { cache: settings.hf_cache.clone() },
+        FetchTarget::ModelDir(d) => Root::ModelDir { dir: d.clone(), from_env: false },
+    };
+    let codec_files = CODEC_FILES.iter().map(|s| s.to_string()).collect();
+    let items = [
+        Item::new(Repo::V2, &super::mrt2::mrt2_checkpoint(size), Kind::File, Role::Lm),
+        Item::new(Repo::V2, CODEC_DIR, Kind::Files(codec_files), Role::Codec),
+        Item::new(Repo::V2, AUDIO_PREPROCESSOR, Kind::File, Role::AudioPreprocessor),
+    ];
+    let present = match target_root.repo_base(Repo::V2) {
+        Ok((base, _)) => items[0].check(&join_repo_path(&base, &items[0].path)).is_ok(),
+        Err(_) => false,
+    };
+    if present {
+        progress.note("the checkpoint is already present; nothing to download");
+        return locate();
+    }
+    let offline = |reason: String| match locate() {
+        Ok(p) => {
+            progress.note(&format!("{reason}; using the files on disk"));
+            Ok(p)
+        }
+        Err(AssetError::Missing(mut m)) => {
+            m.fetch_error = Some(reason);
+            Err(AssetError::Missing(m))
+        }
+        Err(e) => Err(e),
+    };
+    if settings.offline {
+        return offline("HF_HUB_OFFLINE is set, no download attempted".into());
+    }
+    let client = Client::new(settings);
+    let listing = match client.listing(Repo::V2) {
+        Ok(l) => l,
+        Err(e) => return offline(e.to_string()),
+    };
+    let refs: Vec<&Item> = items.iter().collect();
+    fetch_repo(&client, Repo::V2, &listing, &refs, target, settings, progress)?;
+    locate()
 }
 
 /// One file of the listing.

@@ -137,7 +137,7 @@ pub(crate) enum Role {
 }
 
 impl Item {
-    fn new(repo: Repo, path: &str, kind: Kind, role: Role) -> Self {
+    pub(crate) fn new(repo: Repo, path: &str, kind: Kind, role: Role) -> Self {
         Self { repo, path: path.to_string(), kind, role }
     }
 
@@ -245,18 +245,106 @@ fn check_checkpoint(dir: &Path, config: &LmConfig) -> Result<(), String> {
 /// `mrt-live.json`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ManifestJson {
-    format: u32,
+pub(crate) struct ManifestJson {
+    pub format: u32,
     #[serde(default)]
-    lm: BTreeMap<String, ManifestLm>,
-    codec_config: Option<serde_json::Value>,
+    pub lm: BTreeMap<String, ManifestLm>,
+    pub codec_config: Option<serde_json::Value>,
+    /// MRT2 sizes: `checkpoint` (a combined `.safetensors`, relative to the model dir) and
+    /// `config` (an MRT2 fixture-style `config.json`, codec section included).
+    #[serde(default)]
+    pub mrt2: BTreeMap<String, ManifestLm>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ManifestLm {
-    checkpoint: String,
-    config: Option<serde_json::Value>,
+pub(crate) struct ManifestLm {
+    pub checkpoint: String,
+    pub config: Option<serde_json::Value>,
+}
+
+/// Reads `dir/mrt-live.json` when there is one (format 1 only).
+pub(crate) fn read_manifest(dir: &Path) -> Result<Option<(PathBuf, ManifestJson)>, AssetError> {
+    let path = dir.join(MANIFEST_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let j: ManifestJson = serde_json::from_str(&text).map_err(|e| AssetError::BadManifest { path: path.clone(), reason: e.to_string() })?;
+    if j.format != 1 {
+        return Err(AssetError::BadManifest { path, reason: format!("\"format\" is {}, this build reads format 1", j.format) });
+    }
+    Ok(Some((path, j)))
+}
+
+/// The places to look, in order, and the model directory among them (with whether it came from
+/// the environment).
+pub(crate) fn roots(model_dir: Option<&Path>, settings: &Settings) -> (Vec<Root>, Option<(PathBuf, bool)>) {
+    let dir_root = match model_dir {
+        Some(d) => Some((d.to_path_buf(), false)),
+        None => settings.model_dir.clone().map(|d| (d, true)),
+    };
+    let mut roots = Vec::new();
+    if let Some((dir, from_env)) = &dir_root {
+        roots.push(Root::ModelDir { dir: dir.clone(), from_env: *from_env });
+    }
+    roots.push(Root::HfCache { cache: settings.hf_cache.clone() });
+    (roots, dir_root)
+}
+
+/// Finds `item` in `roots`, or every place it was not.
+pub(crate) fn find_in(roots: &[Root], item: &Item) -> Result<Located, Vec<Looked>> {
+    let mut looked = Vec::new();
+    for root in roots {
+        match root.repo_base(item.repo) {
+            Ok((base, source)) => {
+                let path = join_repo_path(&base, &item.path);
+                match item.check(&path) {
+                    Ok(()) => return Ok(Located { path, source }),
+                    Err(problem) => looked.push(Looked { place: path, problem }),
+                }
+            }
+            Err(l) => looked.push(l),
+        }
+    }
+    Err(looked)
+}
+
+/// The missing-item entry of `item`.
+pub(crate) fn missing_item(item: &Item, looked: Vec<Looked>) -> MissingItem {
+    MissingItem { repo: item.repo, path: item.display_path(), what: item.what(), looked }
+}
+
+/// The style model's files (v1's MusicCoCa SavedModels and vocabulary, MRT2's audio front end),
+/// located alone: what MRT2 prompts need besides the MRT2 checkpoint.
+pub fn locate_style(model_dir: Option<&Path>, settings: &Settings) -> Result<crate::style::StylePaths, AssetError> {
+    let (roots, dir_root) = roots(model_dir, settings);
+    let items = [
+        Item::new(Repo::V1, MUSICCOCA_DIR, Kind::SavedModel, Role::MusicCoCa),
+        Item::new(Repo::V1, MUSICCOCA_QUANT_DIR, Kind::SavedModel, Role::MusicCoCaQuant),
+        Item::new(Repo::V1, VOCAB_FILE, Kind::File, Role::Vocab),
+        Item::new(Repo::V2, AUDIO_PREPROCESSOR, Kind::File, Role::AudioPreprocessor),
+    ];
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for item in &items {
+        match find_in(&roots, item) {
+            Ok(l) => found.push(l.path),
+            Err(looked) => missing.push(missing_item(item, looked)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(AssetError::Missing(Box::new(Missing {
+            size: "style model (MusicCoCa)".into(),
+            items: missing,
+            hf_cache: settings.hf_cache.clone(),
+            model_dir: dir_root.map(|(d, _)| d),
+            fetch_error: None,
+        })));
+    }
+    let mut it = found.into_iter();
+    let mut next = || it.next().expect("one path per item");
+    Ok(crate::style::StylePaths { savedmodel: next(), quantizer: next(), vocab: next(), preprocessor: Some(next()) })
 }
 
 /// A place to look.

@@ -50,6 +50,7 @@
 pub mod convert;
 pub mod hub;
 pub mod locate;
+pub mod mrt2;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,8 +59,9 @@ use std::time::Duration;
 use crate::v1::lm::{LmConfig, LmError};
 
 pub use convert::{convert_with, with_converted_lm, ConvertedPaths};
-pub use hub::{fetch_with, FetchOptions, FetchTarget};
-pub use locate::{LmFormat, Located, ModelPaths, Source};
+pub use hub::{fetch_mrt2, fetch_with, FetchOptions, FetchTarget};
+pub use locate::{locate_style, LmFormat, Located, ModelPaths, Source};
+pub use mrt2::Mrt2Paths;
 
 /// Magenta RT v1 on the Hub: LM checkpoints, MusicCoCa SavedModels, vocabulary, test data.
 pub const V1_REPO: &str = "google/magenta-realtime";

@@ -347,6 +347,34 @@ impl History {
             v.fill(0.0);
         }
     }
+
+    /// Every buffer in a fixed order (residual unit, each block's two, output conv); empty
+    /// before the first frame. What a saved stream keeps.
+    pub fn buffers(&self) -> Vec<&[f32]> {
+        if self.blocks.is_empty() && self.out.is_empty() && self.residual.iter().all(Vec::is_empty) {
+            return Vec::new();
+        }
+        self.residual.iter().chain(self.blocks.iter().flatten()).chain([&self.out]).map(Vec::as_slice).collect()
+    }
+
+    /// The inverse of [`History::buffers`]: `bufs` is empty (before the first frame) or holds
+    /// `3 + 2·blocks` buffers. Returns false (and changes nothing) for any other count.
+    pub fn restore(&mut self, mut bufs: Vec<Vec<f32>>, blocks: usize) -> bool {
+        if bufs.is_empty() {
+            *self = History::default();
+            return true;
+        }
+        if bufs.len() != 3 + 2 * blocks {
+            return false;
+        }
+        let out = bufs.pop().expect("checked: at least 3 buffers");
+        let mut it = bufs.into_iter();
+        let mut next = || it.next().expect("checked: 2 + 2·blocks buffers left");
+        self.residual = [next(), next()];
+        self.blocks = (0..blocks).map(|_| [next(), next()]).collect();
+        self.out = out;
+        true
+    }
 }
 
 /// Buffers reused between calls, owned by the caller's stream.
@@ -376,6 +404,11 @@ pub struct HostDecoder {
 }
 
 impl HostDecoder {
+    /// Upsampling blocks (the count a stream's [`History`] holds pairs for).
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn new(config: &CodecConfig, p: &DecoderParams) -> Result<Self, CodecError> {
         let channels = p.residual.first.in_channels();
         let bins = config.latent_bins();

@@ -214,6 +214,20 @@ impl InverseStft {
     pub fn reset(&mut self) {
         self.tail.fill(0.0);
     }
+
+    /// The overlap-add tail `[channels][frame_length − hop]`: all a stream carries.
+    pub fn tail(&self) -> &[f64] {
+        &self.tail
+    }
+
+    /// Sets the tail saved by [`InverseStft::tail`]; false (nothing changed) on a length mismatch.
+    pub fn set_tail(&mut self, tail: &[f64]) -> bool {
+        if tail.len() != self.tail.len() {
+            return false;
+        }
+        self.tail.copy_from_slice(tail);
+        true
+    }
 }
 
 impl std::fmt::Debug for InverseStft {

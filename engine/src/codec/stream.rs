@@ -19,6 +19,8 @@
 //! the whole-clip decode ([`Codec::decode_codes`]) delayed by one frame, up to float rounding
 //! (the same products, with other `gemm` row blockings).
 
+use serde::{Deserialize, Serialize};
+
 use super::host_decoder::{History, Scratch};
 use super::stft::InverseStft;
 use super::{Codec, CodecError, DecoderPath};
@@ -130,6 +132,64 @@ impl DecoderStream {
         codec.stft().inverse_step(&self.spec[..n], t, &mut self.istft, &mut self.audio)?;
         debug_assert_eq!(per_frame * t, self.samples_per_frame);
         Ok(&self.audio)
+    }
+}
+
+/// What a [`DecoderStream`] carries between frames, in a form that serialises exactly (floats
+/// as their bit patterns): the step counter, the look-ahead frames still to drop, every conv's
+/// history rows and the inverse STFT's overlap-add tail. Scratch is not part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecoderSnapshot {
+    pub levels: usize,
+    pub steps: u64,
+    pub to_drop: usize,
+    /// [`History::buffers`], each f32 as `to_bits`.
+    pub history: Vec<Vec<u32>>,
+    /// The inverse STFT tail, each f64 as `to_bits`.
+    pub istft_tail: Vec<u64>,
+}
+
+impl DecoderStream {
+    /// The stream's state, to save.
+    pub fn snapshot(&self) -> DecoderSnapshot {
+        DecoderSnapshot {
+            levels: self.levels,
+            steps: self.steps,
+            to_drop: self.to_drop,
+            history: self.history.buffers().iter().map(|b| b.iter().map(|v| v.to_bits()).collect()).collect(),
+            istft_tail: self.istft.tail().iter().map(|v| v.to_bits()).collect(),
+        }
+    }
+
+    /// Continues from a saved [`DecoderSnapshot`] of a stream on the same codec. A snapshot that
+    /// does not fit (levels, look-ahead, buffer counts, tail length) is an error and the stream
+    /// is left as it was.
+    pub fn restore(&mut self, codec: &Codec, snap: &DecoderSnapshot) -> Result<(), CodecError> {
+        let DecoderPath::Host(dec) = &codec.decoder else {
+            return Err(CodecError::Unsupported("frame-by-frame decoding runs on the host decoder only".into()));
+        };
+        let bad = |why: String| Err(CodecError::BadInput(format!("saved decoder stream does not fit this codec: {why}")));
+        if snap.levels != self.levels {
+            return bad(format!("{} levels, this stream decodes {}", snap.levels, self.levels));
+        }
+        if snap.to_drop > self.crop_frames {
+            return bad(format!("{} look-ahead frames left to drop, the codec has {}", snap.to_drop, self.crop_frames));
+        }
+        let blocks = dec.num_blocks();
+        if !snap.history.is_empty() && snap.history.len() != 3 + 2 * blocks {
+            return bad(format!("{} history buffers, expected 3 + 2·{blocks}", snap.history.len()));
+        }
+        if snap.istft_tail.len() != self.istft.tail().len() {
+            return bad(format!("inverse STFT tail of {} values, expected {}", snap.istft_tail.len(), self.istft.tail().len()));
+        }
+        let tail: Vec<f64> = snap.istft_tail.iter().map(|&b| f64::from_bits(b)).collect();
+        let bufs = snap.history.iter().map(|b| b.iter().map(|&v| f32::from_bits(v)).collect()).collect();
+        let restored = self.history.restore(bufs, blocks) && self.istft.set_tail(&tail);
+        debug_assert!(restored, "counts were checked above");
+        self.steps = snap.steps;
+        self.to_drop = snap.to_drop;
+        self.audio.fill(0.0);
+        Ok(())
     }
 }
 

@@ -27,6 +27,8 @@
 //! - [`conditioning`]: token layout, guidance bins, the conditioning encoder.
 //! - [`notes`]: the MIDI note tracker (latched onsets, onset mode, unmask width).
 //! - [`model`]: the per-stream [`model::FrameState`] and the per-frame step.
+//! - [`system`]: [`Mrt2System`], the LM step plus the codec's frame-by-frame decode, with seeds,
+//!   a saved state and prefill; what `stream::Generator::Mrt2` drives.
 //!
 //! The sampler (threefry keys, Gumbel noise, top-k) is `crate::sampling::mrt2`.
 
@@ -34,8 +36,10 @@ pub mod conditioning;
 pub mod config;
 pub mod model;
 pub mod notes;
+pub mod system;
 pub mod weights;
 
 pub use config::Mrt2Config;
 pub use model::{FrameState, Mrt2Model, StepError};
+pub use system::{Mrt2Error, Mrt2State, Mrt2System};
 pub use weights::{Mrt2Weights, WeightsError};

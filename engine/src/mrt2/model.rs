@@ -19,6 +19,8 @@
 //! FFN, `final_ln`, `to_logits` for the level's valid 1024 rows only (exact, since only they can
 //! be sampled), soft cap, sampler; after every step `key = fold_in(key, frame)`.
 
+use serde::{Deserialize, Serialize};
+
 use super::conditioning::{encode_frame, ConditioningError, EncoderScratch};
 use super::config::Mrt2Config;
 use super::weights::{Attention, Ffn, Linear, Mrt2Weights};
@@ -257,6 +259,103 @@ impl FrameState {
     /// Self- and cross-attention windows of temporal layer `layer` (fill counts, for tests).
     pub fn window_lengths(&self, layer: usize) -> (usize, usize) {
         (self.self_kv[layer].len(), self.cross_kv[layer].len())
+    }
+}
+
+/// One K/V ring as saved: fill count, write cursor and the filled prefix of its buffers (each
+/// f32 as `to_bits`, so a save → load round trip is exact). Entries are kept in slot order: with
+/// NoPE the order is irrelevant to the maths, but it fixes the order of the float sums.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingSnapshot {
+    pub len: usize,
+    pub next: usize,
+    pub keys: Vec<u32>,
+    pub values: Vec<u32>,
+}
+
+/// What a [`FrameState`] carries from one frame to the next (spec §3): frame counter, keys,
+/// the previous frame's tokens and every temporal layer's self- and cross-attention rings. The
+/// depth cache is rebuilt every frame and the step's outputs are not state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameSnapshot {
+    pub frame: u32,
+    pub key: Key,
+    pub initial_key: Key,
+    pub prev_tokens: Vec<i32>,
+    pub self_kv: Vec<RingSnapshot>,
+    pub cross_kv: Vec<RingSnapshot>,
+}
+
+impl KvRing {
+    fn snapshot(&self) -> RingSnapshot {
+        let (k, v) = self.filled();
+        RingSnapshot { len: self.len, next: self.next, keys: k.iter().map(|x| x.to_bits()).collect(), values: v.iter().map(|x| x.to_bits()).collect() }
+    }
+
+    fn check(&self, s: &RingSnapshot) -> Result<(), String> {
+        // Rings fill slots 0, 1, … before wrapping: below capacity the cursor equals the count.
+        let cursor_ok = if s.len < self.cap { s.next == s.len } else { s.next < self.cap };
+        if s.len > self.cap || !cursor_ok {
+            return Err(format!("ring of {} entries with cursor {} (capacity {})", s.len, s.next, self.cap));
+        }
+        if s.keys.len() != s.len * self.width || s.values.len() != s.len * self.width {
+            return Err(format!("ring of {} entries holds {} keys and {} values of width {}", s.len, s.keys.len(), s.values.len(), self.width));
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, s: &RingSnapshot) {
+        self.len = s.len;
+        self.next = s.next;
+        for (d, &b) in self.keys.iter_mut().zip(&s.keys) {
+            *d = f32::from_bits(b);
+        }
+        for (d, &b) in self.values.iter_mut().zip(&s.values) {
+            *d = f32::from_bits(b);
+        }
+    }
+}
+
+impl FrameState {
+    /// The state to save.
+    pub fn snapshot(&self) -> FrameSnapshot {
+        FrameSnapshot {
+            frame: self.frame,
+            key: self.key,
+            initial_key: self.initial_key,
+            prev_tokens: self.prev_tokens.clone(),
+            self_kv: self.self_kv.iter().map(KvRing::snapshot).collect(),
+            cross_kv: self.cross_kv.iter().map(KvRing::snapshot).collect(),
+        }
+    }
+
+    /// Continues from `s` (saved by [`FrameState::snapshot`] on a model of the same sizes). Every
+    /// count is checked first: on error nothing has changed.
+    pub fn restore(&mut self, cfg: &Mrt2Config, s: &FrameSnapshot) -> Result<(), String> {
+        let vocab = cfg.logits_width();
+        if s.prev_tokens.len() != self.prev_tokens.len() {
+            return Err(format!("{} previous tokens, the model has {} levels", s.prev_tokens.len(), self.prev_tokens.len()));
+        }
+        if let Some(id) = s.prev_tokens.iter().find(|&&id| id < 0 || id as usize >= vocab) {
+            return Err(format!("previous token {id} is outside the vocabulary of {vocab}"));
+        }
+        for (name, rings, saved) in [("self", &self.self_kv, &s.self_kv), ("cross", &self.cross_kv, &s.cross_kv)] {
+            if rings.len() != saved.len() {
+                return Err(format!("{} {name}-attention windows, the model has {} temporal layers", saved.len(), rings.len()));
+            }
+            for (l, (r, sv)) in rings.iter().zip(saved).enumerate() {
+                r.check(sv).map_err(|e| format!("layer {l} {name}-attention: {e}"))?;
+            }
+        }
+        self.frame = s.frame;
+        self.key = s.key;
+        self.initial_key = s.initial_key;
+        self.prev_tokens.copy_from_slice(&s.prev_tokens);
+        self.tokens.copy_from_slice(&s.prev_tokens);
+        for (r, sv) in self.self_kv.iter_mut().zip(&s.self_kv).chain(self.cross_kv.iter_mut().zip(&s.cross_kv)) {
+            r.restore(sv);
+        }
+        Ok(())
     }
 }
 

@@ -149,9 +149,72 @@ impl NoteTracker {
     }
 }
 
+/// A note-on or note-off at a time in seconds (from a MIDI file, after its tempo map).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoteEvent {
+    pub seconds: f64,
+    pub pitch: u8,
+    pub on: bool,
+}
+
+/// The piano roll of `frames` frames of `frame_seconds` each, driven by `events` through a
+/// [`NoteTracker`] as the plugin drives it live: every event inside frame `t`'s window
+/// `[t·d, (t+1)·d)` reaches the tracker (in time order, file order on ties) before frame `t` is
+/// evaluated, so a note that starts and ends inside one window is still one onset. Events at
+/// negative times count for frame 0; those past the last frame are ignored.
+pub fn pianoroll_frames(events: &[NoteEvent], frames: usize, frame_seconds: f64, onset_mode: u8, unmask_width: usize) -> Vec<[i32; NUM_PITCHES]> {
+    let mut sorted: Vec<NoteEvent> = events.to_vec();
+    sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds)); // stable: file order on ties
+    let tracker = NoteTracker::new();
+    let mut next = 0;
+    (0..frames)
+        .map(|t| {
+            let end = (t + 1) as f64 * frame_seconds;
+            while next < sorted.len() && sorted[next].seconds < end {
+                let e = sorted[next];
+                if e.on {
+                    tracker.note_on(usize::from(e.pitch));
+                } else {
+                    tracker.note_off(usize::from(e.pitch));
+                }
+                next += 1;
+            }
+            tracker.evaluate_frame(onset_mode, unmask_width)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ev(seconds: f64, pitch: u8, on: bool) -> NoteEvent {
+        NoteEvent { seconds, pitch, on }
+    }
+
+    #[test]
+    fn midi_events_land_on_the_frame_whose_window_holds_them() {
+        // A held note from 0.05 s to 0.13 s (frames of 40 ms: windows 1, 2, 3), a short one inside
+        // frame 5's window, and a late one past the end.
+        let events = [ev(0.13, 60, false), ev(0.05, 60, true), ev(0.205, 64, true), ev(0.215, 64, false), ev(9.0, 70, true)];
+        let roll = pianoroll_frames(&events, 7, 0.04, 1, 0);
+        let col = |p: usize| roll.iter().map(|f| f[p]).collect::<Vec<_>>();
+        assert_eq!(col(60), vec![-1, 2, 1, -1, -1, -1, -1]);
+        assert_eq!(col(64), vec![-1, -1, -1, -1, -1, 2, -1]);
+        assert!(roll.iter().all(|f| f[70] == -1));
+        // Onset mode 0 and a full unmask.
+        let roll = pianoroll_frames(&events, 3, 0.04, 0, 127);
+        assert_eq!(roll[1][60], 3);
+        assert_eq!(roll[1][61], 0);
+        assert!(roll[0].iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn a_retrigger_at_the_same_time_as_the_release_is_a_new_onset() {
+        let events = [ev(0.0, 60, true), ev(0.08, 60, false), ev(0.08, 60, true)];
+        let roll = pianoroll_frames(&events, 4, 0.04, 1, 0);
+        assert_eq!(roll.iter().map(|f| f[60]).collect::<Vec<_>>(), vec![2, 1, 2, 1]);
+    }
 
     #[test]
     fn a_note_pressed_and_released_between_frames_is_seen_once_as_an_onset() {

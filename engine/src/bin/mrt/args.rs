@@ -32,10 +32,20 @@ impl Size {
     }
 }
 
+/// The model family (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelFamily {
+    /// Magenta RealTime v1 (2 s chunks).
+    V1,
+    /// Magenta RealTime 2 (40 ms frames, MIDI and drum conditioning).
+    Mrt2,
+}
+
 /// Which model and where.
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
-    /// base, large, or a size named in the model dir's mrt-live.json (the tiny model's is "tiny").
+    /// v1: base, large; MRT2: small, base; or a size named in the model dir's mrt-live.json (the
+    /// tiny models' is "tiny").
     #[arg(long, env = "MRT_MODEL_SIZE", default_value = "base")]
     pub size: String,
     /// A folder with magenta-realtime/ and magenta-realtime-2/ (default: $MRT_MODEL_DIR, then the

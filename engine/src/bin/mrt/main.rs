@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod midi;
 
 use std::process::ExitCode;
 

@@ -61,6 +61,25 @@ pub fn generate_to_wav(
     controls: &Controls<'_>,
     seconds: f64,
     path: &Path,
+    progress: impl FnMut(Progress),
+) -> Result<u64, OfflineError> {
+    generate_to_wav_with(generator, state, |_| *controls, seconds, path, progress)
+}
+
+/// Blocks of `round(seconds · rate)` frames of audio at `rate` (the last one cut).
+pub fn blocks_for(generator: &Generator, seconds: f64) -> Result<usize, OfflineError> {
+    let total = frames_for(seconds, generator.sample_rate())?;
+    Ok(total.div_ceil(generator.block_samples() as u64) as usize)
+}
+
+/// [`generate_to_wav`] with controls per block (`controls(i)` steers block `i` of this run:
+/// MRT2's piano roll moves frame by frame).
+pub fn generate_to_wav_with<'c>(
+    generator: &Generator,
+    state: &mut StreamState,
+    mut controls: impl FnMut(usize) -> Controls<'c>,
+    seconds: f64,
+    path: &Path,
     mut progress: impl FnMut(Progress),
 ) -> Result<u64, OfflineError> {
     let rate = generator.sample_rate();
@@ -74,7 +93,7 @@ pub fn generate_to_wav(
     let start = Instant::now();
     let mut written = 0u64;
     for chunk in 0..chunks {
-        let out = generator.next_block(state, controls, None)?;
+        let out = generator.next_block(state, &controls(chunk), None)?;
         let n = out.samples();
         let take = (total - written).min(n as u64) as usize;
         for i in 0..take {

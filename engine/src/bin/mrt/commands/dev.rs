@@ -7,11 +7,12 @@ use anyhow::Result;
 
 #[derive(clap::Subcommand)]
 pub enum DevWhat {
-    /// Write the tiny test model (L1 LM + C1 codec fixtures + a tiny random MusicCoCa) in the
-    /// official layouts; use it with `--model-dir DIR --size tiny`.
+    /// Write the tiny test models in the official layouts (v1: L1 LM + C1 codec fixtures + a tiny
+    /// random MusicCoCa; MRT2: the M1 checkpoint); use them with `--model-dir DIR --size tiny`
+    /// (and `--model mrt2`).
     TinyModel {
         dir: PathBuf,
-        /// The golden fixtures folder (holding lm/L1 and codec/C1).
+        /// The golden fixtures folder (holding lm/L1, codec/C1 and mrt2/M1).
         #[arg(long, env = "MRT_FIXTURES", default_value = "../shared/fixtures")]
         fixtures: PathBuf,
     },

@@ -1,0 +1,233 @@
+//! `mrt generate --model mrt2` as a user runs it, on the tiny MRT2 written by
+//! `mrt dev tiny-model` (the M1 fixture checkpoint): lengths, determinism per seed, a MIDI file
+//! steering the notes, save/resume, and bad settings that fail before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn mrt(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mrt"))
+        .args(args)
+        // Never reach a real hub or cache from tests.
+        .env("HF_HUB_CACHE", scratch("hf-cache"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("MRT_CACHE_DIR", scratch("mrt-cache"))
+        .env_remove("MRT_MODEL_DIR")
+        .output()
+        .expect("mrt runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mrt-cli-mrt2-{}", std::process::id())).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One tiny model for all tests of this binary, written through the CLI.
+fn tiny() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("tiny-model");
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+        let (ok, text) = mrt(&["dev", "tiny-model", dir.to_str().unwrap(), "--fixtures", fixtures]);
+        assert!(ok, "{text}");
+        assert!(dir.join("magenta-realtime-2/checkpoints/mrt2_tiny.safetensors").is_file(), "the tiny MRT2 checkpoint is written");
+        dir
+    })
+}
+
+fn wav_samples(path: &Path) -> (hound::WavSpec, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    let spec = r.spec();
+    (spec, r.samples::<f32>().map(Result::unwrap).collect())
+}
+
+/// `mrt generate --model mrt2 --size tiny --model-dir <tiny>` + `extra`, into `out`.
+fn generate(out: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["generate", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    mrt(&args)
+}
+
+/// A format-0 MIDI file: C4 for 0.25 s, then a G4–B4 dyad to 0.75 s (120 bpm, 96 ticks/beat).
+fn song() -> PathBuf {
+    fn vlq(mut v: u32) -> Vec<u8> {
+        let mut b = vec![(v & 0x7f) as u8];
+        v >>= 7;
+        while v > 0 {
+            b.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        b.reverse();
+        b
+    }
+    let events: [(u32, [u8; 3]); 6] = [
+        (0, [0x90, 60, 100]),
+        (48, [0x80, 60, 0]),
+        (0, [0x90, 67, 100]),
+        (0, [0x90, 71, 100]),
+        (96, [0x80, 67, 0]),
+        (0, [0x90, 71, 0]),
+    ];
+    let mut body = Vec::new();
+    for (d, e) in events {
+        body.extend(vlq(d));
+        body.extend_from_slice(&e);
+    }
+    body.extend_from_slice(&[0, 0xff, 0x2f, 0]);
+    let mut f = b"MThd".to_vec();
+    f.extend_from_slice(&[0, 0, 0, 6, 0, 0, 0, 1, 0, 96]);
+    f.extend_from_slice(b"MTrk");
+    f.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    f.extend(body);
+    let path = scratch("midi").join("song.mid");
+    std::fs::write(&path, f).unwrap();
+    path
+}
+
+#[test]
+fn generate_writes_exactly_the_requested_length_at_48k_stereo() {
+    for (seconds, frames) in [("0.5", 24_000usize), ("0.03", 1_440), ("1.01", 48_480)] {
+        let out = scratch("len").join(format!("{seconds}.wav"));
+        let (ok, text) = generate(&out, &["--seconds", seconds, "--seed", "1"]);
+        assert!(ok, "{text}");
+        let (spec, samples) = wav_samples(&out);
+        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 48_000, 32));
+        assert_eq!(samples.len(), 2 * frames, "{seconds} s");
+        assert!(samples.iter().all(|v| v.is_finite()));
+        if frames > 1920 {
+            // Frame 0 is the codec's look-ahead: silent; then sound.
+            assert!(samples[..2 * 1920].iter().all(|&v| v == 0.0));
+            assert!(samples[2 * 1920..].iter().any(|&v| v != 0.0));
+        }
+    }
+}
+
+#[test]
+fn a_seed_gives_the_same_audio_and_another_seed_other_audio() {
+    let dir = scratch("seed");
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let (ok, text) = generate(&out, &["--seconds", "0.4", "--seed", seed]);
+        assert!(ok, "{text}");
+        wav_samples(&out).1
+    };
+    let (a, b, c) = (run("a.wav", "7"), run("b.wav", "7"), run("c.wav", "8"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn a_midi_file_changes_the_audio_and_all_the_settings_are_accepted() {
+    let dir = scratch("midi-run");
+    let plain = dir.join("plain.wav");
+    let (ok, text) = generate(&plain, &["--seconds", "0.8", "--seed", "7"]);
+    assert!(ok, "{text}");
+    let song = song();
+    let with = dir.join("with.wav");
+    let (ok, text) = generate(
+        &with,
+        &[
+            "--seconds", "0.8", "--seed", "7", "--midi", song.to_str().unwrap(), "--drums", "off", "--prompt-adherence", "3",
+            "--note-adherence", "1", "--drum-adherence", "1", "--temperature", "1.3", "--top-k", "40", "--unmask-width", "127",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (a, b) = (wav_samples(&plain).1, wav_samples(&with).1);
+    assert_eq!(a.len(), b.len());
+    // NOTE: with `--unmask-width 127` the notes set all 128 piano-roll channels (explicit off
+    // around them); the tiny model's random weights barely react to one or two channels of 132
+    // (drums, one adherence bin), so those alone need not flip a token in 20 frames.
+    assert!(a != b, "the notes steer the model");
+    // A prompt goes through the style model (the tiny MusicCoCa) as well.
+    let prompted = dir.join("prompted.wav");
+    let (ok, text) = generate(&prompted, &["--seconds", "0.2", "--prompt", "jazz piano", "--prompt", "drums", "--weight", "2,1"]);
+    assert!(ok, "{text}");
+    assert_eq!(wav_samples(&prompted).1.len(), 2 * 9_600);
+}
+
+#[test]
+fn save_then_resume_continues_bit_exactly() {
+    let dir = scratch("resume");
+    let whole = dir.join("whole.wav");
+    let (ok, text) = generate(&whole, &["--seconds", "1", "--seed", "3"]);
+    assert!(ok, "{text}");
+    let (first, second, state) = (dir.join("first.wav"), dir.join("second.wav"), dir.join("state.json"));
+    let (ok, text) = generate(&first, &["--seconds", "0.4", "--seed", "3", "--save-state", state.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.starts_with(r#"{"family":"mrt2","#), "{}", &saved[..40.min(saved.len())]);
+    let (ok, text) = generate(&second, &["--seconds", "0.6", "--resume", state.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let joined = [wav_samples(&first).1, wav_samples(&second).1].concat();
+    let want = wav_samples(&whole).1;
+    assert_eq!(joined.len(), want.len());
+    assert!(joined.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "resumed audio is bit-exact");
+
+    // A v1 state does not drive MRT2.
+    let v1_state = dir.join("v1.json");
+    let (ok, text) = mrt(&[
+        "generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--seconds", "2", "-o",
+        dir.join("v1.wav").to_str().unwrap(), "--save-state", v1_state.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let out = dir.join("refused.wav");
+    let (ok, text) = generate(&out, &["--seconds", "0.2", "--resume", v1_state.to_str().unwrap()]);
+    assert!(!ok && text.contains("v1 state does not fit the mrt2 model"), "{text}");
+}
+
+#[test]
+fn bad_settings_are_clear_errors_and_write_nothing() {
+    let dir = scratch("bad");
+    let not_midi = dir.join("not.mid");
+    std::fs::write(&not_midi, b"RIFF0000WAVEfmt ").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--drums", "sometimes"], "sometimes"),
+        (vec!["--prompt-adherence", "7.5"], "--prompt-adherence 7.5"),
+        (vec!["--note-adherence", "-2"], "--note-adherence -2"),
+        (vec!["--drum-adherence", "NaN"], "--drum-adherence NaN"),
+        (vec!["--midi", not_midi.to_str().unwrap()], "not.mid is not a usable standard MIDI file"),
+        (vec!["--midi", "/nonexistent/song.mid"], "/nonexistent/song.mid"),
+        (vec!["--guidance", "3"], "--guidance"),
+        (vec!["--top-k", "0"], "--top-k 0"),
+    ];
+    for (i, (extra, needle)) in cases.into_iter().enumerate() {
+        let out = dir.join(format!("out{i}.wav"));
+        let mut args = vec!["--seconds", "0.2"];
+        args.extend(extra.iter().copied());
+        let (ok, text) = generate(&out, &args);
+        assert!(!ok, "{extra:?} should fail: {text}");
+        assert!(text.contains(needle), "{extra:?}: expected {needle:?} in: {text}");
+        assert!(!out.exists(), "{extra:?}: nothing written");
+    }
+    // A size MRT2 does not have.
+    let out = dir.join("large.wav");
+    let (ok, text) = mrt(&["generate", "--model", "mrt2", "--size", "large", "--model-dir", tiny().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok && text.contains("mrt2 large") && text.contains("tiny"), "{text}");
+    assert!(!out.exists());
+    // MRT2 settings on v1.
+    let out = dir.join("v1.wav");
+    let (ok, text) = mrt(&["generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--drums", "on", "-o", out.to_str().unwrap()]);
+    assert!(!ok && text.contains("--drums is an MRT2 setting"), "{text}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_an_error_naming_it() {
+    // A copy of the tiny model dir whose MRT2 checkpoint is the C1 codec's decoder file.
+    let src = tiny();
+    let dir = scratch("wrong-ckpt");
+    let manifest = std::fs::read_to_string(src.join("mrt-live.json")).unwrap();
+    std::fs::write(dir.join("mrt-live.json"), manifest).unwrap();
+    let ck = dir.join("magenta-realtime-2/checkpoints");
+    std::fs::create_dir_all(&ck).unwrap();
+    std::fs::copy(src.join("magenta-realtime-2/resources/spectrostream/decoder.safetensors"), ck.join("mrt2_tiny.safetensors")).unwrap();
+    let out = dir.join("out.wav");
+    let (ok, text) = mrt(&["generate", "--model", "mrt2", "--size", "tiny", "--model-dir", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("mrt2_tiny.safetensors"), "{text}");
+    assert!(!out.exists());
+}
