@@ -2,40 +2,24 @@
 //! `mrt dev tiny-model`: `embed`, `generate` (length, determinism, save/resume, bad settings) and
 //! `verify --official` on test data made in the official layout.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+
+const TAG: &str = "cli-model";
 
 fn mrt(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mrt"))
-        .args(args)
-        // Never reach a real hub or cache from tests.
-        .env("HF_HUB_CACHE", scratch("hf-cache"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("MRT_CACHE_DIR", scratch("mrt-cache"))
-        .env_remove("MRT_MODEL_DIR")
-        .output()
-        .expect("mrt runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    common::cli::mrt(TAG, args)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mrt-cli-model-{}", std::process::id())).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::cli::scratch(TAG, name)
 }
 
 /// One tiny model for all tests of this binary, written through the CLI.
 fn tiny() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = scratch("tiny-model");
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
-        let (ok, text) = mrt(&["dev", "tiny-model", dir.to_str().unwrap(), "--fixtures", fixtures]);
-        assert!(ok, "{text}");
-        dir
-    })
+    let dir = common::cli::tiny_model(TAG);
+    dir
 }
 
 fn model_args() -> Vec<String> {
