@@ -2,24 +2,26 @@
 //! `mrt dev tiny-model`: `embed`, `generate` (length, determinism, save/resume, bad settings) and
 //! `verify --official` on test data made in the official layout.
 
-mod common;
+// The CLI runner shared by the CLI test crates (it needs this package's `mrt` binary, so it is
+// not part of `common`, which the plugin's tests include too).
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::path::{Path, PathBuf};
 
 const TAG: &str = "cli-model";
 
 fn mrt(args: &[&str]) -> (bool, String) {
-    common::cli::mrt(TAG, args)
+    cli::mrt(TAG, args)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    common::cli::scratch(TAG, name)
+    cli::scratch(TAG, name)
 }
 
 /// One tiny model for all tests of this binary, written through the CLI.
 fn tiny() -> &'static Path {
-    let dir = common::cli::tiny_model(TAG);
-    dir
+    cli::tiny_model(TAG)
 }
 
 fn model_args() -> Vec<String> {

@@ -2,23 +2,26 @@
 //! `mrt dev tiny-model` (the M1 fixture checkpoint): lengths, determinism per seed, a MIDI file
 //! steering the notes, save/resume, and bad settings that fail before anything is written.
 
-mod common;
+// The CLI runner shared by the CLI test crates (it needs this package's `mrt` binary, so it is
+// not part of `common`, which the plugin's tests include too).
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::path::{Path, PathBuf};
 
 const TAG: &str = "cli-mrt2";
 
 fn mrt(args: &[&str]) -> (bool, String) {
-    common::cli::mrt(TAG, args)
+    cli::mrt(TAG, args)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    common::cli::scratch(TAG, name)
+    cli::scratch(TAG, name)
 }
 
 /// One tiny model for all tests of this binary, written through the CLI.
 fn tiny() -> &'static Path {
-    let dir = common::cli::tiny_model(TAG);
+    let dir = cli::tiny_model(TAG);
     assert!(dir.join("magenta-realtime-2/checkpoints/mrt2_tiny.safetensors").is_file(), "the tiny MRT2 checkpoint is written");
     dir
 }

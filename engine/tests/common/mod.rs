@@ -2,7 +2,6 @@
 //! own copy and uses only part of it).
 #![allow(dead_code)]
 
-pub mod cli;
 pub mod hub;
 
 use std::path::{Path, PathBuf};
