@@ -487,20 +487,7 @@ impl Plan {
 
     /// Finds one item in the roots, or every place it was not.
     pub fn find(&self, item: &Item) -> Result<Located, Vec<Looked>> {
-        let mut looked = Vec::new();
-        for root in &self.roots {
-            match root.repo_base(item.repo) {
-                Ok((base, source)) => {
-                    let path = join_repo_path(&base, &item.path);
-                    match item.check(&path) {
-                        Ok(()) => return Ok(Located { path, source }),
-                        Err(problem) => looked.push(Looked { place: path, problem }),
-                    }
-                }
-                Err(l) => looked.push(l),
-            }
-        }
-        Err(looked)
+        find_in(&self.roots, item)
     }
 
     pub fn locate(&self) -> Result<ModelPaths, AssetError> {
