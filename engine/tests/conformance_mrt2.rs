@@ -254,12 +254,11 @@ fn streaming_frames_allocate_nothing_after_the_state_is_built() {
     assert_eq!(ALLOCATIONS.with(Cell::get), 0);
 }
 
-/// The codec step of the same set. The stream's own buffers are all sized by its first step;
-/// what a later step still allocates is the `gemm` crate's (0.19: `gemm-common` `gemm.rs` packs
-/// into a fresh `MemBuffer` and a `did_pack_lhs` vec on every product), the same number every
-/// step (±1: rayon's job queue takes a new block now and then). A `reset` allocates nothing.
+/// The codec step of the same set: the stream's buffers are all sized by its first step, and
+/// its products run on the stepping thread without the `gemm` crate's per-call packing buffers
+/// or rayon's job queue, so every later step, a `reset` and the step after it allocate nothing.
 #[test]
-fn codec_frames_allocate_the_same_gemm_buffers_every_step_and_reset_allocates_nothing() {
+fn codec_frames_allocate_nothing_after_the_first_step_nor_on_reset() {
     let dir = set_dir();
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config.json reads")).expect("json");
     let config = CodecConfig::from_mrt2_value(&json["codec"]).expect("codec config");
@@ -287,9 +286,6 @@ fn codec_frames_allocate_the_same_gemm_buffers_every_step_and_reset_allocates_no
         stream.step(&codec, &codes.data[..levels]).expect("step after reset");
     });
     println!("allocations per step (counted on the stepping thread): {per_step:?}");
-    let reset = per_step[per_step.len() - 2];
-    assert_eq!(reset, 0, "reset allocates nothing");
-    let steps: Vec<usize> = per_step.iter().enumerate().filter(|&(i, _)| i != per_step.len() - 2).map(|(_, &n)| n).collect();
-    let (lo, hi) = (steps.iter().min().copied().unwrap_or(0), steps.iter().max().copied().unwrap_or(0));
-    assert!(hi <= lo + 1, "allocations per step vary: {per_step:?}");
+    assert!(per_step.len() > 3, "the set streams several frames");
+    assert!(per_step.iter().all(|&n| n == 0), "a step or reset allocated: {per_step:?}");
 }

@@ -125,19 +125,20 @@ impl Stft {
     /// `spec`: `[2·channels][frames][bins]` as [`Stft::forward`] makes it.
     /// Returns channel-first `[channels][frames·hop]`.
     pub fn inverse(&self, spec: &[f32], channels: usize, frames: usize) -> Result<Vec<f32>, CodecError> {
-        let mut state = self.inverse_stream(channels);
+        let mut state = self.inverse_stream(channels, frames);
         let mut out = vec![0f32; channels * frames * self.frame_step];
         self.inverse_step(spec, frames, &mut state, &mut out)?;
         Ok(out)
     }
 
     /// The state of a frame-by-frame inverse STFT of `channels` channels: each channel's
-    /// overlap-add tail (the last frame's samples past its output) and the FFT buffers.
-    pub fn inverse_stream(&self, channels: usize) -> InverseStft {
+    /// overlap-add tail (the last frame's samples past its output) and the FFT buffers, sized
+    /// for steps of up to `frames` frames.
+    pub fn inverse_stream(&self, channels: usize, frames: usize) -> InverseStft {
         InverseStft {
             channels,
             tail: vec![0f64; channels * (self.frame_length - self.frame_step)],
-            acc: Vec::new(),
+            acc: vec![0f64; frames * self.frame_step + self.frame_length],
             z: vec![Complex::new(0f64, 0f64); self.fft_length / 2 + 1],
             buf: vec![0f64; self.fft_length],
             scratch: self.inverse.make_scratch_vec(),
@@ -289,7 +290,7 @@ mod tests {
         let mut rng = crate::sampling::rng::SplitMix64::new(9);
         let spec: Vec<f32> = (0..2 * 2 * frames * 480).map(|_| rng.next_normal() as f32).collect();
         let whole = s.inverse(&spec, 2, frames).unwrap();
-        let mut st = s.inverse_stream(2);
+        let mut st = s.inverse_stream(2, 1);
         let mut got = vec![0f32; whole.len()];
         let mut at = 0;
         for n in [1, 4, 3, 5] {

@@ -17,7 +17,7 @@
 //! so step 0 returns silence and step `t ≥ 1` the audio of frame `t − 1`'s codes, as the
 //! reference stream does (`shared/fixtures/mrt2/M1/README.md`, "Codec (e)"). The result equals
 //! the whole-clip decode ([`Codec::decode_codes`]) delayed by one frame, up to float rounding
-//! (the same products, with other `gemm` row blockings).
+//! (the same products, summed in another order by [`crate::kernels::host::gemm_serial`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,8 @@ use super::{Codec, CodecError, DecoderPath};
 
 /// One stream's state of a frame-by-frame decode with a given [`Codec`] (host decoder only).
 /// Built once; its buffers grow on the first [`DecoderStream::step`] and never after.
-/// NOTE: the `gemm` crate (0.19) still allocates its packing buffers in every product it runs
-/// (~226 small allocations per step on M1's codec, `tests/conformance_mrt2.rs`); the step runs
-/// on the generation worker, never on the audio thread.
+/// A step runs on the calling thread ([`Scratch::serial`]) and allocates nothing once the
+/// first step has grown the buffers (`tests/conformance_mrt2.rs`).
 #[derive(Debug)]
 pub struct DecoderStream {
     levels: usize,
@@ -70,10 +69,10 @@ impl DecoderStream {
             to_drop: dec.crop_frames(),
             steps: 0,
             history: History::default(),
-            scratch: Scratch::default(),
+            scratch: Scratch::serial(),
             latent: vec![0f32; codec.rvq().dim()],
             spec: Vec::new(),
-            istft: codec.stft().inverse_stream(channels),
+            istft: codec.stft().inverse_stream(channels, dec.frames_per_latent()),
             audio: vec![0f32; channels * spf],
         })
     }

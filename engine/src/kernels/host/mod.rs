@@ -13,7 +13,7 @@ pub mod pool;
 pub mod vmath;
 
 pub use attend::{attend_one, attend_one_t};
-pub use gemm::gemm_checked;
+pub use gemm::{gemm_checked, gemm_serial};
 pub use gemv::{dot_rows, simd_level, stream_sum, transpose_into, Bf16, Matrix};
 pub use norm::{layer_norm, rms_norm};
 pub use pool::in_pool;
