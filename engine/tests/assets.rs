@@ -472,7 +472,7 @@ fn explicit_dir_then_mrt_model_dir_then_hf_cache() {
     assert!(err.contains("huge") && err.contains("base") && err.contains("mini"), "{err}");
     // A malformed manifest names itself.
     std::fs::write(explicit.join("mrt-live.json"), r#"{"format": 1, "lms": {}}"#).unwrap();
-    let err = err_of(ModelPaths::locate_with("tiny", Some(&explicit), &s)).to_string();
+    let err = mrt::error_chain(&err_of(ModelPaths::locate_with("tiny", Some(&explicit), &s)));
     assert!(err.contains("mrt-live.json") && err.contains("lms"), "{err}");
     std::fs::write(explicit.join("mrt-live.json"), r#"{"format": 1, "lm": {"mini": {"checkpoint": "nope"}}}"#).unwrap();
     let err = err_of(ModelPaths::locate_with("mini", Some(&explicit), &s)).to_string();

@@ -377,7 +377,7 @@ fn broken_files_are_named_errors() {
     std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
     let err = StyleModel::load(&paths, &device).unwrap_err().to_string();
     assert!(err.contains("variables"), "{err}");
-    assert!(matches!(StyleModel::load(&paths, &device), Err(StyleError::Weights(_))));
+    assert!(matches!(StyleModel::load(&paths, &device), Err(StyleError::Bundle(_))));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

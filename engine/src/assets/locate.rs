@@ -270,7 +270,7 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Option<(PathBuf, ManifestJson)
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let j: ManifestJson = serde_json::from_str(&text).map_err(|e| AssetError::BadManifest { path: path.clone(), reason: e.to_string() })?;
+    let j: ManifestJson = serde_json::from_str(&text).map_err(|source| AssetError::ManifestJson { path: path.clone(), source })?;
     if j.format != 1 {
         return Err(AssetError::BadManifest { path, reason: format!("\"format\" is {}, this build reads format 1", j.format) });
     }
@@ -408,7 +408,7 @@ impl Plan {
             if path.is_file() {
                 let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
                 let j: ManifestJson = serde_json::from_str(&text)
-                    .map_err(|e| AssetError::BadManifest { path: path.clone(), reason: e.to_string() })?;
+                    .map_err(|source| AssetError::ManifestJson { path: path.clone(), source })?;
                 if j.format != 1 {
                     return Err(AssetError::BadManifest {
                         path,

@@ -338,6 +338,8 @@ pub enum AssetError {
     UnknownSize { size: String, known: Vec<String>, manifest: Option<PathBuf> },
     #[error("bad manifest {path}: {reason}")]
     BadManifest { path: PathBuf, reason: String },
+    #[error("bad manifest {path}: not the JSON this build reads")]
+    ManifestJson { path: PathBuf, #[source] source: serde_json::Error },
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("cannot reach {url}: {reason}")]

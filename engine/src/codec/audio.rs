@@ -21,16 +21,18 @@ pub enum AudioError {
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("{path}: unsupported audio: {reason}")]
     Unsupported { path: PathBuf, reason: String },
-    #[error("{path}: cannot decode: {reason}")]
-    Decode { path: PathBuf, reason: String },
+    #[error("{path}: cannot decode")]
+    Decode { path: PathBuf, #[source] source: SymphoniaError },
+    #[error("{path}: reading stopped by the caller")]
+    Stopped { path: PathBuf },
     #[error("{path} holds no audio samples")]
     Empty { path: PathBuf },
     #[error("{path}: sample {frame} of channel {channel} is not finite (NaN or infinity)")]
     NonFinite { path: PathBuf, channel: usize, frame: usize },
     #[error("{path}: {channels} channels; the codec takes mono or stereo")]
     Channels { path: PathBuf, channels: usize },
-    #[error("resampling {from_hz} Hz → {to_hz} Hz failed: {reason}")]
-    Resample { from_hz: u32, to_hz: u32, reason: String },
+    #[error("resampling {from_hz} Hz → {to_hz} Hz failed")]
+    Resample { from_hz: u32, to_hz: u32, #[source] source: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot write {path}")]
     Write { path: PathBuf, #[source] source: hound::Error },
 }
@@ -79,7 +81,7 @@ pub fn read(path: &Path) -> Result<Audio, AudioError> {
 pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Result<(), AudioError>) -> Result<(usize, u32), AudioError> {
     let file = File::open(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
     let unsupported = |reason: String| AudioError::Unsupported { path: path.to_path_buf(), reason };
-    let decode = |reason: String| AudioError::Decode { path: path.to_path_buf(), reason };
+    let decode = |source: SymphoniaError| AudioError::Decode { path: path.to_path_buf(), source };
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -89,8 +91,7 @@ pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Resul
         .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| match e {
             SymphoniaError::Unsupported(what) => unsupported(format!("not a recognised audio format ({what})")),
-            SymphoniaError::IoError(e) => decode(format!("not a readable audio file ({e})")),
-            other => decode(other.to_string()),
+            other => decode(other),
         })?;
     let mut format = probed.format;
     let track = format
@@ -103,7 +104,7 @@ pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Resul
     let mut channels = track.codec_params.channels.map(|c| c.count());
     let mut decoder = symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(|e| match e {
         SymphoniaError::Unsupported(what) => unsupported(format!("codec or sample format not supported ({what})")),
-        other => decode(other.to_string()),
+        other => decode(other),
     })?;
     let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
@@ -111,7 +112,7 @@ pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Resul
             Ok(p) => p,
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(SymphoniaError::ResetRequired) => break,
-            Err(e) => return Err(decode(e.to_string())),
+            Err(e) => return Err(decode(e)),
         };
         if packet.track_id() != track_id {
             continue;
@@ -119,7 +120,7 @@ pub fn stream(path: &Path, mut on_block: impl FnMut(&[f32], usize, u32) -> Resul
         let decoded = match decoder.decode(&packet) {
             Ok(d) => d,
             Err(SymphoniaError::Unsupported(what)) => return Err(unsupported(what.to_owned())),
-            Err(e) => return Err(decode(e.to_string())),
+            Err(e) => return Err(decode(e)),
         };
         let spec = *decoded.spec();
         if channels.is_some_and(|c| c != spec.channels.count()) || sample_rate.is_some_and(|r| r != spec.rate) {
@@ -159,10 +160,10 @@ pub fn conform(audio: Audio, sample_rate_hz: u32, channels: usize, path: &Path) 
 /// Resamples channel-first audio with rubato's FFT resampler; output length `round(n · to / from)`,
 /// the resampler's delay removed.
 pub fn resample(planar: &[f32], channels: usize, from_hz: u32, to_hz: u32) -> Result<Vec<f32>, AudioError> {
-    let err = |reason: String| AudioError::Resample { from_hz, to_hz, reason };
+    let err = |source: Box<dyn std::error::Error + Send + Sync>| AudioError::Resample { from_hz, to_hz, source };
     let frames = planar.len() / channels.max(1);
     let want = ((frames as u64 * u64::from(to_hz) + u64::from(from_hz) / 2) / u64::from(from_hz)) as usize;
-    let mut r = FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, 1024, 2, channels).map_err(|e| err(e.to_string()))?;
+    let mut r = FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, 1024, 2, channels).map_err(|e| err(e.into()))?;
     let delay = r.output_delay();
     let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(want + delay); channels];
     let mut pos = 0;
@@ -180,7 +181,7 @@ pub fn resample(planar: &[f32], channels: usize, from_hz: u32, to_hz: u32) -> Re
         } else {
             r.process_partial::<&[f32]>(None, None)
         }
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.into()))?;
         for (o, p) in out.iter_mut().zip(produced) {
             o.extend(p);
         }

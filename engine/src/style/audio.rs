@@ -130,7 +130,7 @@ pub fn embed_file(model: &StyleModel, path: &Path, hop: Option<usize>) -> Result
         let pushed = r.push(&mono, &mut |s: &[f32]| acc.push(s));
         if let Err(e) = pushed {
             failure = Some(e);
-            return Err(AudioError::Decode { path: path.to_path_buf(), reason: "stopped".into() });
+            return Err(AudioError::Stopped { path: path.to_path_buf() });
         }
         Ok(())
     });

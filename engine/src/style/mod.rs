@@ -32,6 +32,12 @@ pub enum StyleError {
     Tokenizer(#[from] TokenizerError),
     #[error("MusicCoCa weights: {0}")]
     Weights(String),
+    #[error(transparent)]
+    Bundle(#[from] crate::formats::tfbundle::BundleError),
+    #[error(transparent)]
+    TfLite(#[from] crate::formats::tflite::TfLiteError),
+    #[error(transparent)]
+    Tensor(#[from] crate::formats::tensor::TensorError),
     #[error("style weight {weight} of prompt {index} is not a finite value ≥ 0")]
     BadWeight { index: usize, weight: f32 },
     #[error("invalid style input: {0}")]

@@ -20,6 +20,7 @@ use super::towers::Towers;
 use super::StyleError;
 use crate::codec::rvq::Rvq;
 use crate::codec::weights::CodebookParams;
+use crate::formats::tensor::TensorStore;
 use crate::formats::tfbundle::Bundle;
 use crate::formats::tflite::TfLite;
 
@@ -80,9 +81,11 @@ pub fn saved_codebook_index(level: usize, levels: usize) -> usize {
     names.iter().position(|n| *n == level.to_string()).unwrap_or(level)
 }
 
-/// Reads the 80 leaves of the v1 MusicCoCa SavedModel into tower parameters.
+/// Reads the 80 leaves of the v1 MusicCoCa SavedModel into tower parameters. The leaves the
+/// towers use go through a [`TensorStore`] named by leaf number and role (`leaf 63 (text
+/// exit_stack/ln/scale)`), so a missing, mis-shaped or non-finite one is an error naming it.
 pub fn read_v1_params(savedmodel: &Path) -> Result<MusicCocaParams, StyleError> {
-    let bundle = Bundle::open(savedmodel).map_err(|e| StyleError::Weights(e.to_string()))?;
+    let bundle = Bundle::open(savedmodel)?;
     let mut keys: Vec<Option<String>> = vec![None; V1_LEAVES];
     for name in bundle.names() {
         if let Some(i) = leaf_index(name).filter(|&i| i < V1_LEAVES) {
@@ -91,32 +94,29 @@ pub fn read_v1_params(savedmodel: &Path) -> Result<MusicCocaParams, StyleError> 
     }
     let shape_of = |i: usize| keys[i].as_deref().and_then(|k| bundle.shape(k)).map(<[usize]>::to_vec);
     let dims = Dims::from_v1_shapes(shape_of).map_err(|e| StyleError::Weights(format!("{}: {e}", savedmodel.display())))?;
-    let mut leaves = Vec::with_capacity(V1_LEAVES);
+    let leaf_name = |i: usize| format!("leaf {i} ({})", params::v1_role(i).describe());
+    let mut store = TensorStore::new(savedmodel, Default::default());
     for (i, key) in keys.iter().enumerate() {
-        let Some(expected) = dims.v1_shape(i) else {
-            leaves.push(None);
-            continue;
-        };
-        let key = key.as_deref().ok_or_else(|| {
-            StyleError::Weights(format!("{}: leaf {i} ({}) is missing", savedmodel.display(), params::v1_role(i).describe()))
-        })?;
-        let found = bundle.shape(key).unwrap_or_default();
-        if found != expected.as_slice() {
-            return Err(StyleError::Weights(format!(
-                "{}: leaf {i} `{key}` ({}) has shape {found:?}, expected {expected:?}",
-                savedmodel.display(),
-                params::v1_role(i).describe()
-            )));
+        if let (Some(key), Some(_)) = (key, dims.v1_shape(i)) {
+            let shape = bundle.shape(key).unwrap_or_default().to_vec();
+            store.insert(leaf_name(i), HostTensor::new(shape, bundle.read_f32(key)?));
         }
-        let data = bundle.read_f32(key).map_err(|e| StyleError::Weights(e.to_string()))?;
-        leaves.push(Some(HostTensor::new(expected, data)));
+    }
+    let mut leaves = Vec::with_capacity(V1_LEAVES);
+    for i in 0..V1_LEAVES {
+        leaves.push(match dims.v1_shape(i) {
+            Some(expected) => Some(store.take_exact(&leaf_name(i), &expected)?),
+            None => None,
+        });
     }
     Ok(params::from_v1_leaves(|i| leaves[i].take().unwrap_or_else(|| HostTensor::new(vec![1], vec![0.0]))))
 }
 
-/// Reads the style RVQ codebooks `[levels, codes, dim]` from the v1 quantiser SavedModel.
+/// Reads the style RVQ codebooks `[levels, codes, dim]` from the v1 quantiser SavedModel: the
+/// rank-2 variables `variables/0..N`, each `[dim, codes]` (checked through a [`TensorStore`]
+/// named by level).
 pub fn read_codebooks(quantizer: &Path, dim: usize) -> Result<CodebookParams, StyleError> {
-    let bundle = Bundle::open(quantizer).map_err(|e| StyleError::Weights(e.to_string()))?;
+    let bundle = Bundle::open(quantizer)?;
     let mut saved: Vec<(usize, String)> = bundle
         .names()
         .filter_map(|n| variable_index(n).map(|i| (i, n.to_string())))
@@ -132,17 +132,16 @@ pub fn read_codebooks(quantizer: &Path, dim: usize) -> Result<CodebookParams, St
         )));
     }
     let codes = bundle.shape(&saved[0].1).map_or(0, |s| s[1]);
+    let level_name = |level: usize| format!("codebook of level {level} (`{}`)", saved[saved_codebook_index(level, levels)].1);
+    let mut store = TensorStore::new(quantizer, Default::default());
+    for level in 0..levels {
+        let key = &saved[saved_codebook_index(level, levels)].1;
+        let shape = bundle.shape(key).unwrap_or_default().to_vec();
+        store.insert(level_name(level), HostTensor::new(shape, bundle.read_f32(key)?));
+    }
     let mut data = Vec::with_capacity(levels * codes * dim);
     for level in 0..levels {
-        let name = &saved[saved_codebook_index(level, levels)].1;
-        let shape = bundle.shape(name).unwrap_or_default();
-        if shape != [dim, codes] {
-            return Err(StyleError::Weights(format!(
-                "{}: codebook `{name}` (level {level}) has shape {shape:?}, expected [{dim}, {codes}]",
-                quantizer.display()
-            )));
-        }
-        let w = bundle.read_f32(name).map_err(|e| StyleError::Weights(e.to_string()))?;
+        let w = store.take_exact(&level_name(level), &[dim, codes])?.data;
         // [dim, codes] → [codes, dim]
         for c in 0..codes {
             data.extend((0..dim).map(|r| w[r * codes + c]));
@@ -155,15 +154,15 @@ pub fn read_codebooks(quantizer: &Path, dim: usize) -> Result<CodebookParams, St
 /// window and the `[1024 or 1025, mel bins]` mel matrix.
 pub fn read_front_end(path: &Path) -> Result<LogMel, StyleError> {
     let err = |reason: String| StyleError::Weights(format!("{}: {reason}", path.display()));
-    let model = TfLite::open(path).map_err(|e| StyleError::Weights(e.to_string()))?;
+    let model = TfLite::open(path)?;
     // Constants only: the same name may also label an op output without data.
     let pick = |pattern: &str| {
         model.find(pattern).find(|t| t.is_constant()).cloned().ok_or_else(|| err(format!("no constant tensor named like `{pattern}`")))
     };
     let window_t = pick("hann_window")?;
     let matrix_t = pick("linear_to_mel_weight_matrix")?;
-    let window = model.read_f32(&window_t).map_err(|e| StyleError::Weights(e.to_string()))?;
-    let matrix = model.read_f32(&matrix_t).map_err(|e| StyleError::Weights(e.to_string()))?;
+    let window = model.read_f32(&window_t)?;
+    let matrix = model.read_f32(&matrix_t)?;
     let shape = matrix_t.shape.clone();
     let (rows, cols) = match shape.as_slice() {
         [r, c] => (*r, *c),

@@ -74,7 +74,7 @@ pub fn write_tiny(v1: &Path, v2: &Path, seed: u64) -> Result<StylePaths, StyleEr
 }
 
 fn bundle_err(e: crate::formats::tfbundle::BundleError) -> StyleError {
-    StyleError::Weights(e.to_string())
+    StyleError::Bundle(e)
 }
 
 /// Creates `savedmodel/variables/` and returns the bundle prefix. Also writes a `saved_model.pb`
@@ -126,5 +126,5 @@ pub fn write_preprocessor(path: &Path, mel_bins: usize) -> Result<(), StyleError
         path,
         &[("hann_window", &[FRAME_LENGTH], &window), ("linear_to_mel_weight_matrix/Maximum", &[bins, mel_bins], &matrix)],
     )
-    .map_err(|e| StyleError::Weights(e.to_string()))
+    .map_err(StyleError::from)
 }

@@ -108,42 +108,45 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, c: *mut f32, ld: usize, accumulate: bool) {
-        let mut p0 = 0;
-        while p0 < k {
-            let kc = KC.min(k - p0);
-            let add = accumulate || p0 > 0;
-            let mut i0 = 0;
-            while i0 < m {
-                let mc = MC.min(m - i0);
-                let mut j = 0;
-                while j < n {
-                    let width = if n - j >= 16 { 16 } else if n - j >= 8 { 8 } else { n - j };
-                    let mut i = i0;
-                    while i < i0 + mc {
-                        let rows = MR.min(i0 + mc - i);
-                        let (ap, bp, cp) = (a.add(i * a_rs + p0), b.add(p0 * b_rs + j), c.add(i * ld + j));
-                        match (rows, width) {
-                            (6, 16) => tile::<6, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (5, 16) => tile::<5, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (4, 16) => tile::<4, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (3, 16) => tile::<3, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (2, 16) => tile::<2, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (1, 16) => tile::<1, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (6, 8) => tile::<6, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (5, 8) => tile::<5, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (4, 8) => tile::<4, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (3, 8) => tile::<3, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (2, 8) => tile::<2, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            (1, 8) => tile::<1, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
-                            _ => narrow(rows, width, kc, ap, a_rs, bp, b_rs, cp, ld, add),
+        // SAFETY: the caller's contract (AVX2 and FMA present, every index inside the slices).
+        unsafe {
+            let mut p0 = 0;
+            while p0 < k {
+                let kc = KC.min(k - p0);
+                let add = accumulate || p0 > 0;
+                let mut i0 = 0;
+                while i0 < m {
+                    let mc = MC.min(m - i0);
+                    let mut j = 0;
+                    while j < n {
+                        let width = if n - j >= 16 { 16 } else if n - j >= 8 { 8 } else { n - j };
+                        let mut i = i0;
+                        while i < i0 + mc {
+                            let rows = MR.min(i0 + mc - i);
+                            let (ap, bp, cp) = (a.add(i * a_rs + p0), b.add(p0 * b_rs + j), c.add(i * ld + j));
+                            match (rows, width) {
+                                (6, 16) => tile::<6, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (5, 16) => tile::<5, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (4, 16) => tile::<4, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (3, 16) => tile::<3, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (2, 16) => tile::<2, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (1, 16) => tile::<1, 2>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (6, 8) => tile::<6, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (5, 8) => tile::<5, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (4, 8) => tile::<4, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (3, 8) => tile::<3, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (2, 8) => tile::<2, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                (1, 8) => tile::<1, 1>(kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                                _ => narrow(rows, width, kc, ap, a_rs, bp, b_rs, cp, ld, add),
+                            }
+                            i += rows;
                         }
-                        i += rows;
+                        j += width;
                     }
-                    j += width;
+                    i0 += mc;
                 }
-                i0 += mc;
+                p0 += kc;
             }
-            p0 += kc;
         }
     }
 
@@ -152,25 +155,28 @@ mod x86 {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize, const V: usize>(kc: usize, a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, c: *mut f32, ld: usize, add: bool) {
-        let mut acc = [[_mm256_setzero_ps(); V]; R];
-        for p in 0..kc {
-            let bp = b.add(p * b_rs);
-            let mut w = [_mm256_setzero_ps(); V];
-            for (v, w) in w.iter_mut().enumerate() {
-                *w = _mm256_loadu_ps(bp.add(8 * v));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(r * a_rs + p));
-                for v in 0..V {
-                    acc[v] = _mm256_fmadd_ps(x, w[v], acc[v]);
+        // SAFETY: the caller's contract (AVX2 and FMA present, every index inside the slices).
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); V]; R];
+            for p in 0..kc {
+                let bp = b.add(p * b_rs);
+                let mut w = [_mm256_setzero_ps(); V];
+                for (v, w) in w.iter_mut().enumerate() {
+                    *w = _mm256_loadu_ps(bp.add(8 * v));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_broadcast_ss(&*a.add(r * a_rs + p));
+                    for v in 0..V {
+                        acc[v] = _mm256_fmadd_ps(x, w[v], acc[v]);
+                    }
                 }
             }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (v, &sum) in acc.iter().enumerate() {
-                let cp = c.add(r * ld + 8 * v);
-                let sum = if add { _mm256_add_ps(_mm256_loadu_ps(cp), sum) } else { sum };
-                _mm256_storeu_ps(cp, sum);
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &sum) in acc.iter().enumerate() {
+                    let cp = c.add(r * ld + 8 * v);
+                    let sum = if add { _mm256_add_ps(_mm256_loadu_ps(cp), sum) } else { sum };
+                    _mm256_storeu_ps(cp, sum);
+                }
             }
         }
     }
@@ -180,31 +186,34 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn narrow(rows: usize, width: usize, kc: usize, a: *const f32, a_rs: usize, b: *const f32, b_rs: usize, c: *mut f32, ld: usize, add: bool) {
-        let mut cols = [0f32; 7 * KC];
-        for j in 0..width {
-            for p in 0..kc {
-                cols[j * KC + p] = *b.add(p * b_rs + j);
-            }
-        }
-        let full = kc / 8 * 8;
-        for r in 0..rows {
-            let ar = a.add(r * a_rs);
+        // SAFETY: the caller's contract (AVX2 and FMA present, every index inside the slices).
+        unsafe {
+            let mut cols = [0f32; 7 * KC];
             for j in 0..width {
-                let col = cols.as_ptr().add(j * KC);
-                let mut acc = _mm256_setzero_ps();
-                let mut p = 0;
-                while p < full {
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(p)), _mm256_loadu_ps(col.add(p)), acc);
-                    p += 8;
+                for p in 0..kc {
+                    cols[j * KC + p] = *b.add(p * b_rs + j);
                 }
-                let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-                let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-                let mut sum = _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)));
-                for p in full..kc {
-                    sum = (*ar.add(p)).mul_add(*col.add(p), sum);
+            }
+            let full = kc / 8 * 8;
+            for r in 0..rows {
+                let ar = a.add(r * a_rs);
+                for j in 0..width {
+                    let col = cols.as_ptr().add(j * KC);
+                    let mut acc = _mm256_setzero_ps();
+                    let mut p = 0;
+                    while p < full {
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(p)), _mm256_loadu_ps(col.add(p)), acc);
+                        p += 8;
+                    }
+                    let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+                    let mut sum = _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)));
+                    for p in full..kc {
+                        sum = (*ar.add(p)).mul_add(*col.add(p), sum);
+                    }
+                    let cp = c.add(r * ld + j);
+                    *cp = if add { *cp + sum } else { sum };
                 }
-                let cp = c.add(r * ld + j);
-                *cp = if add { *cp + sum } else { sum };
             }
         }
     }

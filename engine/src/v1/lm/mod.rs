@@ -36,6 +36,10 @@ pub enum LmError {
     Tensor(#[from] crate::formats::tensor::TensorError),
     #[error("{path} is not a usable LM safetensors file: {reason}")]
     BadSafetensors { path: PathBuf, reason: String },
+    #[error("{path} is not a readable safetensors file")]
+    Safetensors { path: PathBuf, #[source] source: safetensors::SafeTensorError },
+    #[error("{path}: tensor `{name}` cannot be read")]
+    SafetensorsTensor { path: PathBuf, name: String, #[source] source: safetensors::SafeTensorError },
     #[error("invalid sampling setting: {0}")]
     BadSampling(String),
     #[error("invalid input: {0}")]

@@ -106,14 +106,14 @@ impl HostWeights {
         // renames them, never rewriting one in place.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| LmError::Io { path: path.to_path_buf(), source })?;
         let st = safetensors::SafeTensors::deserialize(&map)
-            .map_err(|e| LmError::BadSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|source| LmError::Safetensors { path: path.to_path_buf(), source })?;
         let expected = manifest(config);
         let names = st.names();
         let shape_of = |n: &str| st.tensor(n).ok().map(|v| v.shape().to_vec());
         check_names_and_shapes(&expected, names.iter().copied(), shape_of, path, |_| path.to_path_buf())?;
         let mut tensors = BTreeMap::new();
         for (name, shape) in expected {
-            let view = st.tensor(&name).map_err(|e| LmError::BadSafetensors { path: path.to_path_buf(), reason: format!("tensor `{name}`: {e}") })?;
+            let view = st.tensor(&name).map_err(|source| LmError::SafetensorsTensor { path: path.to_path_buf(), name: name.clone(), source })?;
             if view.dtype() != safetensors::Dtype::F32 {
                 return Err(LmError::BadSafetensors {
                     path: path.to_path_buf(),
