@@ -24,7 +24,7 @@
 use super::config::Mrt2Config;
 use super::notes::NUM_PITCHES;
 use super::weights::ConditioningWeights;
-use crate::kernels::host::{dot_rows, layer_norm};
+use crate::kernels::host::layer_norm;
 
 /// Errors of the conditioning encoder.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -210,7 +210,7 @@ pub fn encode_frame(
             *s += v;
         }
     }
-    dot_rows(&scratch.mulan_sum, &w.mulan_adapter.w, &mut scratch.mulan_proj);
+    w.mulan_adapter.apply(&scratch.mulan_sum, &mut scratch.mulan_proj);
 
     scratch.regular.fill(0.0);
     for (c, &x) in tokens[nm..].iter().enumerate() {

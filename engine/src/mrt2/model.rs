@@ -25,7 +25,7 @@ use super::conditioning::{encode_frame, ConditioningError, EncoderScratch};
 use super::config::Mrt2Config;
 use super::weights::{Attention, Ffn, Linear, Mrt2Weights};
 use crate::kernels::host::vmath::{gelu_in_place, softmax};
-use crate::kernels::host::{dot_rows, layer_norm, rms_norm};
+use crate::kernels::host::{dot_rows, in_pool, layer_norm, rms_norm};
 use crate::sampling::mrt2::{fill_gumbel, fold_in, sample_window, Key, SampleScratch, SamplingParams};
 
 /// Errors of a frame step. The state is left untouched when a step fails.
@@ -374,7 +374,13 @@ impl Mrt2Model {
     /// `params`. With `forced = Some(targets)` the depth steps consume `targets` instead of the
     /// samples and the next frame sees `targets` as the previous frame (teacher forcing); the
     /// key chain advances the same way.
+    /// The step runs on a thread of rayon's pool ([`in_pool`]): its products are split over
+    /// the pool's threads.
     pub fn step(&self, st: &mut FrameState, cond_tokens: &[i32], params: &SamplingParams, forced: Option<&[i32]>) -> Result<(), StepError> {
+        in_pool(|| self.step_in_pool(st, cond_tokens, params, forced))
+    }
+
+    fn step_in_pool(&self, st: &mut FrameState, cond_tokens: &[i32], params: &SamplingParams, forced: Option<&[i32]>) -> Result<(), StepError> {
         let c = &self.cfg;
         let w = &self.weights;
         let vocab = c.logits_width();
@@ -429,11 +435,11 @@ impl Mrt2Model {
             // Self-attention over the window (current key included) + sink.
             let a = &layer.self_attention;
             rms_norm(x, &a.pre_norm, eps, normed);
-            dot_rows(normed, &a.query.w, &mut s.q[..inner]);
+            a.query.apply(normed, &mut s.q[..inner]);
             {
                 let (ks, vs) = self_kv[l].push_slot(); // [H·Dh] each
-                dot_rows(normed, &a.key.w, ks);
-                dot_rows(normed, &a.value.w, vs);
+                a.key.apply(normed, ks);
+                a.value.apply(normed, vs);
             }
             let (keys, values) = self_kv[l].filled(); // [n, H·Dh]
             attend(a, t.heads, t.head_dim, c.num_sinks, &s.q[..inner], keys, values, &mut s.qs, &mut s.probs, &mut s.att[..inner]);
@@ -442,11 +448,11 @@ impl Mrt2Model {
             // Cross-attention over the window of projected conditioning vectors + sink.
             let a = &layer.cross_attention;
             rms_norm(x, &a.pre_norm, eps, normed);
-            dot_rows(normed, &a.query.w, &mut s.q[..inner]);
+            a.query.apply(normed, &mut s.q[..inner]);
             {
                 let (ks, vs) = cross_kv[l].push_slot();
-                dot_rows(encoder_out, &a.key.w, ks);
-                dot_rows(encoder_out, &a.value.w, vs);
+                a.key.apply(encoder_out, ks);
+                a.value.apply(encoder_out, vs);
             }
             let (keys, values) = cross_kv[l].filled();
             attend(a, t.heads, t.head_dim, c.num_sinks, &s.q[..inner], keys, values, &mut s.qs, &mut s.probs, &mut s.att[..inner]);
@@ -486,7 +492,7 @@ impl Mrt2Model {
                 self.add_embedding(tokens[level - 1], &mut s.depth_in);
             }
             match &w.depth_input_adapter {
-                Some(adapter) => dot_rows(&s.depth_in, &adapter.w, &mut s.depth_x),
+                Some(adapter) => adapter.apply(&s.depth_in, &mut s.depth_x),
                 None => s.depth_x.copy_from_slice(&s.depth_in),
             }
             let x = &mut s.depth_x;
@@ -495,10 +501,10 @@ impl Mrt2Model {
             for (l, layer) in w.depth.iter().enumerate() {
                 let a = &layer.self_attention;
                 rms_norm(x, &a.pre_norm, eps, normed);
-                dot_rows(normed, &a.query.w, &mut s.q[..inner]);
+                a.query.apply(normed, &mut s.q[..inner]);
                 let slot = level * inner..(level + 1) * inner;
-                dot_rows(normed, &a.key.w, &mut depth_k[l][slot.clone()]);
-                dot_rows(normed, &a.value.w, &mut depth_v[l][slot]);
+                a.key.apply(normed, &mut depth_k[l][slot.clone()]);
+                a.value.apply(normed, &mut depth_v[l][slot]);
                 let filled = (level + 1) * inner; // causal: levels 0..=level
                 attend(
                     a,
@@ -549,17 +555,12 @@ pub fn soft_cap(x: f32, cap: f32) -> f32 {
 
 /// `out[j] = W[start + j] · x + b[start + j]` for `j < count`.
 fn linear_rows(l: &Linear, start: usize, count: usize, x: &[f32], out: &mut [f32]) {
-    dot_rows(x, l.rows(start, count), &mut out[..count]);
-    if let Some(b) = &l.bias {
-        for (o, &bv) in out[..count].iter_mut().zip(&b[start..start + count]) {
-            *o += bv;
-        }
-    }
+    l.apply_rows(start, x, &mut out[..count]);
 }
 
 /// `x += RMS_post(W_o · att)`; `normed` is scratch of `x.len()`.
 fn residual_out(a: &Attention, eps: f32, att: &[f32], proj: &mut [f32], normed: &mut [f32], x: &mut [f32]) {
-    dot_rows(att, &a.output.w, proj);
+    a.output.apply(att, proj);
     rms_norm(proj, &a.post_norm, eps, normed);
     for (xv, &p) in x.iter_mut().zip(normed.iter()) {
         *xv += p;
@@ -569,22 +570,12 @@ fn residual_out(a: &Attention, eps: f32, att: &[f32], proj: &mut [f32], normed: 
 /// `x += RMS_post(gelu_tanh(RMS_pre(x)·W1 + b1)·W2 + b2)`; `normed` is scratch of `x.len()`.
 fn ffn_block(f: &Ffn, eps: f32, x: &mut [f32], normed: &mut [f32], hidden: &mut [f32], proj: &mut [f32]) {
     rms_norm(x, &f.pre_norm, eps, normed);
-    dot_rows(normed, &f.layer1.w, hidden); // [F]
-    add_bias(hidden, f.layer1.bias.as_deref());
+    f.layer1.apply(normed, hidden); // [F]
     gelu_in_place(hidden);
-    dot_rows(hidden, &f.layer2.w, proj); // [d]
-    add_bias(proj, f.layer2.bias.as_deref());
+    f.layer2.apply(hidden, proj); // [d]
     rms_norm(proj, &f.post_norm, eps, normed);
     for (xv, &p) in x.iter_mut().zip(normed.iter()) {
         *xv += p;
-    }
-}
-
-fn add_bias(v: &mut [f32], bias: Option<&[f32]>) {
-    if let Some(b) = bias {
-        for (x, &b) in v.iter_mut().zip(b) {
-            *x += b;
-        }
     }
 }
 

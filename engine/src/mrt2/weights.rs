@@ -35,7 +35,9 @@ use std::path::Path;
 use super::config::{Mrt2Config, StackConfig};
 use crate::formats::safetensors::{self, SafetensorsError};
 use crate::formats::tensor::{TensorError, TensorStore};
-use crate::kernels::host::transpose_into;
+use crate::kernels::host::{transpose_into, Matrix};
+use crate::kernels::WeightPrecision;
+use crate::sampling::rng::SplitMix64;
 
 /// Prefix of every language-model tensor.
 pub const LM_PREFIX: &str = "params/depthformer/";
@@ -55,20 +57,44 @@ pub enum WeightsError {
     AdapterRequired { path: std::path::PathBuf, d_t: usize, d_d: usize },
 }
 
-/// A dense layer stored `[out, in]` row-major, with an optional bias.
+/// A dense layer stored `[out, in]` (one row per output, f32 or bf16; the shared host GEMV's
+/// [`Matrix`]), with an optional bias.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
     pub out_dim: usize,
     pub in_dim: usize,
-    /// `w[o · in_dim + i]`.
-    pub w: Vec<f32>,
+    pub w: Matrix,
     pub bias: Option<Vec<f32>>,
 }
 
 impl Linear {
-    /// The rows `start .. start + count` (a slice of the outputs, e.g. one level's logits).
-    pub fn rows(&self, start: usize, count: usize) -> &[f32] {
-        &self.w[start * self.in_dim..(start + count) * self.in_dim]
+    /// From `[out, in]` f32 weights.
+    pub fn new(out_dim: usize, in_dim: usize, w: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+        Self { out_dim, in_dim, w: Matrix::from_rows(out_dim, in_dim, w, WeightPrecision::F32), bias }
+    }
+
+    /// `out[j] = W[start + j]·x + b[start + j]` for `j < out.len()`: all outputs, or a slice of
+    /// them (one level's logits). Split over rayon's threads.
+    pub fn apply_rows(&self, start: usize, x: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        self.w.gemv(x, start..start + n, out);
+        if let Some(b) = &self.bias {
+            out.iter_mut().zip(&b[start..start + n]).for_each(|(o, &b)| *o += b);
+        }
+    }
+
+    /// `out = W·x + b` over every output.
+    pub fn apply(&self, x: &[f32], out: &mut [f32]) {
+        self.apply_rows(0, x, out);
+    }
+
+    /// Weight bytes one full product streams.
+    pub fn bytes(&self) -> usize {
+        self.w.bytes()
+    }
+
+    fn set_precision(&mut self, precision: WeightPrecision) {
+        self.w = self.w.to_precision(precision);
     }
 }
 
@@ -156,6 +182,9 @@ pub fn softplus(x: f32) -> f32 {
 /// The store, taking tensors with their checks and transposing kernels.
 struct Reader {
     store: TensorStore,
+    /// Instead of the store: every tensor asked for is drawn uniform in ±0.05 (scales of norms
+    /// around 1), for benchmarks at the real sizes without the real files.
+    random: Option<SplitMix64>,
 }
 
 impl Reader {
@@ -164,6 +193,11 @@ impl Reader {
     }
 
     fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        if let Some(rng) = &mut self.random {
+            let n: usize = shape.iter().product();
+            let center = if name.ends_with("/scale") { 1.0 } else { 0.0 };
+            return Ok((0..n).map(|_| center + (rng.next_f64() as f32 - 0.5) * 0.1).collect());
+        }
         Ok(self.store.take_exact(name, shape)?.data)
     }
 
@@ -174,7 +208,7 @@ impl Reader {
         let out_dim: usize = shape[1..].iter().product();
         let mut w = vec![0.0; k.len()];
         transpose_into(&k, in_dim, out_dim, &mut w);
-        Ok(Linear { out_dim, in_dim, w, bias: None })
+        Ok(Linear::new(out_dim, in_dim, w, None))
     }
 
     /// A Dense layer `prefix/kernel` `[in, out]` (+ `prefix/bias` `[out]` when `bias`).
@@ -245,7 +279,7 @@ impl Reader {
             query_scale,
             sink_key,
             sink_value,
-            output: Linear { out_dim: dm, in_dim: h * dh, w: out_w, bias: None },
+            output: Linear::new(dm, h * dh, out_w, None),
             pre_norm: self.get(&format!("{p}pre_norm/scale"), &[dm])?,
             post_norm: self.get(&format!("{p}post_norm/scale"), &[dm])?,
         })
@@ -271,7 +305,7 @@ fn split(fused: &[f32], in_dim: usize, parts: usize, which: usize, inner: usize)
             w[o * in_dim + i] = x;
         }
     }
-    Linear { out_dim: inner, in_dim, w, bias: None }
+    Linear::new(inner, in_dim, w, None)
 }
 
 impl Mrt2Weights {
@@ -290,10 +324,50 @@ impl Mrt2Weights {
     /// Takes the LM tensors of `cfg` out of `store`; every tensor under [`LM_PREFIX`] must be
     /// used, the others are left alone.
     pub fn from_store(store: TensorStore, cfg: &Mrt2Config) -> Result<Self, WeightsError> {
-        let mut r = Reader { store };
+        let mut r = Reader { store, random: None };
         let w = Self::read(&mut r, cfg)?;
         r.store.check_all_used(LM_PREFIX)?;
         Ok(w)
+    }
+
+    /// Random weights of `cfg`'s shapes (separate Q/K/V projections), for benchmarks.
+    pub fn random(cfg: &Mrt2Config, seed: u64) -> Self {
+        let mut r = Reader { store: TensorStore::new("(random weights)", Default::default()), random: Some(SplitMix64::new(seed)) };
+        Self::read(&mut r, cfg).expect("random weights have every tensor")
+    }
+
+    /// Every projection's weights in `precision` (bf16 halves the bytes a frame streams; the
+    /// products stay f32). Tables, norms and biases stay f32.
+    pub fn set_precision(&mut self, precision: WeightPrecision) {
+        for l in self.linears_mut() {
+            l.set_precision(precision);
+        }
+    }
+
+    /// The precision of the projections.
+    pub fn precision(&self) -> WeightPrecision {
+        self.to_logits.w.precision()
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut out: Vec<&mut Linear> = vec![&mut self.conditioning.mulan_adapter, &mut self.to_logits];
+        out.extend(self.depth_input_adapter.as_mut());
+        fn attn(a: &mut Attention) -> [&mut Linear; 4] {
+            let Attention { query, key, value, output, .. } = a;
+            [query, key, value, output]
+        }
+        for layer in &mut self.temporal {
+            let TemporalLayer { self_attention, cross_attention, ffn } = layer;
+            out.extend(attn(self_attention));
+            out.extend(attn(cross_attention));
+            out.extend([&mut ffn.layer1, &mut ffn.layer2]);
+        }
+        for layer in &mut self.depth {
+            let DepthLayer { self_attention, ffn } = layer;
+            out.extend(attn(self_attention));
+            out.extend([&mut ffn.layer1, &mut ffn.layer2]);
+        }
+        out
     }
 
     fn read(r: &mut Reader, cfg: &Mrt2Config) -> Result<Self, WeightsError> {
@@ -365,7 +439,7 @@ mod tests {
         let fused: Vec<f32> = (0..2).flat_map(|i| (0..2).flat_map(move |p| (0..3).map(move |o| (10 * i + 3 * p + o) as f32))).collect();
         let k = split(&fused, 2, 2, 1, 3);
         assert_eq!((k.out_dim, k.in_dim), (3, 2));
-        assert_eq!(k.w, vec![3.0, 13.0, 4.0, 14.0, 5.0, 15.0]);
+        assert_eq!(k.w.to_rows(), vec![3.0, 13.0, 4.0, 14.0, 5.0, 15.0]);
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Elem for Bf16 {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum Store {
     F32(Vec<f32>),
     Bf16(Vec<Bf16>),
@@ -59,7 +59,7 @@ enum Store {
 
 /// A linear map `y = x·W` stored transposed: `rows` outputs, each a contiguous row of `cols`
 /// input weights.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
@@ -86,6 +86,32 @@ impl Matrix {
             WeightPrecision::Bf16 => Store::Bf16(t.iter().map(|&v| Bf16::from_f32(v)).collect()),
         };
         Self { rows, cols, store }
+    }
+
+    /// From weights already stored `[rows, cols]` (one row per output), in `precision`.
+    pub fn from_rows(rows: usize, cols: usize, w: Vec<f32>, precision: WeightPrecision) -> Self {
+        assert_eq!(w.len(), rows * cols, "matrix of {rows}×{cols} from {} values", w.len());
+        let store = match precision {
+            WeightPrecision::F32 => Store::F32(w),
+            WeightPrecision::Bf16 => Store::Bf16(w.iter().map(|&v| Bf16::from_f32(v)).collect()),
+        };
+        Self { rows, cols, store }
+    }
+
+    /// The same map in `precision` (f32 → bf16 rounds to nearest even; bf16 → f32 is exact).
+    pub fn to_precision(&self, precision: WeightPrecision) -> Self {
+        if self.precision() == precision {
+            return self.clone();
+        }
+        Self::from_rows(self.rows, self.cols, self.to_rows(), precision)
+    }
+
+    /// The weights `[rows, cols]` in f32 (bf16 widened exactly).
+    pub fn to_rows(&self) -> Vec<f32> {
+        match &self.store {
+            Store::F32(v) => v.clone(),
+            Store::Bf16(v) => v.iter().map(|b| b.f32()).collect(),
+        }
     }
 
     /// Outputs.
