@@ -241,15 +241,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// A pool of two threads for one test's counted steps: in rayon's global pool a thread waiting
+/// for its share could steal a job of another test running beside it and count its allocations.
+fn own_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a thread pool")
+}
+
 /// The LM step of the set. Its products are split over rayon's pool; counted on a thread of
 /// the pool (where a step runs: `Mrt2Model::step` enters it), which takes its share of every
-/// product and waits for the others, so its joins are counted too.
+/// product and waits for the others, so its joins are counted too. The pool is the test's own.
 #[test]
 fn streaming_frames_allocate_nothing_after_the_state_is_built() {
     let f = fixture();
     let mut st = FrameState::new(&f.model, f.init_key);
     let params = SamplingParams::default();
-    let allocations = mrt::kernels::host::in_pool(|| {
+    let allocations = own_pool().install(|| {
         ALLOCATIONS.with(|n| n.set(0));
         COUNTING.with(|c| c.set(true));
         for t in 0..f.frames {
@@ -263,8 +269,9 @@ fn streaming_frames_allocate_nothing_after_the_state_is_built() {
 }
 
 /// The codec step of the same set: the stream's buffers are all sized by its first step, and
-/// its products run on the stepping thread without the `gemm` crate's per-call packing buffers
-/// or rayon's job queue, so every later step, a `reset` and the step after it allocate nothing.
+/// its products run as our own tiles split over the pool (no `gemm` packing buffers), so every
+/// later step, a `reset` and the step after it allocate nothing. Counted on a thread of the
+/// test's own pool, where `DecoderStream::step` runs, as for the LM step.
 #[test]
 fn codec_frames_allocate_nothing_after_the_first_step_nor_on_reset() {
     let dir = set_dir();
@@ -274,24 +281,27 @@ fn codec_frames_allocate_nothing_after_the_first_step_nor_on_reset() {
     let codes = mrt::formats::npy::read_i32(&dir.join("greedy_codes.npy")).expect("greedy_codes.npy reads");
     let levels = codes.shape[1];
     let mut stream = DecoderStream::new(&codec, levels).expect("stream");
-    let mut frames = codes.data.chunks_exact(levels);
-    stream.step(&codec, frames.next().expect("a frame")).expect("first step");
-    let mut per_step = Vec::new();
-    let mut counted = |f: &mut dyn FnMut()| {
-        ALLOCATIONS.with(|n| n.set(0));
-        COUNTING.with(|c| c.set(true));
-        f();
-        COUNTING.with(|c| c.set(false));
-        per_step.push(ALLOCATIONS.with(Cell::get));
-    };
-    for frame in frames {
+    let per_step = own_pool().install(|| {
+        let mut frames = codes.data.chunks_exact(levels);
+        stream.step(&codec, frames.next().expect("a frame")).expect("first step");
+        let mut per_step = Vec::new();
+        let mut counted = |f: &mut dyn FnMut()| {
+            ALLOCATIONS.with(|n| n.set(0));
+            COUNTING.with(|c| c.set(true));
+            f();
+            COUNTING.with(|c| c.set(false));
+            per_step.push(ALLOCATIONS.with(Cell::get));
+        };
+        for frame in frames {
+            counted(&mut || {
+                stream.step(&codec, frame).expect("step");
+            });
+        }
+        counted(&mut || stream.reset());
         counted(&mut || {
-            stream.step(&codec, frame).expect("step");
+            stream.step(&codec, &codes.data[..levels]).expect("step after reset");
         });
-    }
-    counted(&mut || stream.reset());
-    counted(&mut || {
-        stream.step(&codec, &codes.data[..levels]).expect("step after reset");
+        per_step
     });
     println!("allocations per step (counted on the stepping thread): {per_step:?}");
     assert!(per_step.len() > 3, "the set streams several frames");

@@ -147,7 +147,7 @@ impl HostConv {
 
     /// `padded` (from [`pad`] with `self.pads`, `b × [t, f, in]` inside) → `out: [b, t·s_t, f·s_f, out]`.
     #[allow(clippy::too_many_arguments)] // One layer's geometry and its buffers.
-    fn forward(&self, padded: &[f32], b: usize, t: usize, f: usize, out: &mut Vec<f32>, phase_buf: &mut Vec<f32>, serial: bool) {
+    fn forward(&self, padded: &[f32], b: usize, t: usize, f: usize, out: &mut Vec<f32>, phase_buf: &mut Vec<f32>, stream: bool) {
         let (cin, cout) = (self.cin, self.cout);
         let w = self.pads.width(f);
         let rows = self.pads.rows(t, f);
@@ -158,7 +158,7 @@ impl HostConv {
         for (item, out) in out.chunks_exact_mut(to * fo * cout).enumerate() {
             let input = &padded[item * rows * cin..][..rows * cin];
             for phase in &self.phases {
-                for_chunks(serial, ph, cout * 256, |_, rows| {
+                for_chunks(ph, cout * 256, |_, rows| {
                     for row in rows.chunks_exact_mut(cout) {
                         row.copy_from_slice(&self.bias);
                     }
@@ -169,12 +169,12 @@ impl HostConv {
                     }
                     let start = (self.pads.top as isize + dt) as usize * w + (self.pads.left as isize + phase.df0) as usize;
                     let k = phase.nf * cin;
-                    product(serial, m, cout, k, &input[start * cin..], cin, kernel, ph);
+                    product(stream, m, cout, k, &input[start * cin..], cin, kernel, ph);
                 }
                 // Scatter the valid columns into the phase's rows and columns of the output.
                 let (st, sf, rt, rf) = (self.stride[0], self.stride[1], phase.rt, phase.rf);
                 let ph = &*ph;
-                for_chunks(serial, out, st * fo * cout, |u, dst| {
+                for_chunks(out, st * fo * cout, |u, dst| {
                     let dst = &mut dst[rt * fo * cout..][..fo * cout];
                     for v in 0..f {
                         dst[(v * sf + rf) * cout..][..cout].copy_from_slice(&ph[(u * w + v) * cout..][..cout]);
@@ -203,9 +203,9 @@ impl Pointwise {
     }
 
     /// `out (+)= x · W + bias` over `rows` rows.
-    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool, serial: bool) {
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool, stream: bool) {
         let out = &mut out[..rows * self.cout];
-        for_chunks(serial, out, self.cout * 256, |_, chunk| {
+        for_chunks(out, self.cout * 256, |_, chunk| {
             for row in chunk.chunks_exact_mut(self.cout) {
                 if accumulate {
                     row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
@@ -214,29 +214,32 @@ impl Pointwise {
                 }
             }
         });
-        product(serial, rows, self.cout, self.cin, x, self.cin, &self.kernel, out);
+        product(stream, rows, self.cout, self.cin, x, self.cin, &self.kernel, out);
     }
 }
 
 /// `dst[m, n] += A[m, k] · B[k, n]` (A rows at stride `a_rs`, B and dst dense): the `gemm`
-/// crate on the pool, or [`gemm_serial`] on the calling thread (a stream's step, which then
-/// allocates nothing).
+/// crate, or for a stream's step ([`Scratch::stream`]) [`gemm_serial`] on blocks of rows split
+/// over the pool, which allocates nothing when called from a thread of the pool.
 #[allow(clippy::too_many_arguments)]
-fn product(serial: bool, m: usize, n: usize, k: usize, a: &[f32], a_rs: usize, b: &[f32], dst: &mut [f32]) {
-    if serial {
-        gemm_serial(m, n, k, a, a_rs, b, n, dst, n, true);
+fn product(stream: bool, m: usize, n: usize, k: usize, a: &[f32], a_rs: usize, b: &[f32], dst: &mut [f32]) {
+    if stream {
+        let task = m.div_ceil(rayon::current_num_threads().max(1)).next_multiple_of(6);
+        if task >= m {
+            gemm_serial(m, n, k, a, a_rs, b, n, dst, n, true);
+            return;
+        }
+        dst[..m * n].par_chunks_mut(task * n).enumerate().for_each(|(i, d)| {
+            gemm_serial(d.len() / n, n, k, &a[i * task * a_rs..], a_rs, b, n, d, n, true);
+        });
     } else {
         gemm_checked(m, n, k, a, a_rs, 1, b, n, 1, dst, n, true, Parallelism::Rayon(0));
     }
 }
 
-/// `f(i, chunk)` for each of `v.chunks_mut(size)`: on the pool, or on the calling thread.
-fn for_chunks(serial: bool, v: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if serial {
-        v.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-    } else {
-        v.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-    }
+/// `f(i, chunk)` for each of `v.chunks_mut(size)`, split over the pool.
+fn for_chunks(v: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    v.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
 }
 
 /// `v[..n]`, grown (never shrunk) to hold `n` values; the contents are stale.
@@ -255,14 +258,14 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 /// last `top` rows: every conv here is causal in time (`bottom` = 0), so this is all a conv
 /// needs to continue a sequence exactly.
 #[allow(clippy::too_many_arguments)] // One layer's geometry and the stream's buffers.
-fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst: &mut Vec<f32>, history: Option<&mut Vec<f32>>, serial: bool) {
+fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst: &mut Vec<f32>, history: Option<&mut Vec<f32>>) {
     let w = pads.width(f);
     let per_item = pads.rows(t, f) / w; // padded time rows per item, slack included
     let dst = grow(dst, b * per_item * w * c);
     let block = pads.top * w * c; // history values per item
     let history = history.map(|h| grow(h, b * block));
     let past = history.as_deref();
-    for_chunks(serial, dst, w * c, |i, row| {
+    for_chunks(dst, w * c, |i, row| {
         let (item, r) = (i / per_item, i % per_item);
         if r < pads.top {
             match past {
@@ -327,21 +330,21 @@ impl Block {
             Some([a, b]) => [Some(a), Some(b)],
             None => [None, None],
         };
-        let serial = s.serial;
-        pad_elu(&s.x, b, t, f, cin, self.up.pads, &mut s.pad, h_up, serial);
-        self.up.forward(&s.pad, b, t, f, &mut s.y, &mut s.phase, serial);
-        pad_elu(&s.y, b, to, fo, cout, self.conv.pads, &mut s.pad, h_conv, serial);
-        self.conv.forward(&s.pad, b, to, fo, &mut s.y, &mut s.phase, serial);
+        let stream = s.stream;
+        pad_elu(&s.x, b, t, f, cin, self.up.pads, &mut s.pad, h_up);
+        self.up.forward(&s.pad, b, t, f, &mut s.y, &mut s.phase, stream);
+        pad_elu(&s.y, b, to, fo, cout, self.conv.pads, &mut s.pad, h_conv);
+        self.conv.forward(&s.pad, b, to, fo, &mut s.y, &mut s.phase, stream);
         let short: &[f32] = match &self.shortcut {
             Some(sc) => {
                 let out = grow(&mut s.short, b * t * f * cout);
-                sc.forward(&s.x, b * t * f, out, false, serial);
+                sc.forward(&s.x, b * t * f, out, false, stream);
                 out
             }
             None => &s.x[..b * t * f * cout],
         };
         let [st, sf] = self.stride;
-        for_chunks(serial, &mut s.y[..b * to * fo * cout], fo * cout, |i, row| {
+        for_chunks(&mut s.y[..b * to * fo * cout], fo * cout, |i, row| {
             let (item, tt) = (i / to, i % to);
             let src = &short[(item * t + tt / st) * f * cout..][..f * cout];
             for (v, dst) in row.chunks_exact_mut(cout).enumerate() {
@@ -403,8 +406,8 @@ impl History {
 /// Buffers reused between calls, owned by the caller's stream.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Run every product and pass on the calling thread ([`Scratch::serial`]).
-    serial: bool,
+    /// A stream's step: products with [`gemm_serial`] ([`Scratch::stream`]).
+    stream: bool,
     x: Vec<f32>,
     y: Vec<f32>,
     pad: Vec<f32>,
@@ -413,10 +416,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers for a stream's steps: every product and pass runs on the calling thread with
-    /// [`gemm_serial`], so a step allocates nothing once the buffers have grown.
-    pub fn serial() -> Self {
-        Self { serial: true, ..Self::default() }
+    /// Buffers for a stream's steps: the products run as [`gemm_serial`] on blocks of rows
+    /// (no packing buffers), so a step run inside the pool allocates nothing once the buffers
+    /// have grown.
+    pub fn stream() -> Self {
+        Self { stream: true, ..Self::default() }
     }
 }
 
@@ -514,12 +518,12 @@ impl HostDecoder {
         let rows = b * frames;
         let width = self.in_b2.cout;
         let hidden = grow(&mut s.short, rows * self.in_b1.cout);
-        let serial = s.serial;
-        self.in_b1.forward(latent, rows, hidden, false, serial);
+        let stream = s.stream;
+        self.in_b1.forward(latent, rows, hidden, false, stream);
         vmath::elu_in_place(hidden);
         let x = grow(&mut s.x, rows * width);
-        self.in_b2.forward(hidden, rows, x, false, serial);
-        self.in_first.forward(latent, rows, x, true, serial);
+        self.in_b2.forward(hidden, rows, x, false, stream);
+        self.in_first.forward(latent, rows, x, true, stream);
         let (mut t, mut f, mut batch) = (frames, self.bins, b);
         (t, f) = self.residual.forward(s, batch, t, f, history.as_deref_mut().map(|h| &mut h.residual));
         let mut c = self.residual.out_channels();
@@ -534,15 +538,15 @@ impl HostDecoder {
             batch = self.split(s, batch, t, f, c);
         }
         let c = self.out.cin;
-        pad_elu(&s.x, batch, t, f, c, self.out.pads, &mut s.pad, history.map(|h| &mut h.out), serial);
-        self.out.forward(&s.pad, batch, t, f, &mut s.y, &mut s.phase, serial); // [ch·b, t, f, 2]
+        pad_elu(&s.x, batch, t, f, c, self.out.pads, &mut s.pad, history.map(|h| &mut h.out));
+        self.out.forward(&s.pad, batch, t, f, &mut s.y, &mut s.phase, stream); // [ch·b, t, f, 2]
         // Halves back on channels, look-ahead frames dropped: [b, 2·ch, t − crop, f].
         let parts = self.out.cout;
         let crop = crop.min(t);
         let kept = t - crop;
         let spec = grow(spec, b * self.splits * parts * kept * f);
         let y = &s.y;
-        for_chunks(serial, spec, (kept * f).max(1), |i, plane| {
+        for_chunks(spec, (kept * f).max(1), |i, plane| {
             let (r, ch) = (i / (self.splits * parts), i % (self.splits * parts));
             let (k, j) = (ch / parts, ch % parts);
             let item = k * b + r;
@@ -562,7 +566,7 @@ impl HostDecoder {
         let n = b * t * f * channels;
         let y = grow(&mut s.y, n);
         let x = &s.x[..n];
-        for_chunks(s.serial, y, t * f * c, |i, dst| {
+        for_chunks(y, t * f * c, |i, dst| {
             let (k, r) = (i / b, i % b);
             for (p, d) in dst.chunks_exact_mut(c).enumerate() {
                 d.copy_from_slice(&x[((r * t * f) + p) * channels + k * c..][..c]);

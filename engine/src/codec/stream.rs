@@ -27,8 +27,8 @@ use super::{Codec, CodecError, DecoderPath};
 
 /// One stream's state of a frame-by-frame decode with a given [`Codec`] (host decoder only).
 /// Built once; its buffers grow on the first [`DecoderStream::step`] and never after.
-/// A step runs on the calling thread ([`Scratch::serial`]) and allocates nothing once the
-/// first step has grown the buffers (`tests/conformance_mrt2.rs`).
+/// A step runs in rayon's pool with the products split over its threads ([`Scratch::stream`])
+/// and allocates nothing once the first step has grown the buffers (`tests/conformance_mrt2.rs`).
 #[derive(Debug)]
 pub struct DecoderStream {
     levels: usize,
@@ -69,7 +69,7 @@ impl DecoderStream {
             to_drop: dec.crop_frames(),
             steps: 0,
             history: History::default(),
-            scratch: Scratch::serial(),
+            scratch: Scratch::stream(),
             latent: vec![0f32; codec.rvq().dim()],
             spec: Vec::new(),
             istft: codec.stft().inverse_stream(channels, dec.frames_per_latent()),
@@ -101,6 +101,11 @@ impl DecoderStream {
     /// previous step's frame. A wrong number of codes, an out-of-range code or a codec other than
     /// the stream's is an error that leaves the state as it was.
     pub fn step(&mut self, codec: &Codec, codes: &[i32]) -> Result<&[f32], CodecError> {
+        crate::kernels::host::in_pool(|| self.step_in_pool(codec, codes))?;
+        Ok(&self.audio)
+    }
+
+    fn step_in_pool(&mut self, codec: &Codec, codes: &[i32]) -> Result<(), CodecError> {
         let DecoderPath::Host(dec) = &codec.decoder else {
             return Err(CodecError::Unsupported("frame-by-frame decoding runs on the host decoder only".into()));
         };
@@ -122,7 +127,7 @@ impl DecoderStream {
         let bins = codec.stft().num_bins();
         if drop == t {
             self.audio.fill(0.0);
-            return Ok(&self.audio);
+            return Ok(());
         }
         // NOTE: a crop that is not a whole number of codec frames would leave a partial frame
         // here; `crop = lookahead · frames_per_latent` rules that out.
@@ -130,7 +135,7 @@ impl DecoderStream {
         let n = 2 * self.channels * t * bins;
         codec.stft().inverse_step(&self.spec[..n], t, &mut self.istft, &mut self.audio)?;
         debug_assert_eq!(per_frame * t, self.samples_per_frame);
-        Ok(&self.audio)
+        Ok(())
     }
 }
 
