@@ -468,3 +468,169 @@ mod tests {
         assert!((saved - want).abs() < 1.0, "{saved} vs {want}");
     }
 }
+
+/// `mrt bench all --model mrt2`: MRT2 frames at a preset's real size with random weights, the LM
+/// step split by part, the streamed codec step, and the floors they are measured against.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mrt2BenchReport {
+    pub size: String,
+    /// Threads of the CPU pool the step's products are split over.
+    pub threads: usize,
+    pub simd: String,
+    /// Projection weights: f32 (exact) or bf16.
+    pub precision: String,
+    pub frames: usize,
+    pub parameters: u64,
+    pub load_s: f64,
+    pub encoder_ms: f64,
+    pub temporal_ms: f64,
+    /// Depth stack, 12 levels, without the logits.
+    pub depth_ms: f64,
+    /// Level-sliced logits products, soft cap, noise and draw, 12 levels.
+    pub logits_sampling_ms: f64,
+    pub lm_ms_per_frame: f64,
+    pub codec_ms_per_frame: f64,
+    pub total_ms_per_frame: f64,
+    /// 40 ms of audio per frame ÷ the time a frame takes (≥ 1 plays live).
+    pub real_time_factor: f64,
+    /// Weight bytes one LM frame streams (temporal once, depth and one level's logits rows per
+    /// level, at the stored precision).
+    pub lm_bytes_per_frame: u64,
+    pub measured_read_bandwidth_gbs: f64,
+    /// `lm_bytes_per_frame / bandwidth`: the LM's memory floor per frame.
+    pub lm_floor_ms: f64,
+    /// Useful codec arithmetic per frame and the rate it ran at.
+    pub codec_gflop_per_frame: f64,
+    pub codec_gflops: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl std::fmt::Display for Mrt2BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "MRT2 {} ({:.0} M parameters, random weights), {} weights, {} threads ({}), mean of {} frames",
+            self.size,
+            self.parameters as f64 / 1e6,
+            self.precision,
+            self.threads,
+            self.simd,
+            self.frames
+        )?;
+        writeln!(f, "  load                       {:8.2} s", self.load_s)?;
+        writeln!(f, "  conditioning encoder       {:8.2} ms/frame", self.encoder_ms)?;
+        writeln!(f, "  temporal stack             {:8.2} ms/frame", self.temporal_ms)?;
+        writeln!(f, "  depth stack ×12            {:8.2} ms/frame", self.depth_ms)?;
+        writeln!(f, "  logits + sampling ×12      {:8.2} ms/frame", self.logits_sampling_ms)?;
+        writeln!(
+            f,
+            "  LM                         {:8.2} ms/frame  (floor {:.2} ms: {:.0} MB per frame at {:.1} GB/s read; {:.2}× the floor)",
+            self.lm_ms_per_frame,
+            self.lm_floor_ms,
+            self.lm_bytes_per_frame as f64 / 1e6,
+            self.measured_read_bandwidth_gbs,
+            self.lm_ms_per_frame / self.lm_floor_ms
+        )?;
+        writeln!(
+            f,
+            "  codec stream step          {:8.2} ms/frame  ({:.2} GFLOP/frame → {:.1} GFLOP/s)",
+            self.codec_ms_per_frame, self.codec_gflop_per_frame, self.codec_gflops
+        )?;
+        write!(f, "  frame                      {:8.2} ms  (budget 40 ms; {:.2}× real time)", self.total_ms_per_frame, self.real_time_factor)
+    }
+}
+
+/// Weight bytes of one MRT2 frame (see [`Mrt2BenchReport::lm_bytes_per_frame`]).
+pub fn mrt2_bytes_per_frame(model: &crate::mrt2::model::Mrt2Model) -> u64 {
+    let (c, w) = (&model.cfg, &model.weights);
+    let attn = |a: &crate::mrt2::weights::Attention| a.query.bytes() + a.key.bytes() + a.value.bytes() + a.output.bytes();
+    let temporal: usize = w.temporal.iter().map(|l| attn(&l.self_attention) + attn(&l.cross_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum();
+    let depth: usize = w.depth.iter().map(|l| attn(&l.self_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum::<usize>()
+        + w.depth_input_adapter.as_ref().map_or(0, |a| a.bytes());
+    let logits_level = w.to_logits.bytes() / w.to_logits.out_dim * c.codebook_size;
+    (w.conditioning.mulan_adapter.bytes() + temporal + c.num_levels * (depth + logits_level)) as u64
+}
+
+/// Runs `frames` MRT2 frames (after 2 warm-up frames) of the `size` preset with random weights
+/// in `precision` through the LM step and the streamed codec decode, on the host.
+pub fn bench_mrt2(size: &str, precision: crate::kernels::WeightPrecision, frames: usize) -> Result<Mrt2BenchReport, String> {
+    use crate::codec::weights::{random_files, CodecWeights, CodecWidths};
+    use crate::codec::{Codec, CodecConfig, DecoderStream};
+    use crate::mrt2::conditioning::ConditionFrame;
+    use crate::mrt2::config::Mrt2Config;
+    use crate::mrt2::model::{FrameState, Mrt2Model};
+    use crate::mrt2::weights::Mrt2Weights;
+
+    let cfg = match size {
+        "small" => Mrt2Config::mrt2_small(),
+        "base" => Mrt2Config::mrt2_base(),
+        other => return Err(format!("MRT2 size {other:?}: the presets are small and base")),
+    };
+    let frames = frames.max(1);
+    let started = Instant::now();
+    let mut weights = Mrt2Weights::random(&cfg, 11);
+    weights.set_precision(precision);
+    let model = Mrt2Model::new(cfg.clone(), weights);
+    let config = CodecConfig::spectrostream_48k_stereo();
+    let [e, d, q] = random_files(&config, &CodecWidths::full_size(), 7);
+    let codec_weights = CodecWeights::from_files(&e, &d, Some(&q), &config).map_err(|e| e.to_string())?;
+    let codec = Codec::from_weights(config, codec_weights, &Target::host()).map_err(|e| e.to_string())?;
+    let load_s = started.elapsed().as_secs_f64();
+
+    let mut state = FrameState::new(&model, crate::mrt2::system::key_for_seed(Some(1)));
+    let mut stream = DecoderStream::new(&codec, cfg.num_levels).map_err(|e| e.to_string())?;
+    let mut tokens = Vec::new();
+    ConditionFrame::masked(cfg.musiccoca_levels).to_tokens(cfg.token_shift, &mut tokens);
+    let params = crate::sampling::mrt2::SamplingParams::default();
+    let mut codes = vec![0i32; cfg.num_levels];
+    let mut frame = |state: &mut FrameState, stream: &mut DecoderStream| -> Result<f64, String> {
+        model.step(state, &tokens, &params, None).map_err(|e| e.to_string())?;
+        for (c, &id) in codes.iter_mut().zip(state.tokens()) {
+            *c = crate::mrt2::model::token_to_code(&cfg, id);
+        }
+        let t = Instant::now();
+        stream.step(&codec, &codes).map_err(|e| e.to_string())?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    for _ in 0..2 {
+        frame(&mut state, &mut stream)?;
+    }
+    state.take_times();
+    let mut codec_ms = 0.0;
+    for _ in 0..frames {
+        codec_ms += frame(&mut state, &mut stream)?;
+    }
+    let times = state.take_times();
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / frames as f64;
+    let (encoder_ms, temporal_ms, depth_ms, logits_sampling_ms) = (per(times.encoder), per(times.temporal), per(times.depth), per(times.logits_sampling));
+    let lm_ms_per_frame = encoder_ms + temporal_ms + depth_ms + logits_sampling_ms;
+    let codec_ms_per_frame = codec_ms / frames as f64;
+    let total = lm_ms_per_frame + codec_ms_per_frame;
+    let threads = rayon::current_num_threads();
+    let bandwidth = measure_read_bandwidth(threads);
+    let bytes = mrt2_bytes_per_frame(&model);
+    let codec_gflop = codec.stream_gflop_per_frame().unwrap_or(f64::NAN);
+    Ok(Mrt2BenchReport {
+        size: size.to_owned(),
+        threads,
+        simd: crate::kernels::host::simd_level().to_owned(),
+        precision: precision.to_string(),
+        frames,
+        parameters: cfg.param_count(),
+        load_s,
+        encoder_ms,
+        temporal_ms,
+        depth_ms,
+        logits_sampling_ms,
+        lm_ms_per_frame,
+        codec_ms_per_frame,
+        total_ms_per_frame: total,
+        real_time_factor: 40.0 / total,
+        lm_bytes_per_frame: bytes,
+        measured_read_bandwidth_gbs: bandwidth,
+        lm_floor_ms: bytes as f64 / (bandwidth * 1e9) * 1e3,
+        codec_gflop_per_frame: codec_gflop,
+        codec_gflops: codec_gflop / (codec_ms_per_frame / 1e3),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

@@ -185,6 +185,14 @@ impl Codec {
         self.config.audio_channels
     }
 
+    /// Useful arithmetic of one streamed frame's decoder network, GFLOP (host decoder only).
+    pub fn stream_gflop_per_frame(&self) -> Option<f64> {
+        match &self.decoder {
+            DecoderPath::Host(dec) => Some(dec.profile(1).flops / 1e9),
+            DecoderPath::Burn(_) => None,
+        }
+    }
+
     pub fn samples_per_frame(&self) -> usize {
         self.config.samples_per_frame()
     }

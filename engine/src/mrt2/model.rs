@@ -26,6 +26,7 @@ use super::config::Mrt2Config;
 use super::weights::{Attention, Ffn, Linear, Mrt2Weights};
 use crate::kernels::host::vmath::{gelu_in_place, softmax};
 use crate::kernels::host::{dot_rows, in_pool, layer_norm, rms_norm};
+use std::time::{Duration, Instant};
 use crate::sampling::mrt2::{fill_gumbel, fold_in, sample_window, Key, SampleScratch, SamplingParams};
 
 /// Errors of a frame step. The state is left untouched when a step fails.
@@ -136,6 +137,21 @@ pub struct FrameState {
     raw_valid_logits: Vec<f32>,
     raw_full_logits: Option<Vec<f32>>,
     scratch: Scratch,
+    times: FrameTimes,
+}
+
+/// Where the steps' time went since the last [`FrameState::take_times`] (benchmarks).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameTimes {
+    pub frames: u32,
+    /// The conditioning encoder.
+    pub encoder: Duration,
+    /// The temporal stack (self- and cross-attention windows, FFN).
+    pub temporal: Duration,
+    /// The depth stack of all levels, without the logits.
+    pub depth: Duration,
+    /// The level-sliced `to_logits` products, soft cap, noise and draw of all levels.
+    pub logits_sampling: Duration,
 }
 
 impl FrameState {
@@ -182,7 +198,13 @@ impl FrameState {
                 noise: vec![0.0; cb],
                 sample: SampleScratch::new(cb),
             },
+            times: FrameTimes::default(),
         }
+    }
+
+    /// The time split of the steps since the last call, and a fresh count.
+    pub fn take_times(&mut self) -> FrameTimes {
+        std::mem::take(&mut self.times)
     }
 
     /// Also compute and keep the full-width raw logits (`[levels, logits_width]`) of each step.
@@ -393,9 +415,14 @@ impl Mrt2Model {
             }
         }
         // The encoder validates the tokens before anything in the state changes.
+        let started = Instant::now();
         encode_frame(c, &w.conditioning, cond_tokens, &mut st.scratch.encoder, &mut st.encoder_out)?;
-
+        let encoded = Instant::now();
         self.temporal_step(st);
+        let temporal = Instant::now();
+        st.times.encoder += encoded - started;
+        st.times.temporal += temporal - encoded;
+        st.times.frames += 1;
         self.depth_steps(st, params, forced);
 
         st.prev_tokens.copy_from_slice(&st.tokens);
@@ -480,10 +507,12 @@ impl Mrt2Model {
             raw_valid_logits,
             raw_full_logits,
             scratch: s,
+            times,
             ..
         } = st;
 
         for level in 0..c.num_levels {
+            let started = Instant::now();
             // Input of this step, through the adapter.  [d_t] → [d_d]
             if level == 0 {
                 s.depth_in.copy_from_slice(temporal_output);
@@ -522,6 +551,8 @@ impl Mrt2Model {
                 ffn_block(&layer.ffn, eps, x, normed, &mut s.hidden[..d.ffn], &mut s.proj[..dm]);
             }
             layer_norm(x, &w.final_ln_scale, &w.final_ln_bias, c.layernorm_eps, &mut s.depth_z);
+            let depth_done = Instant::now();
+            times.depth += depth_done - started;
 
             // Logits of the level's valid window (and optionally of the full width).
             let start = c.num_reserved + level * cb;
@@ -543,6 +574,7 @@ impl Mrt2Model {
                 Some(f) => f[level],
                 None => (start + j) as i32,
             };
+            times.logits_sampling += depth_done.elapsed();
         }
     }
 }

@@ -11,21 +11,26 @@ use clap::ValueEnum;
 use mrt::v1::lm::LmConfig;
 use mrt::{DeviceChoice, Target};
 
+/// A benchmark's model size: v1 base or large, MRT2 small or base.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Size {
+    Small,
     Base,
     Large,
 }
 
 impl Size {
-    pub fn config(self) -> LmConfig {
+    /// The v1 LM preset (v1 has base and large).
+    pub fn config(self) -> Result<LmConfig> {
         match self {
-            Size::Base => LmConfig::base(),
-            Size::Large => LmConfig::large(),
+            Size::Small => bail!("v1 has sizes base and large (small is an MRT2 size: add --model mrt2)"),
+            Size::Base => Ok(LmConfig::base()),
+            Size::Large => Ok(LmConfig::large()),
         }
     }
     pub fn name(self) -> &'static str {
         match self {
+            Size::Small => "small",
             Size::Base => "base",
             Size::Large => "large",
         }
@@ -104,6 +109,7 @@ impl LmFlags {
 /// What an LM benchmark runs: model size, device, chunks, threads and LM options.
 #[derive(clap::Args, Clone)]
 pub struct BenchRun {
+    /// v1: base, large; MRT2: small, base.
     #[arg(long, value_enum, default_value_t = Size::Base)]
     pub size: Size,
     #[arg(long)]

@@ -31,9 +31,15 @@ pub enum BenchWhat {
     },
     /// One streaming chunk end to end: the LM (encoder, temporal, depth, logits, sampling) and
     /// the codec decode of its 51 frames, as a table and JSON.
+    /// MRT2 (`--model mrt2`): frames of the LM step (split by part) and the streamed codec step.
     All {
         #[command(flatten)]
         run: BenchRun,
+        #[arg(long, value_enum, default_value = "v1")]
+        model: crate::args::ModelFamily,
+        /// MRT2: frames timed (after 2 warm-up frames).
+        #[arg(long, default_value_t = 25)]
+        frames: usize,
         /// Where the JSON goes.
         #[arg(long, default_value = "mrt-bench.json")]
         json: PathBuf,
@@ -78,16 +84,26 @@ impl BenchWhat {
                     println!("{a}");
                 }
             }
-            BenchWhat::All { run, json } => {
+            BenchWhat::All { run, model: crate::args::ModelFamily::Mrt2, frames, json } => {
+                if run.lm.kernels && run.device.is_some_and(|d| d != DeviceChoice::Flex) {
+                    anyhow::bail!("MRT2 runs on the host kernels (CPU) only so far");
+                }
+                run.prepare()?;
+                let report = mrt::bench::bench_mrt2(run.size.name(), run.lm.precision, frames).map_err(anyhow::Error::msg)?;
+                println!("{report}");
+                write_json(&json, &report)?;
+                println!("JSON: {}", json.display());
+            }
+            BenchWhat::All { run, json, .. } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_all(run.size.name(), run.size.config(), &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                let report = mrt::bench::bench_all(run.size.name(), run.size.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 write_json(&json, &report)?;
                 println!("JSON: {}", json.display());
             }
             BenchWhat::Lm { run, json } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_lm(run.size.name(), run.size.config(), &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                let report = mrt::bench::bench_lm(run.size.name(), run.size.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 if let Some(path) = json {
                     write_json(&path, &report)?;
@@ -95,7 +111,7 @@ impl BenchWhat {
             }
             BenchWhat::Streams { run, streams, json } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_streams(run.size.name(), run.size.config(), &target, run.lm.options(), streams, run.chunks)
+                let report = mrt::bench::bench_streams(run.size.name(), run.size.config()?, &target, run.lm.options(), streams, run.chunks)
                     .map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 if let Some(path) = json {
