@@ -93,19 +93,18 @@ impl StreamState {
 
     /// Writes the state as JSON (through a temporary file, so a crash never leaves half a state).
     pub fn save(&self, path: &std::path::Path) -> Result<(), StreamError> {
-        let err = |reason: String| StreamError::File { path: path.to_path_buf(), reason };
-        let text = serde_json::to_string(self).map_err(|e| err(e.to_string()))?;
+        let text = serde_json::to_string(self).map_err(|source| StreamError::Json { path: path.to_path_buf(), source })?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+        std::fs::write(&tmp, text).map_err(|source| StreamError::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| StreamError::Io { path: path.to_path_buf(), source })
     }
 
     /// Reads a state saved by [`StreamState::save`] (or a bare v1 state of older builds); it is
     /// checked against the model when used.
     pub fn load(path: &std::path::Path) -> Result<Self, StreamError> {
         let err = |reason: String| StreamError::File { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let state: Self = serde_json::from_str(&text).map_err(|e| err(format!("not a saved stream state: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|source| StreamError::Io { path: path.to_path_buf(), source })?;
+        let state: Self = serde_json::from_str(&text).map_err(|source| StreamError::Json { path: path.to_path_buf(), source })?;
         match &state {
             StreamState::V1(s) if s.version > system::state::STATE_VERSION => {
                 Err(err(format!("stream state version {} is newer than this build understands ({})", s.version, system::state::STATE_VERSION)))
@@ -196,6 +195,10 @@ pub enum StreamError {
     WrongFamily { state: Family, model: Family },
     #[error("stream state file {path}: {reason}")]
     File { path: std::path::PathBuf, reason: String },
+    #[error("stream state file {path}")]
+    Io { path: std::path::PathBuf, #[source] source: std::io::Error },
+    #[error("stream state file {path}: not a saved stream state")]
+    Json { path: std::path::PathBuf, #[source] source: serde_json::Error },
 }
 
 impl Generator {
