@@ -307,3 +307,20 @@ fn codec_frames_allocate_nothing_after_the_first_step_nor_on_reset() {
     assert!(per_step.len() > 3, "the set streams several frames");
     assert!(per_step.iter().all(|&n| n == 0), "a step or reset allocated: {per_step:?}");
 }
+
+/// `mrt bench agreement` on M1: f32 is the reference run (every token equal), and the narrower
+/// weights move the teacher-forced logits in order (bf16 less than int8), staying close enough
+/// that most greedy picks survive.
+#[test]
+fn narrower_weights_move_the_logits_in_order_and_f32_agrees_exactly() {
+    use mrt::kernels::WeightPrecision;
+    let dir = set_dir();
+    let f32 = mrt::conformance::mrt2::agreement(&dir, WeightPrecision::F32).expect("f32 agreement");
+    assert_eq!((f32.greedy_tokens_equal, f32.greedy_first_difference, f32.tf_argmax_equal), (f32.tokens, None, f32.tokens), "{f32}");
+    let bf16 = mrt::conformance::mrt2::agreement(&dir, WeightPrecision::Bf16).expect("bf16 agreement");
+    let int8 = mrt::conformance::mrt2::agreement(&dir, WeightPrecision::Int8).expect("int8 agreement");
+    assert!(f32.tf_logits_max_diff < bf16.tf_logits_max_diff && bf16.tf_logits_max_diff < int8.tf_logits_max_diff, "{f32}\n{bf16}\n{int8}");
+    for a in [&bf16, &int8] {
+        assert!(a.tf_argmax_equal * 10 >= a.tokens * 9, "{a}");
+    }
+}

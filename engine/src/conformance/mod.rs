@@ -102,13 +102,20 @@ pub(crate) fn fixture_err(dir: &Path, name: &str, reason: String) -> Conformance
     ConformanceError::Fixture { path: dir.join(name), reason }
 }
 
-/// Runs the ladder that the set's `config.json` names.
-pub fn run(dir: &Path, target: &Target) -> Result<Report, ConformanceError> {
+/// The `kind` a set's `config.json` names (`lm`, `codec`, `mrt2`), with the parsed JSON.
+pub fn kind(dir: &Path) -> Result<(Option<String>, serde_json::Value), ConformanceError> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ConformanceError::Read { path: path.clone(), reason: e.to_string() })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ConformanceError::Read { path: path.clone(), reason: e.to_string() })?;
-    match json.get("kind").and_then(|k| k.as_str()) {
+    Ok((json.get("kind").and_then(|k| k.as_str()).map(str::to_owned), json))
+}
+
+/// Runs the ladder that the set's `config.json` names.
+pub fn run(dir: &Path, target: &Target) -> Result<Report, ConformanceError> {
+    let path = dir.join("config.json");
+    let (kind, json) = kind(dir)?;
+    match kind.as_deref() {
         Some("lm") => lm::run(dir, &json, target),
         Some("codec") => codec::run(dir, &json, target),
         // The MRT2 step runs on the host kernels whatever the target (it has no burn path).

@@ -302,3 +302,79 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
     }
     Ok(report)
 }
+
+/// How far a weight precision moves an MRT2 fixture from the reference (informative: conformance
+/// always runs f32): the teacher-forced raw logits' largest difference and the fraction of
+/// teacher-forced steps whose greedy pick (argmax of the level's window) is unchanged, and the
+/// free-running greedy tokens equal to the reference's until the first difference.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Mrt2Agreement {
+    pub fixture: String,
+    pub precision: String,
+    pub tf_logits_max_diff: f64,
+    /// Teacher-forced steps whose argmax equals the reference logits' argmax.
+    pub tf_argmax_equal: usize,
+    pub greedy_tokens_equal: usize,
+    pub tokens: usize,
+    pub greedy_first_difference: Option<usize>,
+}
+
+impl std::fmt::Display for Mrt2Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} weights): teacher-forced raw logits max |diff| {:.3e}, argmax equal {}/{}; greedy tokens equal {}/{}, first difference {}",
+            self.fixture,
+            self.precision,
+            self.tf_logits_max_diff,
+            self.tf_argmax_equal,
+            self.tokens,
+            self.greedy_tokens_equal,
+            self.tokens,
+            self.greedy_first_difference.map_or("none".to_owned(), |i| format!("at token {i}"))
+        )
+    }
+}
+
+/// Runs an MRT2 fixture set with its projections in `precision` (see [`Mrt2Agreement`]).
+pub fn agreement(dir: &Path, precision: crate::kernels::WeightPrecision) -> Result<Mrt2Agreement, ConformanceError> {
+    let json: Value = {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?
+    };
+    let cfg = Mrt2Config::from_fixture_value(&json).map_err(|source| ConformanceError::Mrt2Config { path: dir.join("config.json"), source })?;
+    let mut weights = Mrt2Weights::load(&dir.join("weights.safetensors"), &cfg)?;
+    weights.set_precision(precision);
+    let model = Mrt2Model::new(cfg.clone(), weights);
+    let tokens = read_i32(dir, "cond_tokens.npy")?;
+    let frames = tokens.shape.first().copied().unwrap_or(0);
+    let key = read_u32(dir, "init_rng_key.npy")?;
+    let init_key: Key = match key.data[..] {
+        [a, b] => [a, b],
+        _ => return Err(fixture_err(dir, "init_rng_key.npy", format!("expected 2 values, found shape {:?}", key.shape))),
+    };
+    let stream = Stream { model: &model, cond_tokens: &tokens.data, frames, init_key, full_frames: 0 };
+    let targets = read_i32(dir, "tf_target_tokens.npy")?;
+    let tf = stream.run(SamplingParams::greedy(), Some(&targets.data))?;
+    let want = read_f32(dir, "tf_logits_raw_valid.npy")?;
+    if want.data.len() != tf.raw_valid.len() {
+        return Err(fixture_err(dir, "tf_logits_raw_valid.npy", format!("{} values, the run made {}", want.data.len(), tf.raw_valid.len())));
+    }
+    let tf_logits_max_diff = tf.raw_valid.iter().zip(&want.data).fold(0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+    let cb = cfg.codebook_size;
+    let argmax = |v: &[f32]| crate::sampling::topk::argmax(v);
+    let tf_argmax_equal = tf.raw_valid.chunks_exact(cb).zip(want.data.chunks_exact(cb)).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let greedy = stream.run(SamplingParams::greedy(), None)?;
+    let want_tokens = read_i32(dir, "greedy_tokens.npy")?;
+    let greedy_first_difference = greedy.tokens.iter().zip(&want_tokens.data).position(|(a, b)| a != b);
+    Ok(Mrt2Agreement {
+        fixture: dir.display().to_string(),
+        precision: precision.to_string(),
+        tf_logits_max_diff,
+        tf_argmax_equal,
+        greedy_tokens_equal: greedy.tokens.iter().zip(&want_tokens.data).filter(|(a, b)| a == b).count(),
+        tokens: greedy.tokens.len(),
+        greedy_first_difference,
+    })
+}

@@ -3,7 +3,7 @@
 //! ```text
 //!  kernels/
 //!  ├── mod.rs    WeightPrecision (how weights are held), re-exports of the host layout
-//!  └── host/     the CPU path: streaming GEMV over f32/bf16 rows, attention of one query,
+//!  └── host/     the CPU path: streaming GEMV over f32/bf16/int8 rows, attention of one query,
 //!                norms, vectorised exp/softmax/GELU/ELU, the checked GEMM, the pool helper
 //! ```
 //!
@@ -22,6 +22,9 @@ pub enum WeightPrecision {
     F32,
     /// bfloat16, rounded to nearest even at load: half the bytes per step, products in f32.
     Bf16,
+    /// int8 with one f32 scale per output row (symmetric, `max |w| / 127`, rounded to nearest):
+    /// a quarter of the bytes per step, products in f32.
+    Int8,
 }
 
 impl WeightPrecision {
@@ -29,6 +32,7 @@ impl WeightPrecision {
         match self {
             Self::F32 => 4,
             Self::Bf16 => 2,
+            Self::Int8 => 1,
         }
     }
 }
@@ -38,6 +42,7 @@ impl std::fmt::Display for WeightPrecision {
         f.write_str(match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         })
     }
 }
@@ -48,7 +53,8 @@ impl std::str::FromStr for WeightPrecision {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Self::F32),
             "bf16" | "bfloat16" => Ok(Self::Bf16),
-            other => Err(format!("unknown weight precision `{other}` (expected f32 or bf16)")),
+            "int8" | "i8" => Ok(Self::Int8),
+            other => Err(format!("unknown weight precision `{other}` (expected f32, bf16 or int8)")),
         }
     }
 }

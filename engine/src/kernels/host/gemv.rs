@@ -51,10 +51,40 @@ impl Elem for Bf16 {
     }
 }
 
+impl Elem for i8 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        f32::from(self)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Store {
     F32(Vec<f32>),
     Bf16(Vec<Bf16>),
+    /// Row `r` is `q[r·cols..] · scale[r]`.
+    Int8 { q: Vec<i8>, scale: Vec<f32> },
+}
+
+impl Store {
+    fn new(rows: usize, cols: usize, w: Vec<f32>, precision: WeightPrecision) -> Self {
+        match precision {
+            WeightPrecision::F32 => Store::F32(w),
+            WeightPrecision::Bf16 => Store::Bf16(w.iter().map(|&v| Bf16::from_f32(v)).collect()),
+            WeightPrecision::Int8 => {
+                let mut q = vec![0i8; rows * cols];
+                let mut scale = vec![0f32; rows];
+                for ((row, qr), s) in w.chunks_exact(cols.max(1)).zip(q.chunks_exact_mut(cols.max(1))).zip(&mut scale) {
+                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    *s = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    for (o, &v) in qr.iter_mut().zip(row) {
+                        *o = (v / *s).round().clamp(-127.0, 127.0) as i8;
+                    }
+                }
+                Store::Int8 { q, scale }
+            }
+        }
+    }
 }
 
 /// A linear map `y = x·W` stored transposed: `rows` outputs, each a contiguous row of `cols`
@@ -81,24 +111,17 @@ impl Matrix {
             transpose_into(k, cols, out, &mut t[row0 * cols..(row0 + out) * cols]);
             row0 += out;
         }
-        let store = match precision {
-            WeightPrecision::F32 => Store::F32(t),
-            WeightPrecision::Bf16 => Store::Bf16(t.iter().map(|&v| Bf16::from_f32(v)).collect()),
-        };
-        Self { rows, cols, store }
+        Self { rows, cols, store: Store::new(rows, cols, t, precision) }
     }
 
     /// From weights already stored `[rows, cols]` (one row per output), in `precision`.
     pub fn from_rows(rows: usize, cols: usize, w: Vec<f32>, precision: WeightPrecision) -> Self {
         assert_eq!(w.len(), rows * cols, "matrix of {rows}×{cols} from {} values", w.len());
-        let store = match precision {
-            WeightPrecision::F32 => Store::F32(w),
-            WeightPrecision::Bf16 => Store::Bf16(w.iter().map(|&v| Bf16::from_f32(v)).collect()),
-        };
-        Self { rows, cols, store }
+        Self { rows, cols, store: Store::new(rows, cols, w, precision) }
     }
 
-    /// The same map in `precision` (f32 → bf16 rounds to nearest even; bf16 → f32 is exact).
+    /// The same map in `precision` (f32 → bf16 rounds to nearest even, f32 → int8 per row;
+    /// widening to f32 is exact).
     pub fn to_precision(&self, precision: WeightPrecision) -> Self {
         if self.precision() == precision {
             return self.clone();
@@ -106,11 +129,12 @@ impl Matrix {
         Self::from_rows(self.rows, self.cols, self.to_rows(), precision)
     }
 
-    /// The weights `[rows, cols]` in f32 (bf16 widened exactly).
+    /// The weights `[rows, cols]` in f32 (bf16 and int8 × scale widened exactly).
     pub fn to_rows(&self) -> Vec<f32> {
         match &self.store {
             Store::F32(v) => v.clone(),
             Store::Bf16(v) => v.iter().map(|b| b.f32()).collect(),
+            Store::Int8 { q, scale } => q.chunks_exact(self.cols.max(1)).zip(scale).flat_map(|(r, &s)| r.iter().map(move |&v| f32::from(v) * s)).collect(),
         }
     }
 
@@ -128,20 +152,19 @@ impl Matrix {
         match self.store {
             Store::F32(_) => WeightPrecision::F32,
             Store::Bf16(_) => WeightPrecision::Bf16,
+            Store::Int8 { .. } => WeightPrecision::Int8,
         }
     }
 
-    /// Bytes one full product streams.
+    /// Bytes one full product streams (int8: the row scales too).
     pub fn bytes(&self) -> usize {
-        self.rows * self.cols * self.precision().bytes()
+        let scales = if self.precision() == WeightPrecision::Int8 { 4 * self.rows } else { 0 };
+        self.rows * self.cols * self.precision().bytes() + scales
     }
 
     /// The map as a t5x kernel `[in, out]` in f32 (bf16 weights widened exactly).
     pub fn to_kernel(&self) -> Vec<f32> {
-        let t: Vec<f32> = match &self.store {
-            Store::F32(v) => v.clone(),
-            Store::Bf16(v) => v.iter().map(|b| b.f32()).collect(),
-        };
+        let t = self.to_rows();
         let mut k = vec![0f32; t.len()];
         transpose_into(&t, self.rows, self.cols, &mut k);
         k
@@ -169,6 +192,13 @@ impl Matrix {
                     match &self.store {
                         Store::F32(w) => dispatch2(x0, x1, &w[j0 * cols..(j0 + o0.len()) * cols], cols, o0, o1),
                         Store::Bf16(w) => dispatch2(x0, x1, &w[j0 * cols..(j0 + o0.len()) * cols], cols, o0, o1),
+                        Store::Int8 { q, scale } => {
+                            dispatch2(x0, x1, &q[j0 * cols..(j0 + o0.len()) * cols], cols, o0, o1);
+                            for ((a, b), &s) in o0.iter_mut().zip(o1.iter_mut()).zip(&scale[j0..]) {
+                                *a *= s;
+                                *b *= s;
+                            }
+                        }
                     }
                 });
                 b += 2;
@@ -178,6 +208,10 @@ impl Matrix {
                     match &self.store {
                         Store::F32(w) => dispatch1(x0, &w[j0 * cols..(j0 + o0.len()) * cols], cols, o0),
                         Store::Bf16(w) => dispatch1(x0, &w[j0 * cols..(j0 + o0.len()) * cols], cols, o0),
+                        Store::Int8 { q, scale } => {
+                            dispatch1(x0, &q[j0 * cols..(j0 + o0.len()) * cols], cols, o0);
+                            o0.iter_mut().zip(&scale[j0..]).for_each(|(a, &s)| *a *= s);
+                        }
                     }
                 });
                 b += 1;
@@ -289,6 +323,13 @@ mod x86 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load_i8(p: *const i8) -> __m256 {
+        // SAFETY (caller): 8 readable values at p; int8 → i32 → f32 is exact.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -407,6 +448,7 @@ mod x86 {
 
     kernel!(dots_f32, group_f32, f32, load_f32);
     kernel!(dots_bf16, group_bf16, Bf16, load_bf16);
+    kernel!(dots_i8, group_i8, i8, load_i8);
 }
 
 /// The instruction set the kernels run with on this machine.
@@ -497,6 +539,17 @@ impl Kernel for Bf16 {
     }
 }
 
+impl Kernel for i8 {
+    fn dots<const B: usize>(x: [&[f32]; B], w: &[i8], cols: usize, out: [&mut [f32]; B]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU was just checked for AVX2 and FMA.
+            return unsafe { x86::dots_i8::<B>(x, w, cols, out) };
+        }
+        portable::<i8, B>(x, w, cols, out)
+    }
+}
+
 fn dispatch1<E: Kernel>(x: &[f32], w: &[E], cols: usize, out: &mut [f32]) {
     E::dots::<1>([x], w, cols, [out])
 }
@@ -576,6 +629,47 @@ mod tests {
             assert_eq!(&k[i * (a + b)..i * (a + b) + a], &ka[i * a..(i + 1) * a]);
             assert_eq!(&k[i * (a + b) + a..(i + 1) * (a + b)], &kb[i * b..(i + 1) * b]);
         }
+    }
+
+    /// int8: each row's scale is its largest |w| / 127, every weight within half a step of its
+    /// value, an all-zero row stays zero; products (one and two batch rows, sub-ranges, odd
+    /// widths through the vector and scalar tails) equal a plain product of the widened weights.
+    #[test]
+    fn int8_rows_are_scaled_symmetrically_and_products_use_the_quantized_weights() {
+        for &(cols, out) in &[(1, 1), (17, 33), (64, 257), (100, 40)] {
+            let mut k = values(cols * out, 11 + cols as u64);
+            for i in 0..cols {
+                k[i * out] = 0.0; // output 0: an all-zero row
+            }
+            let m = Matrix::from_kernels(&[&k], cols, &[out], WeightPrecision::Int8);
+            assert_eq!(m.precision(), WeightPrecision::Int8);
+            assert_eq!(m.bytes(), cols * out + 4 * out);
+            let deq = m.to_kernel();
+            for j in 0..out {
+                let max = (0..cols).fold(0f32, |a, i| a.max(k[i * out + j].abs()));
+                for i in 0..cols {
+                    let (w, d) = (k[i * out + j], deq[i * out + j]);
+                    assert!((w - d).abs() <= max / 127.0 * 0.5 + 1e-7, "{cols}×{out} w[{i},{j}] {w} → {d}");
+                }
+                assert!((0..cols).any(|i| (deq[i * out + j].abs() - max).abs() <= 1e-6 * max.max(1e-30)) || max == 0.0, "row {j} reaches ±max");
+            }
+            assert!((0..cols).all(|i| deq[i * out] == 0.0), "the zero row stays zero");
+            for batch in 1..=2 {
+                let x = values(batch * cols, 3 + batch as u64);
+                let want = naive(&x, &deq, cols, out);
+                let r = out / 3..out;
+                let mut y = vec![f32::NAN; batch * r.len()];
+                m.gemv(&x, r.clone(), &mut y);
+                for b in 0..batch {
+                    for (j, o) in r.clone().enumerate() {
+                        let (a, w) = (y[b * r.len() + j], want[b * out + o]);
+                        assert!((a - w).abs() <= 1e-5 * (1.0 + w.abs()), "{cols}×{out} batch {batch} [{b},{o}]: {a} vs {w}");
+                    }
+                }
+            }
+        }
+        assert_eq!("int8".parse::<WeightPrecision>(), Ok(WeightPrecision::Int8));
+        assert!("int4".parse::<WeightPrecision>().unwrap_err().contains("int8"));
     }
 
     #[test]

@@ -18,10 +18,11 @@ pub enum BenchWhat {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// How far the LM speed options move an LM fixture's greedy chunk from the reference tokens
-    /// (conformance always runs the exact path).
+    /// How far the LM speed options move a fixture's greedy run from the reference tokens
+    /// (conformance always runs the exact path). v1 LM sets take every option; MRT2 sets take
+    /// `--lm-weights` (f32, bf16, int8).
     Agreement {
-        /// LM fixture sets (`shared/fixtures/lm/*`).
+        /// LM or MRT2 fixture sets (`shared/fixtures/lm/*`, `shared/fixtures/mrt2/*`).
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
         #[arg(long)]
@@ -80,7 +81,12 @@ impl BenchWhat {
             BenchWhat::Agreement { fixtures, device, lm } => {
                 let target = lm.target(device)?;
                 for dir in &fixtures {
-                    let a = mrt::conformance::lm::agreement(dir, &target, lm.options()).with_context(|| format!("fixture {}", dir.display()))?;
+                    let context = || format!("fixture {}", dir.display());
+                    if mrt::conformance::kind(dir).with_context(context)?.0.as_deref() == Some("mrt2") {
+                        println!("{}", mrt::conformance::mrt2::agreement(dir, lm.precision).with_context(context)?);
+                        continue;
+                    }
+                    let a = mrt::conformance::lm::agreement(dir, &target, lm.options()).with_context(context)?;
                     println!("{a}");
                 }
             }
