@@ -117,7 +117,7 @@ impl Codec {
     /// tensors are read too and dropped; `config` comes from [`CodecConfig::from_mrt2_value`] or
     /// the preset.
     pub fn load_mrt2(path: &Path, config: CodecConfig, target: &Target) -> Result<Self, CodecError> {
-        let store = crate::formats::safetensors::read(path)?;
+        let store = crate::formats::safetensors::read_prefix(path, crate::mrt2::weights::CODEC_PREFIX)?;
         let weights = CodecWeights::from_mrt2_store(&store, &config)?;
         Self::from_weights(config, weights, target)
     }

@@ -19,18 +19,33 @@ pub enum SafetensorsError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// Reads a whole file.
+/// Reads a whole file (memory-mapped).
 pub fn read(path: &Path) -> Result<TensorStore, SafetensorsError> {
-    let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { path: path.to_path_buf(), source })?;
-    from_bytes(path, &bytes)
+    read_prefix(path, "")
+}
+
+/// Reads the tensors whose names start with `prefix` (MRT2's decode-only codec out of the whole
+/// checkpoint). The file is memory-mapped, not copied: only the tensors converted to f32 take
+/// memory of their own.
+pub fn read_prefix(path: &Path, prefix: &str) -> Result<TensorStore, SafetensorsError> {
+    let io = |source| SafetensorsError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and lives only for this call; the checkpoint files are not
+    // written while a model loads (the fetcher writes to a temporary name and renames).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    from_bytes_prefix(path, &map, prefix)
 }
 
 /// Parses a whole file held in memory; `path` only names it in errors.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<TensorStore, SafetensorsError> {
+    from_bytes_prefix(path, bytes, "")
+}
+
+fn from_bytes_prefix(path: &Path, bytes: &[u8], prefix: &str) -> Result<TensorStore, SafetensorsError> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| SafetensorsError::Corrupt { path: path.to_path_buf(), reason: format!("{e}{}", diagnose(bytes)) })?;
     let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in st.tensors().into_iter().filter(|(n, _)| n.starts_with(prefix)) {
         let bad = |reason: String| SafetensorsError::Corrupt { path: path.to_path_buf(), reason: format!("tensor `{name}`: {reason}") };
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
