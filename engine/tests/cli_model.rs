@@ -57,6 +57,49 @@ fn embed_prints_tokens_and_the_blend() {
     assert!(!ok && text.contains("/nonexistent/ref.wav"), "{text}");
 }
 
+/// `embed` needs only the style model: it works from a folder holding nothing else, and
+/// `--model mrt2` prints the tokens MRT2 is sent (6 coarsest levels, the rest masked).
+#[test]
+fn embed_needs_only_the_style_model_and_shows_mrt2_tokens() {
+    let dir = scratch("style-only");
+    let copy = |rel: &str| {
+        let (from, to) = (tiny().join(rel), dir.join(rel));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        copy_tree(&from, &to);
+    };
+    for rel in ["magenta-realtime/savedmodels", "magenta-realtime/vocabularies", "magenta-realtime-2/resources/musiccoca"] {
+        copy(rel);
+    }
+    let style_only = dir.display().to_string();
+    let (ok, text) = mrt(&["embed", "funky bass", "--model-dir", &style_only, "--device", "flex"]);
+    assert!(ok, "{text}");
+    let tokens = |text: &str| -> Vec<i32> {
+        let line = text.lines().find(|l| l.contains("funky bass") && l.contains("tokens [")).unwrap_or_else(|| panic!("{text}"));
+        let list = &line[line.find('[').unwrap() + 1..line.rfind(']').unwrap()];
+        list.split(',').map(|t| t.trim().parse().unwrap()).collect()
+    };
+    let v1 = tokens(&text);
+    assert_eq!(v1.len(), 12, "{text}");
+    assert!(v1.iter().all(|&t| t >= 0), "{text}");
+    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--model-dir", &style_only, "--device", "flex"]);
+    assert!(ok && text.contains("6 coarsest"), "{text}");
+    let mrt2 = tokens(&text);
+    assert_eq!(&mrt2[..6], &v1[..6], "{text}");
+    assert_eq!(&mrt2[6..], &[-1; 6], "{text}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
+
 #[test]
 fn generate_writes_exact_lengths_deterministically_and_resumes() {
     let dir = scratch("generate");

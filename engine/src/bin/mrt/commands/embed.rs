@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use mrt::style::Prompt;
 
-use crate::args::{prompt_weights, ModelArgs};
+use crate::args::{pick_device, prompt_weights, settings, ModelArgs, ModelFamily};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,6 +17,10 @@ pub struct Args {
     weights: Vec<f32>,
     #[command(flatten)]
     model: ModelArgs,
+    /// v1 (the 12 style tokens) or mrt2 (the same embedding as MRT2 is conditioned on: the 6
+    /// coarsest tokens, the finer levels masked, as the official engine sends them).
+    #[arg(long = "model", value_enum, default_value = "v1")]
+    family: ModelFamily,
     /// Print the whole embedding too.
     #[arg(long)]
     full: bool,
@@ -28,16 +32,30 @@ fn norm(v: &[f32]) -> f64 {
 
 impl Args {
     pub fn run(self) -> Result<ExitCode> {
-        let Self { prompts, weights, model, full } = self;
+        let Self { prompts, weights, model, family, full } = self;
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
-        let paths = model.locate()?;
-        let target = model.target()?;
-        let style = mrt::v1::system::load::load_style(&paths, &target.device)?;
+        // Only the style model's files: no LM or codec is needed to embed.
+        let style_paths = mrt::assets::locate_style(model.model_dir.as_deref(), &settings())?;
+        let device = pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
+        let style = mrt::style::StyleModel::load(&style_paths, &device)?;
+        // What the chosen family is conditioned on.
+        let shown = |tokens: Vec<i32>| -> Vec<i32> {
+            match family {
+                ModelFamily::V1 => tokens,
+                ModelFamily::Mrt2 => {
+                    let kept = mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS;
+                    tokens.iter().enumerate().map(|(i, &t)| if i < kept { t } else { -1 }).collect()
+                }
+            }
+        };
+        if family == ModelFamily::Mrt2 {
+            println!("MRT2 tokens: the {} coarsest levels, the rest masked (-1)", mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS);
+        }
         let mut embeddings = Vec::new();
         for p in &prompts {
             let e = p.embed(&style).with_context(|| format!("prompt {}", p.label()))?;
-            let tokens = style.tokenize(&e)?;
+            let tokens = shown(style.tokenize(&e)?);
             println!("{:<40} norm {:>8.4}  tokens {:?}", p.label(), norm(&e), tokens);
             if full {
                 println!("  {e:?}");
@@ -48,7 +66,7 @@ impl Args {
             let parts: Vec<mrt::style::Weighted<'_>> =
                 embeddings.iter().zip(&weights).map(|(e, &weight)| mrt::style::Weighted { embedding: e, weight }).collect();
             match mrt::style::blend(&parts)? {
-                Some(b) => println!("{:<40} norm {:>8.4}  tokens {:?}", format!("blend {weights:?}"), norm(&b), style.tokenize(&b)?),
+                Some(b) => println!("{:<40} norm {:>8.4}  tokens {:?}", format!("blend {weights:?}"), norm(&b), shown(style.tokenize(&b)?)),
                 None => println!("blend {weights:?}: total weight 0 → no style (MASK tokens)"),
             }
         }
