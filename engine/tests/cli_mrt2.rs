@@ -218,3 +218,26 @@ fn a_checkpoint_of_another_model_is_an_error_naming_it() {
     assert!(text.contains("mrt2_tiny.safetensors"), "{text}");
     assert!(!out.exists());
 }
+
+/// `--lm-weights` reaches MRT2: int8 and bf16 projections play the same length, finite, and
+/// not the f32 audio; a bad precision fails before the WAV exists.
+#[test]
+fn narrower_weights_generate_other_audio_of_the_same_length() {
+    let dir = scratch("precision");
+    let run = |p: &str| {
+        let out = dir.join(format!("{p}.wav"));
+        let (ok, text) = generate(&out, &["--seconds", "0.6", "--seed", "3", "--lm-weights", p]);
+        assert!(ok && text.contains(&format!("{p} weights")), "{text}");
+        wav_samples(&out).1
+    };
+    let f32 = run("f32");
+    for p in ["bf16", "int8"] {
+        let other = run(p);
+        assert_eq!(other.len(), f32.len(), "{p}");
+        assert!(other.iter().all(|v| v.is_finite()), "{p}");
+        assert_ne!(other, f32, "{p} weights change the audio");
+    }
+    let bad = dir.join("bad.wav");
+    let (ok, text) = generate(&bad, &["--seconds", "0.6", "--lm-weights", "int4"]);
+    assert!(!ok && text.contains("int4") && !bad.exists(), "{text}");
+}

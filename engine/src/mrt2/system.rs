@@ -202,9 +202,16 @@ impl Mrt2System {
     /// Reads an MRT2 checkpoint (`checkpoints/mrt2_*.safetensors` or a fixture's
     /// `weights.safetensors`) once: the codec's tensors, then the LM's.
     pub fn load(path: &std::path::Path, cfg: Mrt2Config, codec_config: CodecConfig) -> Result<Self, Mrt2Error> {
+        Self::load_with(path, cfg, codec_config, crate::kernels::WeightPrecision::F32)
+    }
+
+    /// [`Mrt2System::load`] with the LM's projections in `precision` (f32 is exact; bf16 and
+    /// int8 stream fewer bytes per frame, `mrt bench agreement` measures what they change).
+    pub fn load_with(path: &std::path::Path, cfg: Mrt2Config, codec_config: CodecConfig, precision: crate::kernels::WeightPrecision) -> Result<Self, Mrt2Error> {
         let store = crate::formats::safetensors::read(path).map_err(|e| Mrt2Error::Weights(WeightsError::from(e)))?;
         let codec_weights = CodecWeights::from_mrt2_store(&store, &codec_config).map_err(Mrt2Error::Codec)?;
-        let weights = Mrt2Weights::from_store(store, &cfg).map_err(Mrt2Error::Weights)?;
+        let mut weights = Mrt2Weights::from_store(store, &cfg).map_err(Mrt2Error::Weights)?;
+        weights.set_precision(precision);
         let codec = Codec::from_weights(codec_config, codec_weights, &crate::Target::host()).map_err(Mrt2Error::Codec)?;
         Self::new(Mrt2Model::new(cfg, weights), codec)
     }

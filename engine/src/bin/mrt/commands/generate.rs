@@ -145,7 +145,9 @@ impl Args {
     }
 
     fn run_mrt2(self, temperature: f32) -> Result<ExitCode> {
-        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, model, .. } = self;
+        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, model, lm, .. } = self;
+        // `--depth-logits` is v1's: MRT2 always computes only the current level's logits, which
+        // is exact there (its sampler masks the other levels).
         if guidance.is_some() {
             bail!("--guidance is v1's; MRT2 follows --prompt-adherence, --note-adherence and --drum-adherence");
         }
@@ -172,8 +174,8 @@ impl Args {
 
         let settings = settings();
         let paths = mrt::assets::Mrt2Paths::locate_with(&model.size, model.model_dir.as_deref(), &settings)?;
-        eprintln!("model mrt2 {} ({}), device host", paths.size, paths.checkpoint.source);
-        let system = mrt::mrt2::Mrt2System::load(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone())
+        eprintln!("model mrt2 {} ({}), device host, {} weights", paths.size, paths.checkpoint.source, lm.precision);
+        let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision)
             .with_context(|| format!("loading MRT2 `{}` from {}", paths.size, paths.checkpoint.path.display()))?;
         let generator = Generator::Mrt2(system);
         let style_codes = if prompts.is_empty() {
