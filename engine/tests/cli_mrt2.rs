@@ -241,3 +241,40 @@ fn narrower_weights_generate_other_audio_of_the_same_length() {
     let (ok, text) = generate(&bad, &["--seconds", "0.6", "--lm-weights", "int4"]);
     assert!(!ok && text.contains("int4") && !bad.exists(), "{text}");
 }
+
+/// `--prefill`: the stream starts from a clip (encoded by the codec files, teacher-forced), so
+/// the same seed plays other audio than without it, of the asked length; a clip over 28 s, a v1
+/// run, or `--resume` beside it fail before the WAV exists.
+#[test]
+fn prefill_from_audio_continues_a_clip_and_refuses_too_long_ones() {
+    let dir = scratch("prefill");
+    let clip = |name: &str, seconds: f64| {
+        let path = dir.join(name);
+        let spec = hound::WavSpec { channels: 1, sample_rate: 44_100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..(seconds * 44_100.0) as usize {
+            w.write_sample((8000.0 * (i as f64 * 220.0 * std::f64::consts::TAU / 44_100.0).sin()) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        path
+    };
+    let short = clip("short.wav", 1.5);
+    let (plain, pre) = (dir.join("plain.wav"), dir.join("pre.wav"));
+    let (ok, text) = generate(&plain, &["--seconds", "0.6", "--seed", "5"]);
+    assert!(ok, "{text}");
+    let (ok, text) = generate(&pre, &["--seconds", "0.6", "--seed", "5", "--prefill", short.to_str().unwrap()]);
+    assert!(ok && text.contains("prefilled 38 frames"), "{text}");
+    let (a, b) = (wav_samples(&plain).1, wav_samples(&pre).1);
+    assert_eq!(a.len(), b.len());
+    assert!(b.iter().all(|v| v.is_finite()));
+    assert_ne!(a, b, "the prefill changes what follows");
+
+    let long = clip("long.wav", 28.5);
+    let bad = dir.join("bad.wav");
+    let (ok, text) = generate(&bad, &["--seconds", "0.6", "--prefill", long.to_str().unwrap()]);
+    assert!(!ok && text.contains("28.50 s") && text.contains("at most 28 s") && !bad.exists(), "{text}");
+    let (ok, text) = generate(&bad, &["--seconds", "0.6", "--prefill", short.to_str().unwrap(), "--resume", "x.json"]);
+    assert!(!ok && text.contains("--prefill") && !bad.exists(), "{text}");
+    let (ok, text) = mrt(&["generate", "--model-dir", tiny().to_str().unwrap(), "--size", "tiny", "--seconds", "1", "--prefill", short.to_str().unwrap(), "-o", bad.to_str().unwrap()]);
+    assert!(!ok && text.contains("--prefill is an MRT2 setting") && !bad.exists(), "{text}");
+}

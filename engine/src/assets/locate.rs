@@ -347,6 +347,35 @@ pub fn locate_style(model_dir: Option<&Path>, settings: &Settings) -> Result<cra
     Ok(crate::style::StylePaths { savedmodel: next(), quantizer: next(), vocab: next(), preprocessor: Some(next()) })
 }
 
+/// The SpectroStream files (`resources/spectrostream/{encoder,decoder,quantizer}.safetensors`)
+/// located alone, with their config (the model directory's manifest `codec_config`, else the
+/// released preset): what MRT2's prefill from audio needs besides the MRT2 checkpoint, whose codec
+/// is decode-only.
+pub fn locate_codec(model_dir: Option<&Path>, settings: &Settings) -> Result<(Located, CodecConfig), AssetError> {
+    let (roots, dir_root) = roots(model_dir, settings);
+    let mut config = CodecConfig::spectrostream_48k_stereo();
+    if let Some((path, j)) = match &dir_root {
+        Some((dir, _)) => read_manifest(dir)?,
+        None => None,
+    } {
+        if let Some(c) = &j.codec_config {
+            config = CodecConfig::from_json_str(&c.to_string())
+                .map_err(|reason| AssetError::BadManifest { path, reason: format!("codec_config: {reason}") })?;
+        }
+    }
+    let item = Item::new(Repo::V2, CODEC_DIR, Kind::Files(CODEC_FILES.iter().map(|s| s.to_string()).collect()), Role::Codec);
+    match find_in(&roots, &item) {
+        Ok(located) => Ok((located, config)),
+        Err(looked) => Err(AssetError::Missing(Box::new(Missing {
+            size: "codec (SpectroStream)".into(),
+            items: vec![missing_item(&item, looked)],
+            hf_cache: settings.hf_cache.clone(),
+            model_dir: dir_root.map(|(d, _)| d),
+            fetch_error: None,
+        }))),
+    }
+}
+
 /// A place to look.
 #[derive(Clone, Debug)]
 pub(crate) enum Root {

@@ -44,6 +44,9 @@ pub const STATE_VERSION: u32 = 1;
 /// in `core/include/magentart/mlx_engine.h`: the 6 finest of 12 are masked).
 pub const MUSICCOCA_KEPT_LEVELS: usize = 6;
 
+/// The longest audio a prefill takes (the official engine's limit).
+pub const MAX_PREFILL_SECONDS: f64 = 28.0;
+
 /// The sampler key of a stream: the reference's for `None`, else derived from the seed (see the
 /// module docs).
 pub fn key_for_seed(seed: Option<u64>) -> Key {
@@ -324,6 +327,43 @@ impl Mrt2System {
         // Cannot fail: the codes are reduced modulo the codebook and the codec was checked in `new`.
         let audio = live.decoder.step(&self.codec, &live.codes).map_err(Mrt2Error::Codec)?;
         Ok(audio)
+    }
+
+    /// Encodes `audio` (channel-first `[channels][samples]` at the codec's rate, at most
+    /// [`MAX_PREFILL_SECONDS`]) with `encoder` (SpectroStream with an encoder: MRT2's checkpoint
+    /// carries only the decoder, the released `resources/spectrostream/` has both) and
+    /// teacher-forces the codes of its first `num_levels` levels ([`Mrt2System::prefill`]), as
+    /// the official engine's prefill from audio. The last partial frame is zero-padded. Returns the
+    /// frames prefilled; a clip that is too long, a codec of another geometry or codebook, or bad
+    /// audio is an error before anything moves.
+    pub fn prefill_audio(&self, state: &mut Mrt2State, cond_tokens: &[i32], encoder: &Codec, audio: &[f32]) -> Result<usize, Mrt2Error> {
+        let cfg = &self.model.cfg;
+        let (ch, rate) = (encoder.channels(), encoder.config.sample_rate_hz);
+        if ch != self.codec.channels() || rate != self.codec.config.sample_rate_hz || encoder.samples_per_frame() != self.codec.samples_per_frame() {
+            return Err(Mrt2Error::Prefill(format!(
+                "the encoding codec makes {ch}-channel {rate} Hz frames of {} samples; this model's codec {}-channel {} Hz frames of {}",
+                encoder.samples_per_frame(),
+                self.codec.channels(),
+                self.codec.config.sample_rate_hz,
+                self.codec.samples_per_frame()
+            )));
+        }
+        if encoder.rvq().codebook_size() != cfg.codebook_size || encoder.levels() < cfg.num_levels {
+            return Err(Mrt2Error::Prefill(format!(
+                "the encoding codec has {} levels of {} codes; this model takes {} levels of {}",
+                encoder.levels(),
+                encoder.rvq().codebook_size(),
+                cfg.num_levels,
+                cfg.codebook_size
+            )));
+        }
+        let seconds = audio.len() as f64 / ch as f64 / f64::from(rate);
+        if seconds > MAX_PREFILL_SECONDS {
+            return Err(Mrt2Error::Prefill(format!("{seconds:.2} s of audio; a prefill takes at most {MAX_PREFILL_SECONDS} s")));
+        }
+        self.validate(state)?;
+        let codes = encoder.encode_audio(audio, cfg.num_levels).map_err(Mrt2Error::Codec)?;
+        self.prefill(state, cond_tokens, &codes.data)
     }
 
     /// Teacher-forces `codes` (`[frames][levels]`, raw codes 0..codebook) into the stream, one

@@ -74,8 +74,12 @@ pub struct Args {
     #[arg(long)]
     save_state: Option<PathBuf>,
     /// Continue from a saved state.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prefill")]
     resume: Option<PathBuf>,
+    /// MRT2: start from this audio (at most 28 s), encoded and teacher-forced into the stream
+    /// first, so the music continues it (needs the codec files, resources/spectrostream/).
+    #[arg(long)]
+    prefill: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -115,6 +119,7 @@ impl Args {
             ("--drum-adherence", self.drum_adherence.is_some()),
             ("--onset-mode", self.onset_mode.is_some()),
             ("--unmask-width", self.unmask_width.is_some()),
+            ("--prefill", self.prefill.is_some()),
         ];
         if let Some((flag, _)) = mrt2_only.iter().find(|(_, given)| *given) {
             bail!("{flag} is an MRT2 setting: add --model mrt2");
@@ -145,7 +150,7 @@ impl Args {
     }
 
     fn run_mrt2(self, temperature: f32) -> Result<ExitCode> {
-        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, model, lm, .. } = self;
+        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, prefill, model, lm, .. } = self;
         // `--depth-logits` is v1's: MRT2 always computes only the current level's logits, which
         // is exact there (its sampler masks the other levels).
         if guidance.is_some() {
@@ -169,6 +174,17 @@ impl Args {
         };
         // Everything the user gave is checked before the model loads and before the WAV exists.
         let events = midi.as_deref().map(crate::midi::read_events).transpose()?;
+        let prefill_audio = match &prefill {
+            Some(path) => {
+                let audio = mrt::codec::audio::read(path)?;
+                let seconds = audio.frames() as f64 / f64::from(audio.sample_rate_hz);
+                if seconds > mrt::mrt2::system::MAX_PREFILL_SECONDS {
+                    bail!("--prefill {}: {seconds:.2} s of audio; a prefill takes at most {} s", path.display(), mrt::mrt2::system::MAX_PREFILL_SECONDS);
+                }
+                Some((path.clone(), mrt::codec::audio::conform(audio, 48_000, 2, path)?))
+            }
+            None => None,
+        };
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
 
@@ -188,6 +204,16 @@ impl Args {
             mrt::style::style_codes(&style, &weighted)?
         };
         let mut state = initial_state(&generator, resume.as_deref(), seed, &paths.size)?;
+        if let (Some((path, audio)), Generator::Mrt2(system), StreamState::Mrt2(st)) = (&prefill_audio, &generator, &mut state) {
+            let (codec_dir, codec_config) = mrt::assets::locate_codec(model.model_dir.as_deref(), &settings)?;
+            let encoder = mrt::codec::Codec::load(&codec_dir.path, codec_config, &mrt::Target::host())
+                .with_context(|| format!("loading the codec from {}", codec_dir.path.display()))?;
+            let first = Mrt2Controls { drums, prompt_adherence, note_adherence, drum_adherence, pianoroll: None };
+            let mut tokens = Vec::new();
+            system.condition_tokens(&first.condition_frame(style_codes.as_deref(), system.config().musiccoca_levels), &mut tokens);
+            let frames = system.prefill_audio(st, &tokens, &encoder, audio).with_context(|| format!("prefill from {}", path.display()))?;
+            eprintln!("prefilled {frames} frames ({:.2} s) from {}", frames as f64 * generator.block_seconds(), path.display());
+        }
         let blocks = mrt::v1::system::offline::blocks_for(&generator, seconds)?;
         let frame_seconds = generator.block_seconds();
         let roll = events.map(|ev| mrt::mrt2::notes::pianoroll_frames(&ev, blocks, frame_seconds, onset_mode, unmask_width));
