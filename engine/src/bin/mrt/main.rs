@@ -35,7 +35,7 @@ enum Command {
     /// `testdata/ssv2_48k_stereo` of google/magenta-realtime): a table with pass/fail.
     Verify(verify::Args),
     /// Generate music from weighted prompts into a WAV (48 kHz stereo, 32-bit float).
-    Generate(generate::Args),
+    Generate(Box<generate::Args>),
     /// Download what a model size needs (into the Hugging Face cache, or --model-dir), with
     /// resume and checksums, then convert the LM into the fast cache.
     Fetch(assets::FetchArgs),
