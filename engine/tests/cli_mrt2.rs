@@ -278,3 +278,22 @@ fn prefill_from_audio_continues_a_clip_and_refuses_too_long_ones() {
     let (ok, text) = mrt(&["generate", "--model-dir", tiny().to_str().unwrap(), "--size", "tiny", "--seconds", "1", "--prefill", short.to_str().unwrap(), "-o", bad.to_str().unwrap()]);
     assert!(!ok && text.contains("--prefill is an MRT2 setting") && !bad.exists(), "{text}");
 }
+
+/// A `--model-dir` whose `mrt-live.json` declares one size per model is used without `--size`
+/// (the tiny model's "tiny", for v1 and MRT2); with no manifest the defaults are base (v1) and
+/// small (MRT2), named in the error when they are missing.
+#[test]
+fn the_manifest_size_is_the_default_size() {
+    let dir = scratch("manifest-size");
+    let model_dir = tiny().to_str().unwrap();
+    for family in ["v1", "mrt2"] {
+        let out = dir.join(format!("{family}.wav"));
+        let (ok, text) = mrt(&["generate", "--model", family, "--model-dir", model_dir, "--seconds", "0.2", "-o", out.to_str().unwrap()]);
+        assert!(ok && out.is_file(), "{family}: {text}");
+    }
+    let empty = scratch("empty-model-dir");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dir.join("none.wav");
+    let (ok, text) = mrt(&["generate", "--model", "mrt2", "--model-dir", empty.to_str().unwrap(), "--seconds", "0.2", "-o", out.to_str().unwrap()]);
+    assert!(!ok && text.contains("small"), "{text}");
+}

@@ -50,9 +50,10 @@ pub enum ModelFamily {
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
     /// v1: base, large; MRT2: small, base; or a size named in the model dir's mrt-live.json (the
-    /// tiny models' is "tiny").
-    #[arg(long, env = "MRT_MODEL_SIZE", default_value = "base")]
-    pub size: String,
+    /// tiny models' is "tiny"). Default: the one size the model dir's mrt-live.json declares for
+    /// the model, else base (v1) or small (MRT2, the size that can keep up on a CPU).
+    #[arg(long, env = "MRT_MODEL_SIZE")]
+    pub size: Option<String>,
     /// A folder with magenta-realtime/ and magenta-realtime-2/ (default: $MRT_MODEL_DIR, then the
     /// Hugging Face cache).
     #[arg(long)]
@@ -63,8 +64,29 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The size asked for, or the default for `family` (see `--size`).
+    pub fn size(&self, family: ModelFamily) -> Result<String> {
+        if let Some(s) = &self.size {
+            return Ok(s.clone());
+        }
+        if let Some((v1, mrt2)) = mrt::assets::manifest_sizes(self.model_dir.as_deref(), &settings())? {
+            let declared = match family {
+                ModelFamily::V1 => v1,
+                ModelFamily::Mrt2 => mrt2,
+            };
+            if let [only] = declared.as_slice() {
+                return Ok(only.clone());
+            }
+        }
+        Ok(match family {
+            ModelFamily::V1 => "base",
+            ModelFamily::Mrt2 => "small",
+        }
+        .to_owned())
+    }
+
     pub fn locate(&self) -> Result<mrt::assets::ModelPaths> {
-        Ok(mrt::assets::ModelPaths::locate_with(&self.size, self.model_dir.as_deref(), &settings())?)
+        Ok(mrt::assets::ModelPaths::locate_with(&self.size(ModelFamily::V1)?, self.model_dir.as_deref(), &settings())?)
     }
 
     /// Downloads go into --model-dir when given, else the Hugging Face cache.
@@ -199,12 +221,13 @@ impl mrt::assets::Progress for Bars {
 /// with the list of files needed.
 pub fn ensure_model(model: &ModelArgs) -> Result<mrt::assets::ModelPaths> {
     let settings = settings();
-    let paths = match mrt::assets::ModelPaths::locate_with(&model.size, model.model_dir.as_deref(), &settings) {
+    let size = model.size(ModelFamily::V1)?;
+    let paths = match mrt::assets::ModelPaths::locate_with(&size, model.model_dir.as_deref(), &settings) {
         Ok(p) => p,
         Err(mrt::assets::AssetError::Missing(_)) => {
-            eprintln!("model `{}` is not complete on disk: fetching what is missing", model.size);
+            eprintln!("model `{size}` is not complete on disk: fetching what is missing");
             let target = model.fetch_target();
-            mrt::assets::fetch_with(&model.size, &target, &mrt::assets::FetchOptions::default(), &settings, &Bars::new())?
+            mrt::assets::fetch_with(&size, &target, &mrt::assets::FetchOptions::default(), &settings, &Bars::new())?
         }
         Err(e) => return Err(e.into()),
     };

@@ -31,12 +31,12 @@ impl FetchArgs {
             if self.testdata {
                 anyhow::bail!("--testdata is v1's test data: leave out --model mrt2");
             }
-            let paths = mrt::assets::fetch_mrt2(&self.model.size, &target, &settings(), &Bars::new())?;
+            let paths = mrt::assets::fetch_mrt2(&self.model.size(ModelFamily::Mrt2)?, &target, &settings(), &Bars::new())?;
             println!("MRT2 `{}` ready: {} (from {})", paths.size, paths.checkpoint.path.display(), paths.checkpoint.source);
             return Ok(ExitCode::SUCCESS);
         }
         let options = mrt::assets::FetchOptions { testdata: self.testdata };
-        let paths = mrt::assets::fetch_with(&self.model.size, &target, &options, &settings(), &Bars::new())?;
+        let paths = mrt::assets::fetch_with(&self.model.size(ModelFamily::V1)?, &target, &options, &settings(), &Bars::new())?;
         let paths = convert_lm(paths)?;
         println!("model `{}` ready: LM {} (from {})", paths.size, paths.lm_checkpoint.path.display(), paths.codec_dir.source);
         Ok(ExitCode::SUCCESS)

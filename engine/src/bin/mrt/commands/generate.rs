@@ -189,7 +189,7 @@ impl Args {
         let weights = prompt_weights(prompts.len(), &weights)?;
 
         let settings = settings();
-        let paths = mrt::assets::Mrt2Paths::locate_with(&model.size, model.model_dir.as_deref(), &settings)?;
+        let paths = mrt::assets::Mrt2Paths::locate_with(&model.size(ModelFamily::Mrt2)?, model.model_dir.as_deref(), &settings)?;
         eprintln!("model mrt2 {} ({}), device host, {} weights", paths.size, paths.checkpoint.source, lm.precision);
         let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision)
             .with_context(|| format!("loading MRT2 `{}` from {}", paths.size, paths.checkpoint.path.display()))?;
