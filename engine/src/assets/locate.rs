@@ -277,13 +277,20 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Option<(PathBuf, ManifestJson)
     Ok(Some((path, j)))
 }
 
+/// The sizes a model directory's `mrt-live.json` declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManifestSizes {
+    pub v1: Vec<String>,
+    pub mrt2: Vec<String>,
+}
+
 /// The sizes the model directory's `mrt-live.json` declares (v1 LMs, MRT2 checkpoints), if it
 /// has one (the directory given, else `MRT_MODEL_DIR` from `settings`).
-pub fn manifest_sizes(model_dir: Option<&Path>, settings: &Settings) -> Result<Option<(Vec<String>, Vec<String>)>, AssetError> {
+pub fn manifest_sizes(model_dir: Option<&Path>, settings: &Settings) -> Result<Option<ManifestSizes>, AssetError> {
     let Some((dir, _)) = roots(model_dir, settings).1 else {
         return Ok(None);
     };
-    Ok(read_manifest(&dir)?.map(|(_, j)| (j.lm.keys().cloned().collect(), j.mrt2.keys().cloned().collect())))
+    Ok(read_manifest(&dir)?.map(|(_, j)| ManifestSizes { v1: j.lm.keys().cloned().collect(), mrt2: j.mrt2.keys().cloned().collect() }))
 }
 
 /// The places to look, in order, and the model directory among them (with whether it came from

@@ -60,7 +60,7 @@ use crate::v1::lm::{LmConfig, LmError};
 
 pub use convert::{convert_with, with_converted_lm, ConvertedPaths};
 pub use hub::{fetch_mrt2, fetch_with, FetchOptions, FetchTarget};
-pub use locate::{locate_codec, locate_style, manifest_sizes, LmFormat, Located, ModelPaths, Source};
+pub use locate::{locate_codec, locate_style, manifest_sizes, ManifestSizes, LmFormat, Located, ModelPaths, Source};
 pub use mrt2::Mrt2Paths;
 
 /// Magenta RT v1 on the Hub: LM checkpoints, MusicCoCa SavedModels, vocabulary, test data.

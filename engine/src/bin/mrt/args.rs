@@ -69,10 +69,10 @@ impl ModelArgs {
         if let Some(s) = &self.size {
             return Ok(s.clone());
         }
-        if let Some((v1, mrt2)) = mrt::assets::manifest_sizes(self.model_dir.as_deref(), &settings())? {
+        if let Some(sizes) = mrt::assets::manifest_sizes(self.model_dir.as_deref(), &settings())? {
             let declared = match family {
-                ModelFamily::V1 => v1,
-                ModelFamily::Mrt2 => mrt2,
+                ModelFamily::V1 => sizes.v1,
+                ModelFamily::Mrt2 => sizes.mrt2,
             };
             if let [only] = declared.as_slice() {
                 return Ok(only.clone());
