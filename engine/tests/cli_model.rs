@@ -221,3 +221,21 @@ fn verify_passes_on_matching_data_and_fails_on_tampered_data() {
     let (ok, text) = run(&["verify", "--official", "/nonexistent/testdata"]);
     assert!(!ok && text.contains("/nonexistent/testdata"), "{text}");
 }
+
+/// `mrt dev tiny-model` finds the fixtures by itself from anywhere inside a checkout (here a
+/// folder three levels down), without `--fixtures` or `MRT_FIXTURES`.
+#[test]
+fn tiny_model_finds_the_fixtures_without_being_told() {
+    let dir = scratch("found-fixtures");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrt"))
+        .args(["dev", "tiny-model", dir.to_str().unwrap()])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/mrt"))
+        .env_remove("MRT_FIXTURES")
+        .output()
+        .expect("mrt runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("tiny model written"), "{text}");
+    assert!(dir.join("magenta-realtime-2/checkpoints/mrt2_tiny.safetensors").is_file(), "{text}");
+    let (ok, text) = mrt(&["dev", "tiny-model", dir.to_str().unwrap(), "--fixtures", "/nonexistent/fixtures"]);
+    assert!(!ok && text.contains("/nonexistent/fixtures"), "{text}");
+}

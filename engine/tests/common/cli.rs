@@ -15,6 +15,7 @@ pub fn mrt(tag: &str, args: &[&str]) -> (bool, String) {
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .env("MRT_CACHE_DIR", scratch(tag, "mrt-cache"))
         .env_remove("MRT_MODEL_DIR")
+        .env_remove("MRT_MODEL_SIZE")
         .output()
         .expect("mrt runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
