@@ -671,3 +671,28 @@ fn an_mrt2_fetch_downloads_its_checkpoint_and_keeps_the_v2_files_of_v1_sizes() {
     let e = mrt::assets::fetch_mrt2("large", &FetchTarget::HfCache, &s, &()).unwrap_err().to_string();
     assert!(e.contains("mrt2 large"), "{e}");
 }
+
+/// Two processes fetching into one cache: a blob another holder has locked (another `mrt fetch`,
+/// a plugin instance, huggingface_hub, which use the same `.locks/` file) is not touched until the
+/// lock is released; then the fetch completes and the blob is whole.
+#[test]
+fn a_blob_locked_by_another_process_waits_for_it() {
+    let (hub, endpoint) = hub_with(|_| {});
+    let tmp = TempDir::new("locked");
+    let s = settings(tmp.path(), &endpoint);
+    let (repo, path) = needed(&hub).into_iter().next().expect("a file to fetch");
+    let file = &hub.repos[&repo].files[&path];
+    let folder = s.hf_cache.join(format!("models--{}", repo.replace('/', "--")));
+    let blob = folder.join("blobs").join(file.etag());
+    let held = mrt::assets::hub::process_lock(&mrt::assets::hub::blob_lock_path(&folder, &file.etag())).expect("lock");
+    let fetch = {
+        let s = s.clone();
+        std::thread::spawn(move || fetch_with("tiny", &FetchTarget::HfCache, &FetchOptions::default(), &s, &Recorder::default()).map(|_| ()))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!fetch.is_finished(), "the fetch went past a locked blob");
+    assert!(!blob.exists(), "the locked blob was written");
+    drop(held);
+    fetch.join().expect("fetch thread").expect("fetch after the lock is released");
+    assert_eq!(std::fs::read(&blob).expect("blob").as_slice(), file.bytes.as_slice());
+}

@@ -600,6 +600,9 @@ fn fetch_file(
             let blob = blobs.join(&meta.etag);
             let lock = locks.get(&meta.etag);
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Another process fetching the same blob (a second `mrt fetch`, a plugin instance, or
+            // huggingface_hub, which locks the same file) waits here, then finds it complete.
+            let _process = process_lock(&blob_lock_path(folder, &meta.etag))?;
             let have_blob = fs::metadata(&blob).map(|m| m.len() == meta.size).unwrap_or(false);
             if !have_blob {
                 let partial = blobs.join(format!("{}.incomplete", meta.etag));
@@ -613,6 +616,14 @@ fn fetch_file(
             link(&blob, &dest, f.path.split('/').filter(|s| !s.is_empty()).count())?;
         }
         None => {
+            let _process = process_lock(&base.join(".locks").join(format!("{}.lock", f.path.replace('/', "%2F"))))?;
+            if fs::metadata(&dest).map(|m| m.len() == meta.size).unwrap_or(false) {
+                // Completed by another process while this one waited.
+                progress.file(&file, meta.size, meta.size);
+                progress.advance(meta.size);
+                progress.file_done(&file);
+                return Ok(());
+            }
             let mut name = dest.file_name().unwrap_or_default().to_os_string();
             name.push(".incomplete");
             let partial = dest.with_file_name(name);
@@ -741,6 +752,25 @@ fn link(blob: &Path, dest: &Path, depth: usize) -> Result<(), AssetError> {
         let _ = depth;
         fs::copy(blob, dest).map(|_| ()).map_err(io_err(dest))
     }
+}
+
+/// The lock file of a blob of the Hugging Face cache repo folder `folder`
+/// (`models--org--name`): `<cache>/.locks/models--org--name/<etag>.lock`, where
+/// huggingface_hub keeps its own, so the two never download the same blob at once.
+pub fn blob_lock_path(folder: &Path, etag: &str) -> PathBuf {
+    folder.parent().unwrap_or(folder).join(".locks").join(folder.file_name().unwrap_or_default()).join(format!("{etag}.lock"))
+}
+
+/// An exclusive lock on `path` (created if needed) shared with other processes (`flock` on Unix,
+/// `LockFileEx` on Windows), held until the returned file is dropped. Blocks while another
+/// holds it.
+pub fn process_lock(path: &Path) -> Result<fs::File, AssetError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io_err(path))?;
+    file.lock().map_err(io_err(path))?;
+    Ok(file)
 }
 
 /// Writes a small file through a temporary name and a rename.
