@@ -518,7 +518,8 @@ fn fetch_repo(
 
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let locks = BlobLocks::default();
+    // Cross-process locks of model-dir downloads live in our cache, not among the user's files.
+    let locks = BlobLocks(Default::default(), settings.cache_dir.join("locks"));
     let threads = settings.parallel_downloads.clamp(1, 16).min(jobs.len().max(1));
     let mut errors: Vec<(usize, AssetError)> = Vec::new();
     std::thread::scope(|s| {
@@ -562,7 +563,7 @@ fn fetch_repo(
 /// One lock per blob name: files with identical content (many `.zarray` files are) share a blob,
 /// which only one thread may download while the others wait and then link it.
 #[derive(Default)]
-struct BlobLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+struct BlobLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>, PathBuf);
 
 impl BlobLocks {
     fn get(&self, etag: &str) -> Arc<Mutex<()>> {
@@ -616,7 +617,7 @@ fn fetch_file(
             link(&blob, &dest, f.path.split('/').filter(|s| !s.is_empty()).count())?;
         }
         None => {
-            let _process = process_lock(&base.join(".locks").join(format!("{}.lock", f.path.replace('/', "%2F"))))?;
+            let _process = process_lock(&locks.1.join(format!("{}.lock", lock_name(&dest))))?;
             if fs::metadata(&dest).map(|m| m.len() == meta.size).unwrap_or(false) {
                 // Completed by another process while this one waited.
                 progress.file(&file, meta.size, meta.size);
@@ -759,6 +760,15 @@ fn link(blob: &Path, dest: &Path, depth: usize) -> Result<(), AssetError> {
 /// huggingface_hub keeps its own, so the two never download the same blob at once.
 pub fn blob_lock_path(folder: &Path, etag: &str) -> PathBuf {
     folder.parent().unwrap_or(folder).join(".locks").join(folder.file_name().unwrap_or_default()).join(format!("{etag}.lock"))
+}
+
+/// A file name for the lock of `path`: a 64-bit FNV-1a hash of its absolute path (the same in
+/// every build) and the file's own name, short enough for any file system.
+fn lock_name(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let hash = abs.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let name: String = path.file_name().unwrap_or_default().to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(64).collect();
+    format!("{hash:016x}-{name}")
 }
 
 /// An exclusive lock on `path` (created if needed) shared with other processes (`flock` on Unix,
