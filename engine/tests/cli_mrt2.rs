@@ -297,3 +297,36 @@ fn the_manifest_size_is_the_default_size() {
     let (ok, text) = mrt(&["generate", "--model", "mrt2", "--model-dir", empty.to_str().unwrap(), "--seconds", "0.2", "-o", out.to_str().unwrap()]);
     assert!(!ok && text.contains("small"), "{text}");
 }
+
+/// A run stopped hard (SIGKILL, worse than Ctrl-C) after a few blocks leaves a WAV that players
+/// open: the header is rewritten after every frame (MRT2) or chunk (v1), so it counts the audio
+/// written so far.
+#[test]
+fn a_killed_run_leaves_a_valid_wav() {
+    let dir = scratch("killed");
+    for (family, block_bytes) in [("mrt2", 1920 * 2 * 4), ("v1", 96_000 * 2 * 4)] {
+        let out = dir.join(format!("{family}.wav"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mrt"))
+            .args(["generate", "--model", family, "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--seconds", "600", "-o", out.to_str().unwrap()])
+            .env("HF_HUB_CACHE", scratch("killed-hf"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env_remove("MRT_MODEL_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mrt runs");
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&out).map_or(0, |m| m.len()) < 44 + 2 * block_bytes {
+            assert!(started.elapsed().as_secs() < 120, "{family}: no audio written in 2 minutes");
+            assert!(child.try_wait().expect("wait").is_none(), "{family}: mrt exited early");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        let mut r = hound::WavReader::open(&out).unwrap_or_else(|e| panic!("{family}: the killed run's WAV does not open: {e}"));
+        assert_eq!((r.spec().sample_rate, r.spec().channels), (48_000, 2), "{family}");
+        let samples: Vec<f32> = r.samples::<f32>().map(|s| s.expect("sample")).collect();
+        assert!(samples.len() as u64 * 4 >= 2 * block_bytes, "{family}: {} samples", samples.len());
+        assert!(samples.len() as u64 * 4 < 600 * 48_000 * 2 * 4, "{family}: the header counts only what was written");
+    }
+}
