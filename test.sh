@@ -65,7 +65,28 @@ for ladder in lm/L1 codec/C1; do
   tail -n 1 "$work/wgpu.log" | sed "s|^|wgpu conformance $ladder: |" >>"$log"
 done
 
+# 6. The prepared GPU script's plumbing (scripts/gpu-bench.sh run, issue 17) with a stub in place
+#    of the packed binary: every step runs, is logged and lands in a valid JSON summary. The real
+#    run needs a GPU machine.
+stub="$work/gpu-stub"
+mkdir -p "$stub/gpu-bench"
+printf '#!/bin/sh\necho "stub mrt $*"\n' >"$stub/mrt"
+gzip -c "$stub/mrt" >"$stub/gpu-bench/mrt.gz"
+echo stub >"$stub/gpu-bench/commit"
+if CARGO_TARGET_DIR="$stub" MRT_FIXTURES="$PWD/../shared/fixtures" scripts/gpu-bench.sh run "$work/gpu-out" >/dev/null \
+  && python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+ran = [x["step"] for x in s["steps"] if x.get("exit") == 0]
+want = ["conformance-l1-wgpu", "conformance-c1-wgpu", "bench-v1-base-wgpu", "bench-v1-large-wgpu", "bench-mrt2-small-int8-host"]
+assert ran == want, ran
+' "$work/gpu-out/summary.json"; then
+  echo "gpu-bench plumbing: 1 passed, 0 failed" | tee -a "$log"
+else
+  echo "gpu-bench plumbing: 0 passed, 1 failed" | tee -a "$log"
+fi
+
 # One closing line for the whole run.
-grep -E '^(test result:|vst3 hosts:|wgpu conformance)' "$log" | awk '
+grep -E '^(test result:|vst3 hosts:|wgpu conformance|gpu-bench plumbing)' "$log" | awk '
   { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }'
