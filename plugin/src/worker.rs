@@ -43,6 +43,8 @@ pub struct WorkerIo {
     pub offline: bool,
     pub chunks: triple_buffer::Input<ChunkBuf>,
     pub sidechain: rtrb::Consumer<f32>,
+    /// MIDI notes placed on the block timeline by the player ([`crate::midi`]).
+    pub notes: rtrb::Consumer<crate::midi::NoteMsg>,
 }
 
 /// The audio thread's end of one activation's plumbing.
@@ -56,11 +58,12 @@ pub fn plumbing(sample_rate: f32, offline: bool, shared: &Arc<Shared>) -> (Playe
     let capacity = (sample_rate as usize) * 2 + 4096;
     let (input, output) = triple_buffer::triple_buffer(&ChunkBuf::with_capacity(capacity));
     let (producer, consumer) = sidechain::ring(sample_rate);
-    let player = ChunkPlayer::new(output, shared.clone(), sample_rate);
+    let (notes_tx, notes_rx) = crate::midi::ring();
+    let player = ChunkPlayer::new(output, shared.clone(), sample_rate).with_notes(notes_tx);
     let tap = SidechainTap::new(producer, shared.clone(), sample_rate);
     (
         PlayerIo { player, sidechain: tap },
-        WorkerIo { host_rate: sample_rate.round() as u32, offline, chunks: input, sidechain: consumer },
+        WorkerIo { host_rate: sample_rate.round() as u32, offline, chunks: input, sidechain: consumer, notes: notes_rx },
     )
 }
 
@@ -133,6 +136,9 @@ struct Worker {
     rx: Receiver<Command>,
     io: Option<ChunkIo>,
     sidechain: Option<SidechainHistory>,
+    notes_rx: Option<rtrb::Consumer<crate::midi::NoteMsg>>,
+    /// MIDI notes waiting for their frame, and MRT2's note tracker.
+    notes: crate::midi::NoteFeed,
     /// The key last tried, and its result.
     key: Option<ModelKey>,
     models: Option<Arc<Models>>,
@@ -162,6 +168,8 @@ impl Worker {
             rx,
             io: None,
             sidechain: None,
+            notes_rx: None,
+            notes: crate::midi::NoteFeed::default(),
             key: None,
             models: None,
             state: None,
@@ -218,6 +226,13 @@ impl Worker {
                 continue;
             }
             self.sync_epoch();
+            if let Some(rx) = self.notes_rx.as_mut() {
+                self.notes.drain(rx);
+                // Only MRT2 reads notes: v1 must not pile them up.
+                if !self.models.as_ref().is_some_and(|m| m.generator.family() == mrt::stream::Family::Mrt2) {
+                    self.notes.clear();
+                }
+            }
             if let Some(sc) = self.sidechain.as_mut() {
                 if let Err(e) = sc.drain() {
                     self.shared.set_status(Status::Error, format!("sidechain: {e}"));
@@ -238,7 +253,10 @@ impl Worker {
     }
 
     fn configure(&mut self, io: WorkerIo) {
-        let WorkerIo { host_rate, offline, chunks, sidechain } = io;
+        let WorkerIo { host_rate, offline, chunks, sidechain, notes } = io;
+        // A new activation: notes of the previous one (held or queued) are gone with its ring.
+        self.notes.clear();
+        self.notes_rx = Some(notes);
         self.sidechain = match SidechainHistory::new(sidechain, host_rate) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -255,13 +273,14 @@ impl Worker {
 
     /// The model key the settings ask for.
     fn wanted_key(&self) -> Result<ModelKey, String> {
+        crate::params::family_from_env()?;
         let settings = self.params.saved.update(|s| s.settings.clone());
         let device = match settings.device.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             Some(d) => d.parse::<DeviceChoice>()?,
             None => DeviceChoice::best_compiled().ok_or("no backend is compiled into this build")?,
         };
         let lm = settings.lm_options();
-        Ok(ModelKey { model_dir: settings.model_dir, size: settings.size, device, lm })
+        Ok(ModelKey { family: settings.family, model_dir: settings.model_dir, size: settings.size, device, lm })
     }
 
     fn ensure_model(&mut self) {
@@ -291,7 +310,7 @@ impl Worker {
         self.key = Some(key.clone());
         self.failed = false;
         self.style_cache.clear();
-        self.shared.set_status(Status::Loading, format!("loading {} on {}…", key.size, key.device));
+        self.shared.set_status(Status::Loading, format!("loading {} {} on {}…", key.family, key.size, key.device));
         *crate::shared::lock(&self.shared.device) = key.device.to_string();
         let progress = LoadProgress::new(&self.shared, &key);
         match registry::models().get_or_load(&key, || registry::load(&key, &progress)) {
@@ -432,12 +451,24 @@ impl Worker {
         let (Some(models), Some(io)) = (self.models.clone(), self.io.as_ref()) else { return };
         let host_rate = io.host_rate;
         let started = Instant::now();
+        // MRT2: this frame's piano roll from the notes placed up to it (block `next_seq`).
+        let roll = match models.generator.family() {
+            mrt::stream::Family::Mrt2 => {
+                let (onset_mode, unmask_width) = self.params.note_options();
+                let roll = self.notes.frame_roll(self.next_seq, onset_mode, unmask_width);
+                self.shared.notes_held.store(self.notes.held() as u32, Ordering::Relaxed);
+                Some(roll)
+            }
+            mrt::stream::Family::V1 => None,
+        };
         let result = self.style(&models).and_then(|(style, sidechain_used)| {
+            let sampling = self.params.sampling();
             let mut state = match self.state.take() {
                 Some(s) => s,
-                None => models.generator.init_state(),
+                // MRT2 keys its sampler from the seed here; v1 reads it from the controls.
+                None => models.generator.init_state_seeded(Some(sampling.seed)),
             };
-            let controls = mrt::stream::Controls { style: style.as_deref(), sampling: self.params.sampling(), ..Default::default() };
+            let controls = mrt::stream::Controls { style: style.as_deref(), sampling, mrt2: self.params.mrt2_controls(roll.as_ref()) };
             let chunk = models
                 .generator
                 .next_block(&mut state, &controls, Some(&self.cancel))

@@ -30,6 +30,7 @@ fn tiny_dir() -> &'static Path {
 
 fn key() -> ModelKey {
     ModelKey {
+        family: mrt::stream::Family::V1,
         model_dir: Some(tiny_dir().to_path_buf()),
         size: "tiny".into(),
         device: mrt::DeviceChoice::Flex,
