@@ -51,6 +51,8 @@ pub struct ChunkInfo {
     pub style_tokens: Option<Vec<i32>>,
     /// Whether the sidechain took part in the style.
     pub sidechain_used: bool,
+    /// MRT2: the piano roll the frame was generated with (`None` for v1).
+    pub pianoroll: Option<Vec<i32>>,
     pub seconds: f32,
 }
 

@@ -136,6 +136,8 @@ struct Worker {
     rx: Receiver<Command>,
     io: Option<ChunkIo>,
     sidechain: Option<SidechainHistory>,
+    /// The sidechain's last style embedding and the block it was made for.
+    sidechain_embedding: Option<(u64, Vec<f32>)>,
     notes_rx: Option<rtrb::Consumer<crate::midi::NoteMsg>>,
     /// MIDI notes waiting for their frame, and MRT2's note tracker.
     notes: crate::midi::NoteFeed,
@@ -168,6 +170,7 @@ impl Worker {
             rx,
             io: None,
             sidechain: None,
+            sidechain_embedding: None,
             notes_rx: None,
             notes: crate::midi::NoteFeed::default(),
             key: None,
@@ -257,6 +260,7 @@ impl Worker {
         // A new activation: notes of the previous one (held or queued) are gone with its ring.
         self.notes.clear();
         self.notes_rx = Some(notes);
+        self.sidechain_embedding = None;
         self.sidechain = match SidechainHistory::new(sidechain, host_rate) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -358,6 +362,7 @@ impl Worker {
         }
         self.epoch = epoch;
         self.state = None;
+        self.sidechain_embedding = None;
         self.queue.clear();
         self.resampler = None;
         self.failed = false;
@@ -432,8 +437,15 @@ impl Worker {
         let mut sidechain_used = false;
         if sc_weight > 0.0 {
             if let Some(sc) = self.sidechain.as_mut().filter(|s| s.has_signal()) {
-                let e = models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?;
-                parts.push((e, sc_weight));
+                // Embedding 10 s of audio per 40 ms MRT2 frame would outrun the frames: one
+                // embedding serves the blocks of the next second (every block for v1's 2 s).
+                let refresh = (1.0 / models.generator.block_seconds()).round().max(1.0) as u64;
+                let e = match self.sidechain_embedding.take().filter(|(at, _)| self.next_seq < at + refresh) {
+                    Some((at, e)) => (at, e),
+                    None => (self.next_seq, models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?),
+                };
+                parts.push((e.1.clone(), sc_weight));
+                self.sidechain_embedding = Some(e);
                 sidechain_used = true;
             }
         }
@@ -522,7 +534,8 @@ impl Worker {
         self.shared.set_seconds_per_chunk(seconds);
         self.shared.set_block_seconds(models.generator.block_seconds() as f32);
         self.shared.chunks_generated.fetch_add(1, Ordering::AcqRel);
-        self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, seconds });
+        let pianoroll = roll.map(|r| r.to_vec());
+        self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, pianoroll, seconds });
         if self.shared.status() != Status::Ready {
             let desc = models.description.clone();
             self.shared.set_status(Status::Ready, desc);

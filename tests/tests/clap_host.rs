@@ -87,8 +87,23 @@ fn descriptor_and_audio_ports() {
     let names: Vec<&str> = p.params().iter().map(|p| p.name.as_str()).collect();
     let mut expected: Vec<String> = (1..=8).map(|i| format!("Slot {i} Weight")).collect();
     expected.extend(
-        ["Sidechain Weight", "Temperature", "Top-k", "Guidance", "Seed", "Output Gain", "Free Run", "Chunks Ahead"]
-            .map(String::from),
+        [
+            "Sidechain Weight",
+            "Temperature",
+            "Top-k",
+            "Guidance",
+            "Seed",
+            "Output Gain",
+            "Free Run",
+            "Chunks Ahead",
+            "Prompt Adherence",
+            "Note Adherence",
+            "Drum Adherence",
+            "Drum Mode",
+            "Onset Mode",
+            "Unmask Width",
+        ]
+        .map(String::from),
     );
     assert_eq!(names, expected, "parameter names, in order");
     let slot1 = p.param("Slot 1 Weight");
