@@ -423,3 +423,23 @@ fn mrt2_notes_steer_the_block_that_starts_at_or_after_them_offline() {
         "piano roll of blocks 1–7 for pitches 60, 64, 67"
     );
 }
+
+#[test]
+fn an_mrt2_size_that_does_not_exist_is_an_error_naming_it_and_the_plugin_stays_silent() {
+    let mut p = tiny_plugin();
+    p.mrt_params().saved.update(|s| {
+        s.settings.family = mrt::stream::Family::Mrt2;
+        s.settings.size = "huge".into();
+    });
+    p.start(48_000.0, ProcessMode::Realtime);
+    let start = Instant::now();
+    while !matches!(p.shared().status(), Status::Error | Status::NotInstalled) {
+        assert!(start.elapsed() < TIMEOUT, "no load failure reported: status {}", p.shared().status().label());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let msg = p.shared().message();
+    assert!(msg.contains("mrt2 huge") && msg.contains("tiny"), "the message names the size and the known ones: {msg}");
+    let (mut l, mut r) = (vec![f32::NAN; 4096], vec![f32::NAN; 4096]);
+    p.render(&mut l, &mut r, None, true, Some(0));
+    assert!(l.iter().chain(&r).all(|&v| v == 0.0), "silent while the model cannot load");
+}
