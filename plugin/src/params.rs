@@ -326,7 +326,7 @@ pub struct MrtLiveParams {
     /// Generate and play regardless of the host transport.
     #[id = "free_run"]
     pub free_run: BoolParam,
-    /// Chunks generated ahead of the one playing.
+    /// Chunks generated ahead of the one playing (MRT2: 3 frames, 120 ms, per step).
     #[id = "chunks_ahead"]
     pub chunks_ahead: IntParam,
     /// MRT2: how strongly the style prompt steers (guidance scale −1..7, binned by the model).

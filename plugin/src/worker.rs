@@ -34,6 +34,10 @@ const POLL: Duration = Duration::from_millis(2);
 /// While the model is not installed, how often the worker looks for it again (a download from
 /// a terminal, a copied folder).
 const NOT_INSTALLED_RETRY: Duration = Duration::from_secs(5);
+/// MRT2 frames generated ahead per step of the `chunks_ahead` setting (3 = 120 ms): the next
+/// 40 ms frame must be ready 10 ms before the one playing ends, or the player fades. An interim
+/// rule until the frame ring with its own buffer setting (issue 18, item 2).
+const MRT2_FRAMES_PER_CHUNK_AHEAD: usize = 3;
 /// Preferred resampler block (20 ms at 48 kHz; divides a 96000-sample chunk).
 const RESAMPLE_BLOCK: usize = 960;
 
@@ -396,7 +400,11 @@ impl Worker {
         if io.offline {
             ahead == 0 && self.shared.waiting.load(Ordering::Acquire)
         } else {
-            ahead < self.params.chunks_ahead.value().max(1) as usize
+            let per_step = match self.models.as_ref().map(|m| m.generator.family()) {
+                Some(mrt::stream::Family::Mrt2) => MRT2_FRAMES_PER_CHUNK_AHEAD,
+                _ => 1,
+            };
+            ahead < self.params.chunks_ahead.value().max(1) as usize * per_step
         }
     }
 
