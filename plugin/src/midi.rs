@@ -21,11 +21,13 @@ use std::collections::VecDeque;
 
 use mrt::mrt2::notes::{NoteTracker, NUM_PITCHES};
 
-/// Capacity of the player → worker note ring (messages). A burst beyond it is dropped and counted
+/// Capacity of the player → worker note ring (messages; the worker drains it every 2 ms when idle,
+/// after each block when generating). A burst beyond it is dropped and counted
 /// ([`crate::shared::Shared::notes_dropped`]).
-pub const NOTE_RING: usize = 1024;
-/// Notes of one `process()` call kept for the player; more are dropped and counted.
-pub const NOTES_PER_BLOCK: usize = 512;
+pub const NOTE_RING: usize = 4096;
+/// Notes of one `process()` call kept for the player (nice-plug's own event queue holds 1024
+/// before it allocates); more are dropped and counted.
+pub const NOTES_PER_BLOCK: usize = 1024;
 /// MIDI channel 10 (0-based 9) carries General MIDI drums, not pitches: left out, as
 /// `mrt generate --midi` does.
 pub const DRUM_CHANNEL: u8 = 9;
