@@ -1,8 +1,9 @@
 //! The bundled `MRT Live.clap` playing MRT2 in a CLAP host: MIDI notes steer the music (a render
 //! with notes differs from one without, which is itself reproducible), notes one sample before a
 //! frame boundary are heard no earlier than the block decoding the frame there and one after no
-//! earlier than the next (the exact piano roll per block is `plugin/tests/tiny_model.rs`), and
-//! the state round trip keeps the family and continues the MRT2 context bit-exactly.
+//! earlier than the next (the exact piano roll per block is `plugin/tests/tiny_model.rs`), block
+//! sizes 1–8192 at 44.1/48/96 kHz with notes give identical renders, and the state round trip
+//! keeps the family and continues the MRT2 context bit-exactly.
 //!
 //! Everything runs on the tiny MRT2 model (the M1 fixture's random weights) that `mrt dev
 //! tiny-model` writes beside the tiny v1 model. The debug bundle is built with
@@ -169,5 +170,29 @@ fn mrt2_state_round_trips_and_a_restored_context_continues() {
     if let Some(i) = first_difference(&heard[fade..n], &want[fade..n]) {
         let i = i + fade;
         panic!("the restored MRT2 instance does not continue the saved context: sample {i} is {} where the reference has {}", heard[i], want[i]);
+    }
+}
+
+#[test]
+fn mrt2_block_size_and_notes_in_odd_blocks_do_not_change_the_offline_render() {
+    let _x = exclusive();
+    for rate in [44_100.0, 48_000.0, 96_000.0] {
+        let frame = (rate * 0.040) as usize;
+        let mut p = mrt2_plugin();
+        let mut spec = RenderSpec::offline(rate, 16 * frame);
+        spec.notes = (0..8)
+            .flat_map(|k| {
+                let at = k * 2 * frame + 7 * k;
+                [NoteChange { at, key: 50 + k as u8, on: true }, NoteChange { at: at + frame, key: 50 + k as u8, on: false }]
+            })
+            .collect();
+        let plain = p.render(&spec);
+        spec.blocks = vec![1, 7, 8192, 333, 4097, 2, 511];
+        let odd = p.render(&spec);
+        assert_finite(&odd, "odd blocks");
+        assert_eq!(plain.len(), odd.len(), "{rate} Hz: length");
+        assert!(rms(&plain.left[2 * frame..]) > AUDIBLE_RMS, "{rate} Hz: silent render");
+        assert_eq!(first_difference(&plain.left, &odd.left), None, "{rate} Hz: left differs between block sizes");
+        assert_eq!(first_difference(&plain.right, &odd.right), None, "{rate} Hz: right differs between block sizes");
     }
 }
