@@ -86,24 +86,23 @@ impl NoteFeed {
     /// tracker (in arrival order), then the frame is read once (advancing the tracker).
     pub fn frame_roll(&mut self, frame: u64, onset_mode: u8, unmask_width: usize) -> [i32; NUM_PITCHES] {
         // Messages arrive in frame order (the player's timeline only moves forward), except
-        // across a context reset; take every due one wherever it sits.
-        let mut kept = VecDeque::with_capacity(self.pending.len());
-        while let Some(m) = self.pending.pop_front() {
-            if m.frame <= frame {
-                let p = usize::from(m.pitch);
-                if m.on {
-                    self.tracker.note_on(p);
-                } else {
-                    self.tracker.note_off(p);
-                }
-                if let Some(h) = self.held.get_mut(p) {
-                    *h = m.on;
-                }
-            } else {
-                kept.push_back(m);
+        // across a context reset; take every due one wherever it sits, in arrival order.
+        let (tracker, held) = (&self.tracker, &mut self.held);
+        self.pending.retain(|m| {
+            if m.frame > frame {
+                return true;
             }
-        }
-        self.pending = kept;
+            let p = usize::from(m.pitch);
+            if m.on {
+                tracker.note_on(p);
+            } else {
+                tracker.note_off(p);
+            }
+            if let Some(h) = held.get_mut(p) {
+                *h = m.on;
+            }
+            false
+        });
         self.tracker.evaluate_frame(onset_mode, unmask_width)
     }
 
