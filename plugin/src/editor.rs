@@ -47,6 +47,7 @@ pub struct EditorApp {
     gui: Option<GuiContext>,
     /// Edit buffers of the slot prompts and model settings (committed on focus loss / Apply).
     prompts: Vec<String>,
+    family: mrt::stream::Family,
     model_dir: String,
     size: String,
     device: String,
@@ -63,6 +64,7 @@ impl EditorApp {
             repaint,
             gui: None,
             prompts: vec![String::new(); SLOTS],
+            family: mrt::stream::Family::V1,
             model_dir: String::new(),
             size: String::new(),
             device: String::new(),
@@ -82,6 +84,7 @@ impl EditorApp {
         let saved = self.params.saved.get();
         self.prompts = saved.prompts.clone();
         self.prompts.resize(SLOTS, String::new());
+        self.family = saved.settings.family;
         self.model_dir = saved.settings.model_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         self.size = saved.settings.size.clone();
         self.device = saved.settings.device.clone().unwrap_or_default();
@@ -94,9 +97,10 @@ impl EditorApp {
         let dir = self.model_dir.trim();
         let device = self.device.trim();
         Settings {
+            family: self.family,
             model_dir: (!dir.is_empty()).then(|| dir.into()),
             size: match self.size.trim() {
-                "" => "base".into(),
+                "" => crate::params::default_size(self.family).into(),
                 s => s.to_string(),
             },
             device: (!device.is_empty()).then(|| device.to_string()),
@@ -268,8 +272,48 @@ impl EditorApp {
         }
     }
 
+    /// MRT2's note and drum conditioning (shown while MRT2 is the loaded family).
+    fn mrt2_ui(&mut self, ui: &mut egui::Ui, setter: &ParamSetter) {
+        let p = &self.params;
+        egui::Grid::new("mrt2").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+            ui.label("Prompt adherence");
+            ui.add(ParamSlider::for_param(&p.prompt_adherence, setter).with_width(120.0));
+            ui.label("Note adherence");
+            ui.add(ParamSlider::for_param(&p.note_adherence, setter).with_width(120.0));
+            ui.end_row();
+            ui.label("Drum adherence");
+            ui.add(ParamSlider::for_param(&p.drum_adherence, setter).with_width(120.0));
+            ui.label("Drum mode");
+            ui.add(ParamSlider::for_param(&p.drum_mode, setter).with_width(120.0));
+            ui.end_row();
+            ui.label("Onset mode");
+            ui.add(ParamSlider::for_param(&p.onset_mode, setter).with_width(120.0));
+            ui.label("Unmask width");
+            ui.add(ParamSlider::for_param(&p.unmask_width, setter).with_width(120.0));
+            ui.end_row();
+        });
+        let held = self.shared.notes_held.load(Ordering::Relaxed);
+        let dropped = self.shared.notes_dropped.load(Ordering::Relaxed);
+        let mut line = format!("notes held: {held}");
+        if dropped > 0 {
+            line.push_str(&format!(" ({dropped} note events dropped: too many in one block)"));
+        }
+        ui.label(line);
+    }
+
     fn model_ui(&mut self, ui: &mut egui::Ui) {
         egui::Grid::new("model").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| {
+            ui.label("Model");
+            use mrt::stream::Family;
+            let before = self.family;
+            egui::ComboBox::from_id_salt("family").selected_text(self.family.to_string()).show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.family, Family::V1, "v1 (2 s chunks)");
+                ui.selectable_value(&mut self.family, Family::Mrt2, "mrt2 (40 ms frames, MIDI notes steer)");
+            });
+            if self.family != before {
+                self.size = crate::params::default_size(self.family).into();
+            }
+            ui.end_row();
             ui.label("Model folder");
             ui.add_sized(
                 [420.0, 20.0],
@@ -278,7 +322,10 @@ impl EditorApp {
             ui.end_row();
             ui.label("Size");
             egui::ComboBox::from_id_salt("size").selected_text(self.size.clone()).show_ui(ui, |ui| {
-                let mut choices = vec!["base".to_string(), "large".to_string()];
+                let mut choices: Vec<String> = match self.family {
+                    mrt::stream::Family::V1 => vec!["base".into(), "large".into()],
+                    mrt::stream::Family::Mrt2 => mrt::assets::mrt2::MRT2_RELEASED_SIZES.iter().map(|s| s.to_string()).collect(),
+                };
                 if !choices.contains(&self.size) && !self.size.is_empty() {
                     choices.push(self.size.clone());
                 }
@@ -356,7 +403,7 @@ impl NiceEguiApp for EditorApp {
         let setter = gui.param_setter();
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.heading("MRT Live");
-            ui.label(RichText::new("Magenta RealTime, generating 2 s chunks while the transport plays").weak());
+            ui.label(RichText::new("Magenta RealTime (v1: 2 s chunks; MRT2: 40 ms frames steered by MIDI notes)").weak());
             ui.separator();
             self.status_ui(ui);
             ui.separator();
@@ -366,6 +413,11 @@ impl NiceEguiApp for EditorApp {
             ui.separator();
             ui.label(RichText::new("Sampling").strong());
             self.sampling_ui(ui, &setter);
+            if self.params.saved.update(|s| s.settings.family) == mrt::stream::Family::Mrt2 {
+                ui.separator();
+                ui.label(RichText::new("MRT2: notes and drums").strong());
+                self.mrt2_ui(ui, &setter);
+            }
             ui.separator();
             ui.label(RichText::new("Model").strong());
             self.model_ui(ui);

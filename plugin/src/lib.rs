@@ -6,11 +6,13 @@
 //!                         │ atomics (started chunk, reset epoch, offline wait, underruns)
 //!  worker thread ─────────┘ registry-shared model → style → Generator::next_block → rubato
 //!  sidechain ──rtrb──► worker (16 kHz, last 10 s) → style embedding
+//!  MIDI notes ──player (block timeline)──rtrb──► worker → MRT2's note tracker → piano roll
 //! ```
 //!
 //! - [`params`]: parameters with stable ids and the persisted state.
 //! - [`player`]: the audio-thread chunk player and its fade/underrun envelope.
 //! - [`worker`]: the generation thread; [`registry`]: one loaded model per process.
+//! - [`midi`]: host notes onto the block timeline and into MRT2's piano roll.
 //! - [`sidechain`], [`resample`]: the sidechain style path and streaming resampling.
 //! - [`shared`]: status and counters shared by the threads and the editor.
 //! - [`editor`]: the egui editor (slots, sidechain, sampling, model, status, download).
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 pub mod editor;
+pub mod midi;
 pub mod params;
 pub mod player;
 pub mod registry;
@@ -58,6 +61,8 @@ pub struct MrtLive {
     last_pos: Option<i64>,
     /// Sample rate of the current plumbing (realtime activations at the same rate keep it).
     active_rate: Option<f32>,
+    /// The note events of the block in `process()`, preallocated ([`midi::NOTES_PER_BLOCK`]).
+    notes: Vec<midi::NoteIn>,
 }
 
 impl Default for MrtLive {
@@ -73,6 +78,7 @@ impl Default for MrtLive {
             was_playing: false,
             last_pos: None,
             active_rate: None,
+            notes: Vec::with_capacity(midi::NOTES_PER_BLOCK),
         }
     }
 }
@@ -135,6 +141,19 @@ impl MrtLive {
         transport_playing: bool,
         pos_samples: Option<i64>,
     ) {
+        self.render_notes(left, right, sidechain, transport_playing, pos_samples, &[]);
+    }
+
+    /// [`MrtLive::render`] with the block's note events, sorted by timing.
+    pub fn render_notes(
+        &mut self,
+        left: &mut [f32],
+        right: &mut [f32],
+        sidechain: Option<(&[f32], &[f32])>,
+        transport_playing: bool,
+        pos_samples: Option<i64>,
+        notes: &[midi::NoteIn],
+    ) {
         let n = left.len().min(right.len());
         let Some(io) = self.io.as_mut() else {
             left.fill(0.0);
@@ -160,7 +179,7 @@ impl MrtLive {
         }
         self.was_playing = transport_playing;
         self.last_pos = pos_samples;
-        io.player.render(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline });
+        io.player.render_notes(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline }, notes);
         for i in 0..n {
             let g = self.params.gain.smoothed.next();
             left[i] *= g;
@@ -196,7 +215,7 @@ impl Plugin for MrtLive {
         },
     ];
 
-    // Notes are accepted so hosts route MIDI to the instrument; nothing consumes them yet.
+    // Note on/off steer MRT2 (the piano roll); v1 ignores them.
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::None;
     // Parameter events split the block at their sample offset: a weight change lands in the
@@ -235,8 +254,28 @@ impl Plugin for MrtLive {
         aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        // Notes are accepted so hosts route MIDI here; they do not steer generation (yet).
-        while context.next_event().is_some() {}
+        // Note events, in the list preallocated for them (never grown here: extra ones are
+        // counted and dropped). Channel 10 is General MIDI drums, not pitches.
+        let mut notes = std::mem::take(&mut self.notes);
+        notes.clear();
+        while let Some(event) = context.next_event() {
+            // A wildcard key (CLAP's "every note") names no pitch: left out.
+            let pitched = |channel: nice_plug::midi::Channel, key: nice_plug::midi::Key| {
+                key.number().filter(|_| channel.number() != Some(midi::DRUM_CHANNEL))
+            };
+            let note = match event {
+                NoteEvent::NoteOn { timing, channel, key, .. } => pitched(channel, key).map(|k| (timing, k, true)),
+                NoteEvent::NoteOff { timing, channel, key, .. } => pitched(channel, key).map(|k| (timing, k, false)),
+                _ => None,
+            };
+            if let Some((timing, pitch, on)) = note {
+                if notes.len() < notes.capacity() && pitch < 128 {
+                    notes.push(midi::NoteIn { timing, pitch, on });
+                } else {
+                    self.shared.notes_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
         let transport = context.transport();
         let (playing, pos) = (transport.playing, transport.pos_samples());
         let sidechain = aux.inputs.first_mut().map(|b| b.as_slice_immutable());
@@ -246,13 +285,14 @@ impl Plugin for MrtLive {
             _ => None,
         };
         match buffer.as_slice() {
-            [left, right, ..] => self.render(left, right, sidechain, playing, pos),
+            [left, right, ..] => self.render_notes(left, right, sidechain, playing, pos, &notes),
             channels => {
                 for c in channels {
                     c.fill(0.0);
                 }
             }
         }
+        self.notes = notes;
         ProcessStatus::Normal
     }
 }

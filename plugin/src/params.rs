@@ -24,7 +24,7 @@ pub const SEED_MAX: i32 = 1_000_000;
 
 /// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
 /// projects and automation.
-pub const PARAM_IDS: [&str; 16] = [
+pub const PARAM_IDS: [&str; 22] = [
     "slot1_weight",
     "slot2_weight",
     "slot3_weight",
@@ -41,20 +41,55 @@ pub const PARAM_IDS: [&str; 16] = [
     "gain",
     "free_run",
     "chunks_ahead",
+    "prompt_adherence",
+    "note_adherence",
+    "drum_adherence",
+    "drum_mode",
+    "onset_mode",
+    "unmask_width",
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
 /// 3: the context is tagged with its model family (`{"family": "v1", …}`); a version 1–2 context
-/// is a bare v1 state and loads as v1.
-pub const SAVED_STATE_VERSION: u32 = 3;
+/// is a bare v1 state and loads as v1. 4: the settings name the model family (`"family"`);
+/// projects of versions 1–3 open as v1 whatever `$MRT_MODEL` says.
+pub const SAVED_STATE_VERSION: u32 = 4;
+
+/// Drum conditioning of MRT2 (`mrt2::conditioning::DrumFlag`); the ids are stable.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrumMode {
+    /// The model decides.
+    #[id = "auto"]
+    Auto,
+    #[id = "off"]
+    #[name = "No Drums"]
+    Off,
+    #[id = "on"]
+    #[name = "Drums"]
+    On,
+}
+
+impl DrumMode {
+    pub fn flag(self) -> mrt::mrt2::conditioning::DrumFlag {
+        use mrt::mrt2::conditioning::DrumFlag;
+        match self {
+            DrumMode::Auto => DrumFlag::Auto,
+            DrumMode::Off => DrumFlag::Off,
+            DrumMode::On => DrumFlag::On,
+        }
+    }
+}
 
 /// Model and worker settings, persisted with the project.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
+    /// Model family: v1 (2 s chunks) or MRT2 (40 ms frames steered by MIDI notes).
+    pub family: mrt::stream::Family,
     /// Model directory; `None` = `$MRT_MODEL_DIR`, then the Hugging Face cache.
     pub model_dir: Option<PathBuf>,
-    /// Model size (`base`, `large`, or a name from the directory's `mrt-live.json`).
+    /// Model size of the family (v1: `base`, `large`; MRT2: `small`, `base`; or a name from the
+    /// directory's `mrt-live.json`).
     pub size: String,
     /// Backend (`flex`, `wgpu`, `cuda`); `None` = the best one compiled in.
     pub device: Option<String>,
@@ -73,19 +108,47 @@ impl Settings {
 }
 
 impl Default for Settings {
-    /// `base` (or `$MRT_MODEL_SIZE`), the default model places, the best backend (or
-    /// `$MRT_DEVICE`), the exact LM path (or `$MRT_LM_WEIGHTS` / `$MRT_DEPTH_LOGITS`; a value
-    /// those do not name leaves the exact path).
+    /// v1 (or `$MRT_MODEL`), `base` for v1 and `small` for MRT2 (or `$MRT_MODEL_SIZE`), the
+    /// default model places, the best backend (or `$MRT_DEVICE`), the exact LM path (or
+    /// `$MRT_LM_WEIGHTS` / `$MRT_DEPTH_LOGITS`; a value those do not name leaves the exact path,
+    /// and a `$MRT_MODEL` that names no family leaves v1: the worker reports both).
     fn default() -> Self {
         let env = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let lm = lm_options_from_env().unwrap_or_default();
+        let family = family_from_env().unwrap_or(mrt::stream::Family::V1);
         Self {
+            family,
             model_dir: None,
-            size: env("MRT_MODEL_SIZE").unwrap_or_else(|| "base".into()),
+            size: env("MRT_MODEL_SIZE").unwrap_or_else(|| default_size(family).into()),
             device: env("MRT_DEVICE"),
             lm_weights: lm.precision,
             depth_logits: lm.depth_logits,
         }
+    }
+}
+
+/// The size a family plays when none is asked for: v1 `base`, MRT2 `small` (the one made for a
+/// machine without a big GPU).
+pub fn default_size(family: mrt::stream::Family) -> &'static str {
+    match family {
+        mrt::stream::Family::V1 => "base",
+        mrt::stream::Family::Mrt2 => "small",
+    }
+}
+
+/// The model family `$MRT_MODEL` (`v1` or `mrt2`) names for new instances (v1 when unset). A
+/// value that is neither is an error naming the variable and the value.
+pub fn family_from_env() -> Result<mrt::stream::Family, String> {
+    parse_family(std::env::var("MRT_MODEL").ok().as_deref())
+}
+
+/// [`family_from_env`] on a given value.
+pub fn parse_family(value: Option<&str>) -> Result<mrt::stream::Family, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(mrt::stream::Family::V1),
+        Some(v) if v.eq_ignore_ascii_case("v1") => Ok(mrt::stream::Family::V1),
+        Some(v) if v.eq_ignore_ascii_case("mrt2") => Ok(mrt::stream::Family::Mrt2),
+        Some(v) => Err(format!("MRT_MODEL={v:?}: expected v1 or mrt2")),
     }
 }
 
@@ -168,7 +231,12 @@ impl SavedState {
             ));
         }
         // Version 1 had no embeddings: serde's default (none) is the migration. Versions 1–2 held
-        // the context as a bare v1 state: `mrt::stream::StreamState` reads it as v1.
+        // the context as a bare v1 state: `mrt::stream::StreamState` reads it as v1. Versions
+        // 1–3 knew only v1: serde's default family follows `$MRT_MODEL`, which must not turn an
+        // old project into MRT2.
+        if self.version < 4 {
+            self.settings.family = mrt::stream::Family::V1;
+        }
         self.version = SAVED_STATE_VERSION;
         self.prompts.resize(SLOTS, String::new());
         self.embeddings.retain(|_, e| e.iter().all(|v| v.is_finite()));
@@ -258,9 +326,29 @@ pub struct MrtLiveParams {
     /// Generate and play regardless of the host transport.
     #[id = "free_run"]
     pub free_run: BoolParam,
-    /// Chunks generated ahead of the one playing.
+    /// Chunks generated ahead of the one playing (MRT2: 3 frames, 120 ms, per step).
     #[id = "chunks_ahead"]
     pub chunks_ahead: IntParam,
+    /// MRT2: how strongly the style prompt steers (guidance scale −1..7, binned by the model).
+    #[id = "prompt_adherence"]
+    pub prompt_adherence: FloatParam,
+    /// MRT2: how strongly the MIDI notes steer.
+    #[id = "note_adherence"]
+    pub note_adherence: FloatParam,
+    /// MRT2: how strongly the drum mode steers.
+    #[id = "drum_adherence"]
+    pub drum_adherence: FloatParam,
+    /// MRT2: drums left to the model, asked off, or asked on.
+    #[id = "drum_mode"]
+    pub drum_mode: EnumParam<DrumMode>,
+    /// MRT2: 1 = a note's first frame is an onset, later frames sustain; 0 = every held frame
+    /// is "on".
+    #[id = "onset_mode"]
+    pub onset_mode: IntParam,
+    /// MRT2: pitches within this many semitones of a held note are sent as explicitly off (the
+    /// rest are left to the model); 127 = every pitch explicit.
+    #[id = "unmask_width"]
+    pub unmask_width: IntParam,
 
     /// Prompts, model settings and the generation context.
     #[persist = "mrt-live-state"]
@@ -270,6 +358,11 @@ pub struct MrtLiveParams {
 fn weight(name: &str, default: f32) -> FloatParam {
     FloatParam::new(name, default, FloatRange::Linear { min: 0.0, max: 1.0 })
         .with_value_to_string(formatters::v2s_f32_rounded(2))
+}
+
+/// An MRT2 guidance scale (the AUv3's range, −1..7; the model bins it).
+fn adherence(name: &str, default: f32) -> FloatParam {
+    FloatParam::new(name, default, FloatRange::Linear { min: -1.0, max: 7.0 }).with_value_to_string(formatters::v2s_f32_rounded(2))
 }
 
 impl Default for MrtLiveParams {
@@ -298,6 +391,12 @@ impl Default for MrtLiveParams {
                 .with_string_to_value(formatters::s2v_f32_gain_to_db()),
             free_run: BoolParam::new("Free Run", false),
             chunks_ahead: IntParam::new("Chunks Ahead", 1, IntRange::Linear { min: 1, max: 4 }).non_automatable(),
+            prompt_adherence: adherence("Prompt Adherence", 3.0),
+            note_adherence: adherence("Note Adherence", 1.0),
+            drum_adherence: adherence("Drum Adherence", 1.0),
+            drum_mode: EnumParam::new("Drum Mode", DrumMode::Auto),
+            onset_mode: IntParam::new("Onset Mode", 1, IntRange::Linear { min: 0, max: 1 }),
+            unmask_width: IntParam::new("Unmask Width", 0, IntRange::Linear { min: 0, max: 127 }),
             saved: Persisted::new(SavedState::default()),
         }
     }
@@ -317,6 +416,22 @@ impl MrtLiveParams {
             guidance_weight: self.guidance.value(),
             seed: self.seed.value().max(0) as u64,
         }
+    }
+
+    /// MRT2's conditioning for the next frame besides the style, around `pianoroll`.
+    pub fn mrt2_controls<'a>(&self, pianoroll: Option<&'a [i32; mrt::mrt2::notes::NUM_PITCHES]>) -> mrt::stream::Mrt2Controls<'a> {
+        mrt::stream::Mrt2Controls {
+            pianoroll,
+            drums: self.drum_mode.value().flag(),
+            prompt_adherence: f64::from(self.prompt_adherence.value()),
+            note_adherence: f64::from(self.note_adherence.value()),
+            drum_adherence: f64::from(self.drum_adherence.value()),
+        }
+    }
+
+    /// MRT2's onset mode and unmask width for the note tracker.
+    pub fn note_options(&self) -> (u8, usize) {
+        (self.onset_mode.value().clamp(0, 1) as u8, self.unmask_width.value().clamp(0, 127) as usize)
     }
 }
 
@@ -352,6 +467,52 @@ mod tests {
         let saved = serde_json::to_string(&s).unwrap();
         assert!(saved.contains(r#""context":{"family":"v1","#), "{saved}");
         assert_eq!(serde_json::from_str::<SavedState>(&saved).unwrap(), s);
+    }
+
+    #[test]
+    fn version_3_state_opens_as_v1_and_the_family_round_trips() {
+        let v3 = r#"{"version":3,"prompts":["funk"],"settings":{"size":"large","device":"flex"},"context":null,"embeddings":{}}"#;
+        let mut s: SavedState = serde_json::from_str(v3).unwrap();
+        // Whatever default a new instance would take (`$MRT_MODEL`), an old project is v1.
+        s.settings.family = mrt::stream::Family::Mrt2;
+        let s = s.normalized().unwrap();
+        assert_eq!((s.version, s.settings.family, s.settings.size.as_str()), (4, mrt::stream::Family::V1, "large"));
+        let mut m = s.clone();
+        m.settings.family = mrt::stream::Family::Mrt2;
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""family":"mrt2""#), "{json}");
+        let back = serde_json::from_str::<SavedState>(&json).unwrap().normalized().unwrap();
+        assert_eq!(back.settings.family, mrt::stream::Family::Mrt2, "a version 4 state keeps its family");
+        let bad = json.replace(r#""family":"mrt2""#, r#""family":"mrt3""#);
+        assert!(serde_json::from_str::<SavedState>(&bad).is_err(), "an unknown family is an error");
+    }
+
+    #[test]
+    fn model_family_env_values_parse_and_a_bad_one_is_named() {
+        use mrt::stream::Family;
+        assert_eq!(parse_family(None), Ok(Family::V1));
+        assert_eq!(parse_family(Some(" ")), Ok(Family::V1));
+        assert_eq!(parse_family(Some("v1")), Ok(Family::V1));
+        assert_eq!(parse_family(Some("MRT2")), Ok(Family::Mrt2));
+        let e = parse_family(Some("mrt3")).unwrap_err();
+        assert!(e.contains("MRT_MODEL") && e.contains("mrt3"), "{e}");
+        assert_eq!((default_size(Family::V1), default_size(Family::Mrt2)), ("base", "small"));
+    }
+
+    #[test]
+    fn mrt2_parameters_map_into_the_controls() {
+        let p = MrtLiveParams::default();
+        let roll = [-1; mrt::mrt2::notes::NUM_PITCHES];
+        let c = p.mrt2_controls(Some(&roll));
+        assert_eq!((c.prompt_adherence, c.note_adherence, c.drum_adherence), (3.0, 1.0, 1.0), "the AUv3's defaults");
+        assert_eq!(c.drums, mrt::mrt2::conditioning::DrumFlag::Auto);
+        assert!(c.pianoroll.is_some());
+        assert_eq!(p.note_options(), (1, 0));
+        assert_eq!([DrumMode::Auto, DrumMode::Off, DrumMode::On].map(DrumMode::flag), [
+            mrt::mrt2::conditioning::DrumFlag::Auto,
+            mrt::mrt2::conditioning::DrumFlag::Off,
+            mrt::mrt2::conditioning::DrumFlag::On
+        ]);
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct ChunkPlayer {
     /// A chunk of the current epoch has been started (a jump to the start must then reset).
     started_in_epoch: bool,
     sample_rate: f32,
+    /// Notes placed on the block timeline, to the worker (`None`: notes are dropped).
+    notes: Option<rtrb::Producer<crate::midi::NoteMsg>>,
 }
 
 /// How long [`ChunkPlayer::render`] waits in offline mode between checks of the worker.
@@ -140,6 +142,32 @@ impl ChunkPlayer {
             dry: false,
             started_in_epoch: false,
             sample_rate,
+            notes: None,
+        }
+    }
+
+    /// Sends the notes given to [`ChunkPlayer::render_notes`] to the worker through `notes`.
+    pub fn with_notes(mut self, notes: rtrb::Producer<crate::midi::NoteMsg>) -> Self {
+        self.notes = Some(notes);
+        self
+    }
+
+    /// The block a note at the current sample steers: the next block to start (at this very
+    /// sample when the previous one has just run out). See [`crate::midi`].
+    fn note_frame(&self) -> u64 {
+        self.shared.started_seq.load(Ordering::Acquire) + 1
+    }
+
+    /// Hands `events` (sorted by timing) whose timing is at most `i` to the worker.
+    fn send_notes(&mut self, events: &[crate::midi::NoteIn], next: &mut usize, i: usize) {
+        while let Some(e) = events.get(*next).filter(|e| e.timing as usize <= i) {
+            let msg = crate::midi::NoteMsg { frame: self.note_frame(), pitch: e.pitch, on: e.on };
+            if let Some(tx) = self.notes.as_mut() {
+                if tx.push(msg).is_err() {
+                    self.shared.notes_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            *next += 1;
         }
     }
 
@@ -213,15 +241,20 @@ impl ChunkPlayer {
     /// Renders `left.len()` samples (both slices the same length) and reports what was
     /// buffered through the shared atomics.
     pub fn render(&mut self, left: &mut [f32], right: &mut [f32], ctl: BlockControl) {
+        self.render_notes(left, right, ctl, &[]);
+    }
+
+    /// [`ChunkPlayer::render`] with the block's note events (sorted by timing): each is placed
+    /// in the block that plays at its sample ([`crate::midi`]) before that block is waited for.
+    pub fn render_notes(&mut self, left: &mut [f32], right: &mut [f32], ctl: BlockControl, events: &[crate::midi::NoteIn]) {
         let n = left.len().min(right.len());
-        // An offline render waits for the worker before anything plays.
-        if ctl.offline && ctl.playing && !self.has_chunk {
-            self.wait_for_chunk();
-        }
+        let mut next_note = 0;
         for i in 0..n {
             if self.has_chunk && self.pos >= self.output.output_buffer().len {
                 self.has_chunk = false;
             }
+            // Before an offline wait below, so the block waited for is generated with them.
+            self.send_notes(events, &mut next_note, i);
             if !self.has_chunk && (ctl.playing || self.env.gain() > 0.0) {
                 let got = self.try_advance() || (ctl.offline && ctl.playing && self.wait_for_chunk());
                 if !got {
@@ -261,6 +294,8 @@ impl ChunkPlayer {
             right[i] = buf.right[self.pos] * g;
             self.pos += 1;
         }
+        // Notes timed past the block's end (a host's mistake) go with its last sample.
+        self.send_notes(events, &mut next_note, usize::MAX);
         // The pending block's length is not visible before it is taken; every block of a model
         // has the same length.
         let pending = if self.output.updated() { self.shared.block_seconds() } else { 0.0 };
@@ -515,4 +550,69 @@ pub(crate) mod tests {
         let (l, _) = render(&mut p, 512, BlockControl { playing: true, offline: true });
         assert!(l.iter().all(|&v| v == 0.0));
     }
+
+    fn note(timing: u32, pitch: u8, on: bool) -> crate::midi::NoteIn {
+        crate::midi::NoteIn { timing, pitch, on }
+    }
+
+    #[test]
+    fn a_note_one_sample_before_a_block_boundary_steers_the_block_there_one_after_the_next() {
+        let len = 100;
+        let (p, mut w, _shared) = setup(48_000.0, len);
+        let (tx, mut rx) = crate::midi::ring();
+        let mut p = p.with_notes(tx);
+        w.publish_next();
+        // Samples 0..98: a note at sample 0, where block 1 starts.
+        let (mut l, mut r) = (vec![0.0; len - 1], vec![0.0; len - 1]);
+        p.render_notes(&mut l, &mut r, PLAY, &[note(0, 40, true)]);
+        w.poll();
+        // Sample 99 (block 1's last), 100 (block 2's first), 101.
+        let (mut l, mut r) = (vec![0.0; 4], vec![0.0; 4]);
+        p.render_notes(&mut l, &mut r, PLAY, &[note(0, 60, true), note(1, 61, true), note(2, 62, true), note(2, 60, false)]);
+        let got: Vec<_> = std::iter::from_fn(|| rx.pop().ok()).map(|m| (m.frame, m.pitch, m.on)).collect();
+        assert_eq!(got, vec![(1, 40, true), (2, 60, true), (2, 61, true), (3, 62, true), (3, 60, false)]);
+    }
+
+    #[test]
+    fn offline_a_note_reaches_the_worker_before_its_block_is_generated() {
+        let len = 3_000;
+        let (p, w, shared) = setup(44_100.0, len);
+        let (tx, rx) = crate::midi::ring();
+        let mut p = p.with_notes(tx);
+        shared.worker_alive.store(true, Ordering::Release);
+        shared.set_status(crate::shared::Status::Ready, "");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let (done, shared) = (done.clone(), shared.clone());
+            std::thread::spawn(move || {
+                let (mut w, mut rx) = (w, rx);
+                // (block generated, notes of that block or earlier already received)
+                let mut seen: Vec<(u64, Vec<u8>)> = Vec::new();
+                let mut got = Vec::new();
+                while !done.load(Ordering::Acquire) {
+                    if shared.waiting.load(Ordering::Acquire) && shared.started_seq.load(Ordering::Acquire) >= w.published {
+                        while let Ok(m) = rx.pop() {
+                            got.push(m);
+                        }
+                        let next = w.published + 1;
+                        seen.push((next, got.iter().filter(|m| m.frame <= next).map(|m| m.pitch).collect()));
+                        w.publish_next();
+                    }
+                    std::thread::yield_now();
+                }
+                seen
+            })
+        };
+        let offline = BlockControl { playing: true, offline: true };
+        // One 8192-sample block spans blocks 1–3 (3000 samples each): notes at block 1's first
+        // sample, inside it, at block 2's last sample, block 3's first and second.
+        let (mut l, mut r) = (vec![0.0; 8192], vec![0.0; 8192]);
+        let at = [(0, 40), (5, 50), (2 * len - 1, 60), (2 * len, 70), (2 * len + 1, 80)];
+        let events: Vec<_> = at.iter().map(|&(t, p)| note(t as u32, p, true)).collect();
+        p.render_notes(&mut l, &mut r, offline, &events);
+        done.store(true, Ordering::Release);
+        let seen = worker.join().unwrap();
+        assert_eq!(seen, vec![(1, vec![40]), (2, vec![40, 50]), (3, vec![40, 50, 60, 70])], "block 4 steered by the note at 6001");
+    }
+
 }

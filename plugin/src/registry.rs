@@ -1,5 +1,5 @@
-//! One loaded model per process: every plugin instance asking for the same (model directory,
-//! size, device) shares one set of weights.
+//! One loaded model per process: every plugin instance asking for the same (family, model
+//! directory, size, device) shares one set of weights.
 //!
 //! The registry holds weak references, so a model is freed when the last instance using it
 //! goes away. Loading happens under the registry lock: a second instance asking for the same
@@ -18,6 +18,7 @@ use crate::shared::lock;
 /// What identifies a loaded model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelKey {
+    pub family: mrt::stream::Family,
     /// The model directory asked for (`None` = the engine's default places).
     pub model_dir: Option<PathBuf>,
     pub size: String,
@@ -28,6 +29,7 @@ pub struct ModelKey {
 
 impl Hash for ModelKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.family.hash(state);
         self.model_dir.hash(state);
         self.size.hash(state);
         // `DeviceChoice` has no `Hash`; its name identifies it.
@@ -92,15 +94,44 @@ pub enum LoadFailure {
     Error(String),
 }
 
-/// Locates and loads a model (no network). A t5x LM checkpoint is converted once into the
-/// engine's cache (as `mrt generate` does), reporting through `progress`.
-pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Models, LoadFailure> {
-    use mrt::assets::{AssetError, ModelPaths};
-    let settings = crate::params::asset_settings();
-    let paths = ModelPaths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(|e| match e {
-        AssetError::Missing(_) => LoadFailure::NotInstalled(e.to_string()),
+fn asset_failure(e: mrt::assets::AssetError) -> LoadFailure {
+    match e {
+        mrt::assets::AssetError::Missing(_) => LoadFailure::NotInstalled(e.to_string()),
         other => LoadFailure::Error(other.to_string()),
+    }
+}
+
+/// Locates and loads a model of `key.family` (no network). A t5x LM checkpoint is converted once
+/// into the engine's cache (as `mrt generate` does), reporting through `progress`.
+pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Models, LoadFailure> {
+    let models = match key.family {
+        mrt::stream::Family::V1 => load_v1(key, progress)?,
+        mrt::stream::Family::Mrt2 => load_mrt2(key)?,
+    };
+    note_load(key);
+    Ok(models)
+}
+
+/// MRT2: the combined checkpoint (LM + decode-only codec) on the CPU, and the style model for
+/// the prompts. MRT2 runs on the host path only: the device setting moves the style model.
+fn load_mrt2(key: &ModelKey) -> Result<Models, LoadFailure> {
+    let settings = crate::params::asset_settings();
+    let paths = mrt::assets::Mrt2Paths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
+    let system = mrt::mrt2::Mrt2System::load(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone()).map_err(|e| {
+        LoadFailure::Error(format!("loading MRT2 {} from {}: {}", paths.size, paths.checkpoint.path.display(), mrt::error_chain(&e)))
     })?;
+    let style_paths = mrt::assets::locate_style(key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
+    let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
+    let style = mrt::style::StyleModel::load(&style_paths, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
+    let description = format!("MRT2 {} from {} (LM and codec on the CPU)", paths.size, paths.checkpoint.source);
+    let style_id = style_paths.savedmodel.display().to_string();
+    Ok(Models { generator: mrt::stream::Generator::Mrt2(system), style, device: key.device, description, style_id })
+}
+
+fn load_v1(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Models, LoadFailure> {
+    use mrt::assets::ModelPaths;
+    let settings = crate::params::asset_settings();
+    let paths = ModelPaths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
     let paths = mrt::assets::with_converted_lm(paths, &settings.cache_dir, progress)
         .map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
     let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
@@ -123,7 +154,6 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
         description.push_str(&format!("; {note}"));
     }
     let style_id = paths.musiccoca.path.display().to_string();
-    note_load(key);
     Ok(Models { generator: mrt::stream::Generator::V1(generator), style, device: key.device, description, style_id })
 }
 
@@ -134,7 +164,7 @@ fn note_load(key: &ModelKey) {
     let Some(path) = std::env::var_os("MRT_LIVE_LOAD_LOG") else { return };
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let dir = key.model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(default)".into());
-        let _ = writeln!(f, "loaded size={} device={} model_dir={dir} pid={}", key.size, key.device, std::process::id());
+        let _ = writeln!(f, "loaded family={} size={} device={} model_dir={dir} pid={}", key.family, key.size, key.device, std::process::id());
     }
 }
 

@@ -51,6 +51,8 @@ pub struct ChunkInfo {
     pub style_tokens: Option<Vec<i32>>,
     /// Whether the sidechain took part in the style.
     pub sidechain_used: bool,
+    /// MRT2: the piano roll the frame was generated with (`None` for v1).
+    pub pianoroll: Option<Vec<i32>>,
     pub seconds: f32,
 }
 
@@ -88,6 +90,11 @@ pub struct Shared {
     sidechain_peak: AtomicU32,
     /// Sidechain samples dropped because the worker did not drain the ring in time.
     pub sidechain_dropped: AtomicU64,
+    /// Note events dropped because a block had too many or the worker's ring was full (audio
+    /// thread writes, editor reads).
+    pub notes_dropped: AtomicU64,
+    /// Pitches held down as the worker last fed them to MRT2 (worker writes, editor reads).
+    pub notes_held: AtomicU32,
     /// The newest chunks' details, oldest first.
     pub chunk_log: Mutex<Vec<ChunkInfo>>,
     /// Bumped to make the worker look for the model again (after a download, or a settings
@@ -145,6 +152,8 @@ impl Default for Shared {
             buffer_ahead: f32_atomic(0.0),
             sidechain_peak: f32_atomic(0.0),
             sidechain_dropped: AtomicU64::new(0),
+            notes_dropped: AtomicU64::new(0),
+            notes_held: AtomicU32::new(0),
             chunk_log: Mutex::new(Vec::new()),
             reload: AtomicU64::new(0),
             download: Download::default(),

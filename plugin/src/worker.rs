@@ -34,6 +34,10 @@ const POLL: Duration = Duration::from_millis(2);
 /// While the model is not installed, how often the worker looks for it again (a download from
 /// a terminal, a copied folder).
 const NOT_INSTALLED_RETRY: Duration = Duration::from_secs(5);
+/// MRT2 frames generated ahead per step of the `chunks_ahead` setting (3 = 120 ms): the next
+/// 40 ms frame must be ready 10 ms before the one playing ends, or the player fades. An interim
+/// rule until the frame ring with its own buffer setting (issue 18, item 2).
+const MRT2_FRAMES_PER_CHUNK_AHEAD: usize = 3;
 /// Preferred resampler block (20 ms at 48 kHz; divides a 96000-sample chunk).
 const RESAMPLE_BLOCK: usize = 960;
 
@@ -43,6 +47,8 @@ pub struct WorkerIo {
     pub offline: bool,
     pub chunks: triple_buffer::Input<ChunkBuf>,
     pub sidechain: rtrb::Consumer<f32>,
+    /// MIDI notes placed on the block timeline by the player ([`crate::midi`]).
+    pub notes: rtrb::Consumer<crate::midi::NoteMsg>,
 }
 
 /// The audio thread's end of one activation's plumbing.
@@ -56,11 +62,12 @@ pub fn plumbing(sample_rate: f32, offline: bool, shared: &Arc<Shared>) -> (Playe
     let capacity = (sample_rate as usize) * 2 + 4096;
     let (input, output) = triple_buffer::triple_buffer(&ChunkBuf::with_capacity(capacity));
     let (producer, consumer) = sidechain::ring(sample_rate);
-    let player = ChunkPlayer::new(output, shared.clone(), sample_rate);
+    let (notes_tx, notes_rx) = crate::midi::ring();
+    let player = ChunkPlayer::new(output, shared.clone(), sample_rate).with_notes(notes_tx);
     let tap = SidechainTap::new(producer, shared.clone(), sample_rate);
     (
         PlayerIo { player, sidechain: tap },
-        WorkerIo { host_rate: sample_rate.round() as u32, offline, chunks: input, sidechain: consumer },
+        WorkerIo { host_rate: sample_rate.round() as u32, offline, chunks: input, sidechain: consumer, notes: notes_rx },
     )
 }
 
@@ -133,6 +140,11 @@ struct Worker {
     rx: Receiver<Command>,
     io: Option<ChunkIo>,
     sidechain: Option<SidechainHistory>,
+    /// The sidechain's last style embedding and the block it was made for.
+    sidechain_embedding: Option<(u64, Vec<f32>)>,
+    notes_rx: Option<rtrb::Consumer<crate::midi::NoteMsg>>,
+    /// MIDI notes waiting for their frame, and MRT2's note tracker.
+    notes: crate::midi::NoteFeed,
     /// The key last tried, and its result.
     key: Option<ModelKey>,
     models: Option<Arc<Models>>,
@@ -162,6 +174,9 @@ impl Worker {
             rx,
             io: None,
             sidechain: None,
+            sidechain_embedding: None,
+            notes_rx: None,
+            notes: crate::midi::NoteFeed::default(),
             key: None,
             models: None,
             state: None,
@@ -218,6 +233,13 @@ impl Worker {
                 continue;
             }
             self.sync_epoch();
+            if let Some(rx) = self.notes_rx.as_mut() {
+                self.notes.drain(rx);
+                // Only MRT2 reads notes: v1 must not pile them up.
+                if !self.models.as_ref().is_some_and(|m| m.generator.family() == mrt::stream::Family::Mrt2) {
+                    self.notes.clear();
+                }
+            }
             if let Some(sc) = self.sidechain.as_mut() {
                 if let Err(e) = sc.drain() {
                     self.shared.set_status(Status::Error, format!("sidechain: {e}"));
@@ -238,7 +260,11 @@ impl Worker {
     }
 
     fn configure(&mut self, io: WorkerIo) {
-        let WorkerIo { host_rate, offline, chunks, sidechain } = io;
+        let WorkerIo { host_rate, offline, chunks, sidechain, notes } = io;
+        // A new activation: notes of the previous one (held or queued) are gone with its ring.
+        self.notes.clear();
+        self.notes_rx = Some(notes);
+        self.sidechain_embedding = None;
         self.sidechain = match SidechainHistory::new(sidechain, host_rate) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -255,13 +281,14 @@ impl Worker {
 
     /// The model key the settings ask for.
     fn wanted_key(&self) -> Result<ModelKey, String> {
+        crate::params::family_from_env()?;
         let settings = self.params.saved.update(|s| s.settings.clone());
         let device = match settings.device.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             Some(d) => d.parse::<DeviceChoice>()?,
             None => DeviceChoice::best_compiled().ok_or("no backend is compiled into this build")?,
         };
         let lm = settings.lm_options();
-        Ok(ModelKey { model_dir: settings.model_dir, size: settings.size, device, lm })
+        Ok(ModelKey { family: settings.family, model_dir: settings.model_dir, size: settings.size, device, lm })
     }
 
     fn ensure_model(&mut self) {
@@ -291,7 +318,7 @@ impl Worker {
         self.key = Some(key.clone());
         self.failed = false;
         self.style_cache.clear();
-        self.shared.set_status(Status::Loading, format!("loading {} on {}…", key.size, key.device));
+        self.shared.set_status(Status::Loading, format!("loading {} {} on {}…", key.family, key.size, key.device));
         *crate::shared::lock(&self.shared.device) = key.device.to_string();
         let progress = LoadProgress::new(&self.shared, &key);
         match registry::models().get_or_load(&key, || registry::load(&key, &progress)) {
@@ -339,6 +366,7 @@ impl Worker {
         }
         self.epoch = epoch;
         self.state = None;
+        self.sidechain_embedding = None;
         self.queue.clear();
         self.resampler = None;
         self.failed = false;
@@ -372,7 +400,11 @@ impl Worker {
         if io.offline {
             ahead == 0 && self.shared.waiting.load(Ordering::Acquire)
         } else {
-            ahead < self.params.chunks_ahead.value().max(1) as usize
+            let per_step = match self.models.as_ref().map(|m| m.generator.family()) {
+                Some(mrt::stream::Family::Mrt2) => MRT2_FRAMES_PER_CHUNK_AHEAD,
+                _ => 1,
+            };
+            ahead < self.params.chunks_ahead.value().max(1) as usize * per_step
         }
     }
 
@@ -413,8 +445,15 @@ impl Worker {
         let mut sidechain_used = false;
         if sc_weight > 0.0 {
             if let Some(sc) = self.sidechain.as_mut().filter(|s| s.has_signal()) {
-                let e = models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?;
-                parts.push((e, sc_weight));
+                // Embedding 10 s of audio per 40 ms MRT2 frame would outrun the frames: one
+                // embedding serves the blocks of the next second (every block for v1's 2 s).
+                let refresh = (1.0 / models.generator.block_seconds()).round().max(1.0) as u64;
+                let e = match self.sidechain_embedding.take().filter(|(at, _)| self.next_seq < at + refresh) {
+                    Some((at, e)) => (at, e),
+                    None => (self.next_seq, models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?),
+                };
+                parts.push((e.1.clone(), sc_weight));
+                self.sidechain_embedding = Some(e);
                 sidechain_used = true;
             }
         }
@@ -432,12 +471,24 @@ impl Worker {
         let (Some(models), Some(io)) = (self.models.clone(), self.io.as_ref()) else { return };
         let host_rate = io.host_rate;
         let started = Instant::now();
+        // MRT2: this frame's piano roll from the notes placed up to it (block `next_seq`).
+        let roll = match models.generator.family() {
+            mrt::stream::Family::Mrt2 => {
+                let (onset_mode, unmask_width) = self.params.note_options();
+                let roll = self.notes.frame_roll(self.next_seq, onset_mode, unmask_width);
+                self.shared.notes_held.store(self.notes.held() as u32, Ordering::Relaxed);
+                Some(roll)
+            }
+            mrt::stream::Family::V1 => None,
+        };
         let result = self.style(&models).and_then(|(style, sidechain_used)| {
+            let sampling = self.params.sampling();
             let mut state = match self.state.take() {
                 Some(s) => s,
-                None => models.generator.init_state(),
+                // MRT2 keys its sampler from the seed here; v1 reads it from the controls.
+                None => models.generator.init_state_seeded(Some(sampling.seed)),
             };
-            let controls = mrt::stream::Controls { style: style.as_deref(), sampling: self.params.sampling(), ..Default::default() };
+            let controls = mrt::stream::Controls { style: style.as_deref(), sampling, mrt2: self.params.mrt2_controls(roll.as_ref()) };
             let chunk = models
                 .generator
                 .next_block(&mut state, &controls, Some(&self.cancel))
@@ -491,7 +542,8 @@ impl Worker {
         self.shared.set_seconds_per_chunk(seconds);
         self.shared.set_block_seconds(models.generator.block_seconds() as f32);
         self.shared.chunks_generated.fetch_add(1, Ordering::AcqRel);
-        self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, seconds });
+        let pianoroll = roll.map(|r| r.to_vec());
+        self.shared.log_chunk(ChunkInfo { seq, epoch: self.epoch, style_tokens: style, sidechain_used, pianoroll, seconds });
         if self.shared.status() != Status::Ready {
             let desc = models.description.clone();
             self.shared.set_status(Status::Ready, desc);

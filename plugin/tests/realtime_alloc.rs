@@ -1,6 +1,7 @@
 //! The audio-thread path (`MrtLive::render`: sidechain capture, transport, chunk player, gain)
 //! never allocates, across chunk seams, a stop, an underrun wait and a context reset. Runs with
-//! the tiny model; allocations are counted by `nice-assert-no-alloc`'s global allocator.
+//! the tiny model (v1, and MRT2 with MIDI notes); allocations are counted by
+//! `nice-assert-no-alloc`'s global allocator.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -61,5 +62,59 @@ fn render_never_allocates() {
     }
     assert_eq!(violation_count(), before, "the audio-thread path allocated");
     assert!(p.shared().epoch.load(Ordering::Acquire) >= 1, "the jump to the start reset the context");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn render_with_midi_notes_on_mrt2_never_allocates() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let dir = std::env::temp_dir().join(format!("mrt-live-alloc-tiny-mrt2-{}", std::process::id()));
+    mrt::tiny_model::write(&dir, &fixtures).unwrap();
+    let mut p = MrtLive::default();
+    p.mrt_params().saved.update(|s| {
+        s.settings.family = mrt::stream::Family::Mrt2;
+        s.settings.model_dir = Some(dir.clone());
+        s.settings.size = "tiny".into();
+        s.settings.device = Some("flex".into());
+        s.prompts[0] = "jazz".into();
+    });
+    let rate = 44_100.0;
+    p.start(rate, ProcessMode::Realtime);
+    let start = Instant::now();
+    while p.shared().chunks_generated.load(Ordering::Acquire) < 1 {
+        let s = p.shared();
+        assert!(!matches!(s.status(), Status::Error | Status::NotInstalled), "{}", s.message());
+        assert!(start.elapsed() < Duration::from_secs(300), "no MRT2 frame");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut l, mut r) = (vec![0.0f32; 1024], vec![0.0f32; 1024]);
+    let before = violation_count();
+    let mut pos = 0i64;
+    let mut played = 0usize;
+    // 30 frames (40 ms) in odd blocks, a note on and off in every block, the worker pacing.
+    let blocks = [1usize, 333, 1024, 64, 517];
+    let mut k = 0;
+    while played < 30 * 1764 {
+        let n = blocks[k % blocks.len()];
+        k += 1;
+        let pitch = 40 + (k % 40) as u8;
+        let notes = [
+            mrt_live::midi::NoteIn { timing: 0, pitch, on: true },
+            mrt_live::midi::NoteIn { timing: (n / 2) as u32, pitch, on: false },
+        ];
+        while p.shared().buffer_ahead() < n as f32 / rate {
+            assert_no_alloc(|| p.render(&mut [], &mut [], None, true, Some(pos)));
+            assert!(start.elapsed() < Duration::from_secs(600), "worker too slow");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_no_alloc(|| p.render_notes(&mut l[..n], &mut r[..n], None, true, Some(pos), &notes));
+        assert!(l[..n].iter().chain(&r[..n]).all(|v| v.is_finite()), "non-finite output");
+        pos += n as i64;
+        played += n;
+    }
+    assert_eq!(violation_count(), before, "the audio-thread path allocated with notes");
+    assert!(p.shared().notes_held.load(Ordering::Acquire) <= 1, "every note but the last was released");
+    assert_eq!(p.shared().notes_dropped.load(Ordering::Acquire), 0, "no note was dropped");
+    assert!(p.shared().chunks_generated.load(Ordering::Acquire) >= 25, "the worker generated the frames played");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,6 +30,7 @@ fn tiny_dir() -> &'static Path {
 
 fn key() -> ModelKey {
     ModelKey {
+        family: mrt::stream::Family::V1,
         model_dir: Some(tiny_dir().to_path_buf()),
         size: "tiny".into(),
         device: mrt::DeviceChoice::Flex,
@@ -375,4 +376,70 @@ fn realtime_reactivation_at_the_same_rate_keeps_the_audio_ahead() {
     let (mut l, mut r) = (vec![1.0; 441], vec![1.0; 441]);
     p.render(&mut l, &mut r, None, true, Some(0));
     assert!(l.iter().all(|&v| v == 0.0), "new plumbing at 44.1 kHz: nothing to play yet");
+}
+
+#[test]
+fn mrt2_notes_steer_the_block_that_starts_at_or_after_them_offline() {
+    const FRAME: usize = 1920; // one MRT2 frame at 48 kHz
+    let mut p = tiny_plugin();
+    p.mrt_params().saved.update(|s| s.settings.family = mrt::stream::Family::Mrt2);
+    p.start(48_000.0, ProcessMode::Offline);
+    // Block k plays samples (k−1)·FRAME.. . Pitch 60: on one sample before block 3 starts, off
+    // inside block 4 (so it steers block 5). Pitch 64: on and off one and two samples after block
+    // 3 starts (a short note, steering block 4 as one onset). Pitch 67: on exactly where block 6
+    // starts.
+    let notes = [(2 * FRAME - 1, 60, true), (2 * FRAME + 1, 64, true), (2 * FRAME + 2, 64, false), (3 * FRAME + 5, 60, false), (5 * FRAME, 67, true)];
+    let total = 7 * FRAME;
+    let mut pos = 0usize;
+    let blocks = [1000usize, 333, 4097, 1];
+    let mut k = 0;
+    while pos < total {
+        let n = blocks[k % blocks.len()].min(total - pos);
+        k += 1;
+        let events: Vec<mrt_live::midi::NoteIn> = notes
+            .iter()
+            .filter(|(at, _, _)| (pos..pos + n).contains(at))
+            .map(|&(at, pitch, on)| mrt_live::midi::NoteIn { timing: (at - pos) as u32, pitch, on })
+            .collect();
+        let (mut l, mut r) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        p.render_notes(&mut l, &mut r, None, true, Some(pos as i64), &events);
+        assert!(l.iter().chain(&r).all(|v| v.is_finite()), "non-finite output at {pos}");
+        pos += n;
+    }
+    let s = p.shared();
+    assert_eq!(s.status(), Status::Ready, "{}", s.message());
+    let log = s.chunk_log();
+    assert!(log.len() >= 7, "7 blocks generated: {}", log.len());
+    let first = log[0].seq;
+    let roll = |block: u64, pitch: usize| {
+        let info = log.iter().find(|c| c.seq == first + block - 1).unwrap_or_else(|| panic!("block {block} not generated"));
+        info.pianoroll.as_ref().expect("MRT2 blocks log their piano roll")[pitch]
+    };
+    // Unmask width 0: idle pitches are masked (−1); onset 2, sustain 1 (onset mode 1).
+    let got: Vec<[i32; 3]> = (1..=7).map(|b| [roll(b, 60), roll(b, 64), roll(b, 67)]).collect();
+    assert_eq!(
+        got,
+        vec![[-1, -1, -1], [-1, -1, -1], [2, -1, -1], [1, 2, -1], [-1, -1, -1], [-1, -1, 2], [-1, -1, 1]],
+        "piano roll of blocks 1–7 for pitches 60, 64, 67"
+    );
+}
+
+#[test]
+fn an_mrt2_size_that_does_not_exist_is_an_error_naming_it_and_the_plugin_stays_silent() {
+    let mut p = tiny_plugin();
+    p.mrt_params().saved.update(|s| {
+        s.settings.family = mrt::stream::Family::Mrt2;
+        s.settings.size = "huge".into();
+    });
+    p.start(48_000.0, ProcessMode::Realtime);
+    let start = Instant::now();
+    while !matches!(p.shared().status(), Status::Error | Status::NotInstalled) {
+        assert!(start.elapsed() < TIMEOUT, "no load failure reported: status {}", p.shared().status().label());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let msg = p.shared().message();
+    assert!(msg.contains("mrt2 huge") && msg.contains("tiny"), "the message names the size and the known ones: {msg}");
+    let (mut l, mut r) = (vec![f32::NAN; 4096], vec![f32::NAN; 4096]);
+    p.render(&mut l, &mut r, None, true, Some(0));
+    assert!(l.iter().chain(&r).all(|&v| v == 0.0), "silent while the model cannot load");
 }

@@ -28,7 +28,7 @@ use clack_extensions::params::{
 };
 use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
-use clack_host::events::event_types::{ParamValueEvent, TransportEvent, TransportFlags};
+use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags};
 use clack_host::events::EventFlags;
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
@@ -264,6 +264,14 @@ pub struct ParamChange {
     pub value: f64,
 }
 
+/// A MIDI note on or off at an absolute sample position of the render (port 0, channel 0).
+#[derive(Clone, Copy, Debug)]
+pub struct NoteChange {
+    pub at: usize,
+    pub key: u8,
+    pub on: bool,
+}
+
 /// What the sidechain port carries.
 #[derive(Clone, Debug)]
 pub enum Sidechain {
@@ -295,6 +303,8 @@ pub struct RenderSpec {
     /// Block sizes, cycled.
     pub blocks: Vec<usize>,
     pub events: Vec<ParamChange>,
+    /// MIDI notes sent to the note input port.
+    pub notes: Vec<NoteChange>,
     pub sidechain: Sidechain,
     /// Transport position of the first frame, in samples.
     pub start_pos: i64,
@@ -310,6 +320,7 @@ impl RenderSpec {
             stop: 0,
             blocks: vec![512],
             events: Vec::new(),
+            notes: Vec::new(),
             sidechain: Sidechain::Zeros,
             start_pos: 0,
             realtime: None,
@@ -424,8 +435,24 @@ fn audio_thread(processor: StoppedPluginAudioProcessor<TestHost>, spec: &RenderS
         let t = transport(pos, playing, spec.rate);
 
         in_events.clear();
-        for e in spec.events.iter().filter(|e| e.at >= frame && e.at < frame + n) {
-            in_events.push(&ParamValueEvent::new((e.at - frame) as u32, e.id, Pckn::match_all(), e.value));
+        // CLAP wants the block's events in time order: parameters and notes merged.
+        let mut block_events: Vec<(usize, Option<&ParamChange>, Option<&NoteChange>)> = Vec::new();
+        block_events.extend(spec.events.iter().filter(|e| e.at >= frame && e.at < frame + n).map(|e| (e.at, Some(e), None)));
+        block_events.extend(spec.notes.iter().filter(|e| e.at >= frame && e.at < frame + n).map(|e| (e.at, None, Some(e))));
+        block_events.sort_by_key(|e| e.0);
+        for (at, param, note) in block_events {
+            let time = (at - frame) as u32;
+            if let Some(e) = param {
+                in_events.push(&ParamValueEvent::new(time, e.id, Pckn::match_all(), e.value));
+            }
+            if let Some(e) = note {
+                let pckn = Pckn::new(0u16, 0u16, u16::from(e.key), clack_host::events::Match::All);
+                if e.on {
+                    in_events.push(&NoteOnEvent::new(time, pckn, 0.8));
+                } else {
+                    in_events.push(&NoteOffEvent::new(time, pckn, 0.0));
+                }
+            }
         }
         out_events.clear();
 

@@ -87,8 +87,23 @@ fn descriptor_and_audio_ports() {
     let names: Vec<&str> = p.params().iter().map(|p| p.name.as_str()).collect();
     let mut expected: Vec<String> = (1..=8).map(|i| format!("Slot {i} Weight")).collect();
     expected.extend(
-        ["Sidechain Weight", "Temperature", "Top-k", "Guidance", "Seed", "Output Gain", "Free Run", "Chunks Ahead"]
-            .map(String::from),
+        [
+            "Sidechain Weight",
+            "Temperature",
+            "Top-k",
+            "Guidance",
+            "Seed",
+            "Output Gain",
+            "Free Run",
+            "Chunks Ahead",
+            "Prompt Adherence",
+            "Note Adherence",
+            "Drum Adherence",
+            "Drum Mode",
+            "Onset Mode",
+            "Unmask Width",
+        ]
+        .map(String::from),
     );
     assert_eq!(names, expected, "parameter names, in order");
     let slot1 = p.param("Slot 1 Weight");
@@ -663,6 +678,22 @@ fn editor_renders_under_x11() {
     );
     assert!(!children.is_empty(), "the editor did not embed a window into the parent");
     assert!(colours.len() >= 32, "the editor window looks blank: only {} distinct colours (see {})", colours.len(), path.display());
+
+    // MRT2 chosen (a host restore): the editor adds MRT2's note and drum controls.
+    p.configure(|s| s["settings"]["family"] = json!("mrt2"), &[]);
+    p.pump_for(Duration::from_millis(1500));
+    let rgb2 = parent.capture();
+    let path2 = target_dir().join("mrt-live-editor-mrt2.png");
+    {
+        let file = std::fs::File::create(&path2).unwrap_or_else(|e| panic!("creating {}: {e}", path2.display()));
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), size.width, size.height);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().unwrap().write_image_data(&rgb2).unwrap();
+    }
+    let changed = rgb.chunks(3).zip(rgb2.chunks(3)).filter(|(a, b)| a != b).count();
+    println!("editor with MRT2: {changed} pixels changed; saved {}", path2.display());
+    assert!(changed > 1000, "the editor looks the same with MRT2 chosen ({changed} pixels changed; see {})", path2.display());
 
     // Hide unmaps the editor window; destroy removes it from the parent.
     gui.hide(&p.instance.plugin_handle()).expect("gui.hide failed");

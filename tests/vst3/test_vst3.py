@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The bundled VST3 in third-party hosts: DawDreamer renders it with MIDI, sidechain audio and
-automation; pedalboard loads it and renders it.
+automation (v1, and MRT2 with a MIDI note); pedalboard loads it and renders it.
 
 Run by ./test.sh after `cargo xtask bundle`. Environment (set by test.sh):
   MRT_VST3_BUNDLE  path of "MRT Live.vst3"
@@ -113,6 +113,29 @@ def test_dawdreamer() -> None:
     check(bool(np.all(np.isfinite(audio))), "MIDI + sidechain + automation: finite, non-silent output")
 
 
+def test_dawdreamer_mrt2() -> None:
+    """MRT2 (the tiny model, chosen for new instances by MRT_MODEL=mrt2) with a MIDI note."""
+    import tempfile
+
+    print("DawDreamer with MRT2")
+    log = os.path.join(tempfile.mkdtemp(prefix="mrt-vst3-"), "loads.log")
+    os.environ["MRT_MODEL"] = "mrt2"
+    os.environ["MRT_LIVE_LOAD_LOG"] = log  # read by the plugin when its worker loads the model
+    try:
+        engine, synth = dawdreamer_session(sidechain=False)
+        del os.environ["MRT_MODEL"]
+        audio = render_until_audio(engine, synth, 0.5)
+    finally:
+        os.environ.pop("MRT_MODEL", None)
+        os.environ.pop("MRT_LIVE_LOAD_LOG", None)
+    check(bool(np.all(np.isfinite(audio))), "MRT2 + MIDI + automation: finite, non-silent output")
+    loads = open(log).read() if os.path.exists(log) else ""
+    check("family=mrt2" in loads, f"the plugin loaded the MRT2 model (load log: {loads.strip()!r})")
+    for name in ["Prompt Adherence", "Note Adherence", "Drum Adherence", "Drum Mode", "Onset Mode", "Unmask Width"]:
+        param_index(synth, name)
+    check(True, "MRT2's parameters are exposed")
+
+
 def test_pedalboard() -> None:
     import pedalboard
 
@@ -131,7 +154,7 @@ def test_pedalboard() -> None:
 
 
 def main() -> int:
-    tests = [test_dawdreamer, test_pedalboard]
+    tests = [test_dawdreamer, test_dawdreamer_mrt2, test_pedalboard]
     failed = 0
     for t in tests:
         try:
