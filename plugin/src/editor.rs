@@ -350,6 +350,7 @@ impl EditorApp {
             egui::ComboBox::from_id_salt("lm_weights").selected_text(self.lm_weights.to_string()).show_ui(ui, |ui| {
                 ui.selectable_value(&mut self.lm_weights, WeightPrecision::F32, "f32 (exact)");
                 ui.selectable_value(&mut self.lm_weights, WeightPrecision::Bf16, "bf16 (faster on the CPU)");
+                ui.selectable_value(&mut self.lm_weights, WeightPrecision::Int8, "int8 (fastest on the CPU)");
             })
             .response
             .on_hover_text(

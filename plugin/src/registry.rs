@@ -117,13 +117,16 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
 fn load_mrt2(key: &ModelKey) -> Result<Models, LoadFailure> {
     let settings = crate::params::asset_settings();
     let paths = mrt::assets::Mrt2Paths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
-    let system = mrt::mrt2::Mrt2System::load(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone()).map_err(|e| {
+    // The LM weights setting applies (MRT2 always runs on the CPU path); depth logits do not (MRT2
+    // computes only the current level's, which is exact there).
+    let precision = key.lm.precision;
+    let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), precision).map_err(|e| {
         LoadFailure::Error(format!("loading MRT2 {} from {}: {}", paths.size, paths.checkpoint.path.display(), mrt::error_chain(&e)))
     })?;
     let style_paths = mrt::assets::locate_style(key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
     let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
     let style = mrt::style::StyleModel::load(&style_paths, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
-    let description = format!("MRT2 {} from {} (LM and codec on the CPU)", paths.size, paths.checkpoint.source);
+    let description = format!("MRT2 {} from {} (LM and codec on the CPU, {precision} weights)", paths.size, paths.checkpoint.source);
     let style_id = style_paths.savedmodel.display().to_string();
     Ok(Models { generator: mrt::stream::Generator::Mrt2(system), style, device: key.device, description, style_id })
 }
