@@ -291,6 +291,9 @@ impl EditorApp {
             ui.label("Unmask width");
             ui.add(ParamSlider::for_param(&p.unmask_width, setter).with_width(120.0));
             ui.end_row();
+            ui.label("MIDI gate");
+            ui.add(ParamSlider::for_param(&p.midi_gate, setter).with_width(120.0));
+            ui.end_row();
         });
         let held = self.shared.notes_held.load(Ordering::Relaxed);
         let dropped = self.shared.notes_dropped.load(Ordering::Relaxed);

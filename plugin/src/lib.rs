@@ -179,7 +179,8 @@ impl MrtLive {
         }
         self.was_playing = transport_playing;
         self.last_pos = pos_samples;
-        io.player.render_notes(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline }, notes);
+        let gate = self.params.midi_gate.value();
+        io.player.render_notes(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline, gate }, notes);
         for i in 0..n {
             let g = self.params.gain.smoothed.next();
             left[i] *= g;

@@ -24,7 +24,7 @@ pub const SEED_MAX: i32 = 1_000_000;
 
 /// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
 /// projects and automation.
-pub const PARAM_IDS: [&str; 22] = [
+pub const PARAM_IDS: [&str; 23] = [
     "slot1_weight",
     "slot2_weight",
     "slot3_weight",
@@ -47,6 +47,7 @@ pub const PARAM_IDS: [&str; 22] = [
     "drum_mode",
     "onset_mode",
     "unmask_width",
+    "midi_gate",
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
@@ -349,6 +350,9 @@ pub struct MrtLiveParams {
     /// rest are left to the model); 127 = every pitch explicit.
     #[id = "unmask_width"]
     pub unmask_width: IntParam,
+    /// Sound only while notes are held (both families; generation goes on underneath).
+    #[id = "midi_gate"]
+    pub midi_gate: BoolParam,
 
     /// Prompts, model settings and the generation context.
     #[persist = "mrt-live-state"]
@@ -397,6 +401,7 @@ impl Default for MrtLiveParams {
             drum_mode: EnumParam::new("Drum Mode", DrumMode::Auto),
             onset_mode: IntParam::new("Onset Mode", 1, IntRange::Linear { min: 0, max: 1 }),
             unmask_width: IntParam::new("Unmask Width", 0, IntRange::Linear { min: 0, max: 127 }),
+            midi_gate: BoolParam::new("MIDI Gate", false),
             saved: Persisted::new(SavedState::default()),
         }
     }

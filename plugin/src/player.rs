@@ -72,6 +72,11 @@ impl Envelope {
         Self { gain: 0.0, step: 1.0 / fade_len as f32, fade_len }
     }
 
+    /// An envelope that starts fully open (gain 1).
+    pub fn open(sample_rate: f32) -> Self {
+        Self { gain: 1.0, ..Self::new(sample_rate) }
+    }
+
     pub fn fade_len(&self) -> usize {
         self.fade_len
     }
@@ -106,6 +111,8 @@ pub struct BlockControl {
     pub playing: bool,
     /// Offline rendering: wait for every chunk instead of running out.
     pub offline: bool,
+    /// MIDI gate: sound only while at least one note is held (fading in and out).
+    pub gate: bool,
 }
 
 /// Plays chunks from the worker. Lives on the audio thread.
@@ -124,6 +131,10 @@ pub struct ChunkPlayer {
     sample_rate: f32,
     /// Notes placed on the block timeline, to the worker (`None`: notes are dropped).
     notes: Option<rtrb::Producer<crate::midi::NoteMsg>>,
+    /// Per pitch, how many note-ons are held (over all channels), and their sum: the MIDI gate.
+    held: [u8; 128],
+    held_total: u32,
+    gate: Envelope,
 }
 
 /// How long [`ChunkPlayer::render`] waits in offline mode between checks of the worker.
@@ -143,7 +154,15 @@ impl ChunkPlayer {
             started_in_epoch: false,
             sample_rate,
             notes: None,
+            held: [0; 128],
+            held_total: 0,
+            gate: Envelope::open(sample_rate),
         }
+    }
+
+    /// Notes held now (the MIDI gate opens while this is above zero).
+    pub fn notes_held(&self) -> u32 {
+        self.held_total
     }
 
     /// Sends the notes given to [`ChunkPlayer::render_notes`] to the worker through `notes`.
@@ -161,6 +180,19 @@ impl ChunkPlayer {
     /// Hands `events` (sorted by timing) whose timing is at most `i` to the worker.
     fn send_notes(&mut self, events: &[crate::midi::NoteIn], next: &mut usize, i: usize) {
         while let Some(e) = events.get(*next).filter(|e| e.timing as usize <= i) {
+            if let Some(h) = self.held.get_mut(e.pitch as usize) {
+                match (e.on, *h) {
+                    (true, n) if n < u8::MAX => {
+                        *h += 1;
+                        self.held_total += 1;
+                    }
+                    (false, n) if n > 0 => {
+                        *h -= 1;
+                        self.held_total -= 1;
+                    }
+                    _ => {}
+                }
+            }
             let msg = crate::midi::NoteMsg { frame: self.note_frame(), pitch: e.pitch, on: e.on };
             if let Some(tx) = self.notes.as_mut() {
                 if tx.push(msg).is_err() {
@@ -255,6 +287,7 @@ impl ChunkPlayer {
             }
             // Before an offline wait below, so the block waited for is generated with them.
             self.send_notes(events, &mut next_note, i);
+            let gate = self.gate.next(if !ctl.gate || self.held_total > 0 { 1.0 } else { 0.0 });
             if !self.has_chunk && (ctl.playing || self.env.gain() > 0.0) {
                 let got = self.try_advance() || (ctl.offline && ctl.playing && self.wait_for_chunk());
                 if !got {
@@ -290,8 +323,8 @@ impl ChunkPlayer {
                 continue;
             }
             let buf = self.output.output_buffer();
-            left[i] = buf.left[self.pos] * g;
-            right[i] = buf.right[self.pos] * g;
+            left[i] = buf.left[self.pos] * g * gate;
+            right[i] = buf.right[self.pos] * g * gate;
             self.pos += 1;
         }
         // Notes timed past the block's end (a host's mistake) go with its last sample.
@@ -353,8 +386,8 @@ pub(crate) mod tests {
         (player, FakeWorker { input, shared: shared.clone(), published: 0, chunk_len, epoch: 0 }, shared)
     }
 
-    const PLAY: BlockControl = BlockControl { playing: true, offline: false };
-    const STOP: BlockControl = BlockControl { playing: false, offline: false };
+    const PLAY: BlockControl = BlockControl { playing: true, offline: false, gate: false };
+    const STOP: BlockControl = BlockControl { playing: false, offline: false, gate: false };
 
     fn render(p: &mut ChunkPlayer, n: usize, ctl: BlockControl) -> (Vec<f32>, Vec<f32>) {
         let (mut l, mut r) = (vec![f32::NAN; n], vec![f32::NAN; n]);
@@ -528,7 +561,7 @@ pub(crate) mod tests {
                 }
             })
         };
-        let offline = BlockControl { playing: true, offline: true };
+        let offline = BlockControl { playing: true, offline: true, gate: false };
         let mut out = Vec::new();
         for n in [4097usize, 3, 1500, 2999, 8192].iter().cycle().take(12) {
             let (l, _) = render(&mut p, *n, offline);
@@ -547,12 +580,44 @@ pub(crate) mod tests {
     fn offline_gives_up_when_the_worker_cannot_deliver() {
         let (mut p, _w, shared) = setup(48_000.0, 1000);
         shared.set_status(crate::shared::Status::Error, "no model");
-        let (l, _) = render(&mut p, 512, BlockControl { playing: true, offline: true });
+        let (l, _) = render(&mut p, 512, BlockControl { playing: true, offline: true, gate: false });
         assert!(l.iter().all(|&v| v == 0.0));
     }
 
     fn note(timing: u32, pitch: u8, on: bool) -> crate::midi::NoteIn {
         crate::midi::NoteIn { timing, pitch, on }
+    }
+
+    /// The MIDI gate: with no note held the output fades to silence; a note-on at a sample
+    /// opens it from that sample on (one fade), its note-off closes it again; two keys on one
+    /// pitch (two channels) keep it open until both are up. Off, the gate changes nothing.
+    #[test]
+    fn the_midi_gate_sounds_only_while_a_note_is_held() {
+        let len = 10_000;
+        let gated = BlockControl { gate: true, ..PLAY };
+        let run = |ctl: BlockControl, events: &[crate::midi::NoteIn]| {
+            let (mut p, mut w, _shared) = setup(48_000.0, len);
+            w.publish_next();
+            let (mut l, mut r) = (vec![f32::NAN; 4_000], vec![f32::NAN; 4_000]);
+            p.render_notes(&mut l, &mut r, ctl, events);
+            (l, p.notes_held())
+        };
+        let (open, _) = run(PLAY, &[]);
+        let fade = Envelope::new(48_000.0).fade_len();
+        let (quiet, held) = run(gated, &[]);
+        assert_eq!(held, 0);
+        assert!(quiet[fade..].iter().all(|&v| v == 0.0), "closed after one fade");
+        let events = [note(1_000, 60, true), note(1_500, 60, true), note(2_000, 60, false), note(3_000, 60, false)];
+        let (played, held) = run(gated, &events);
+        assert_eq!(held, 0, "both note-ons released");
+        assert!(played[fade..1_000].iter().all(|&v| v == 0.0), "silent before the first note-on");
+        assert_eq!(&played[1_000 + fade..3_000], &open[1_000 + fade..3_000], "open while either key is held");
+        assert!(played[3_000 + fade..].iter().all(|&v| v == 0.0), "closed again after the last note-off");
+        for w in played[1_000..1_000 + fade].windows(2).zip(open[1_000..1_000 + fade].windows(2)) {
+            assert!(w.0[1].abs() <= w.1[1].abs() + 1e-7, "fading in, never above the ungated output");
+        }
+        let (ungated, _) = run(PLAY, &events);
+        assert_eq!(ungated, open, "the gate off changes nothing");
     }
 
     #[test]
@@ -603,7 +668,7 @@ pub(crate) mod tests {
                 seen
             })
         };
-        let offline = BlockControl { playing: true, offline: true };
+        let offline = BlockControl { playing: true, offline: true, gate: false };
         // One 8192-sample block spans blocks 1–3 (3000 samples each): notes at block 1's first
         // sample, inside it, at block 2's last sample, block 3's first and second.
         let (mut l, mut r) = (vec![0.0; 8192], vec![0.0; 8192]);
