@@ -553,7 +553,11 @@ pub(crate) mod tests {
                 let mut w = w;
                 while !done.load(Ordering::Acquire) {
                     // Slow, on-demand delivery: only when the player waits.
-                    if shared.waiting.load(Ordering::Acquire) && shared.started_seq.load(Ordering::Acquire) >= w.published {
+                    // `started_seq` first, as the worker reads it: the player clears `waiting`
+                    // before it announces a chunk, so once the new `started_seq` is seen, a
+                    // `waiting` read after it is the wait for the next chunk, not a stale one.
+                    let started = shared.started_seq.load(Ordering::Acquire);
+                    if started >= w.published && shared.waiting.load(Ordering::Acquire) {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                         w.publish_next();
                     }
@@ -655,7 +659,11 @@ pub(crate) mod tests {
                 let mut seen: Vec<(u64, Vec<u8>)> = Vec::new();
                 let mut got = Vec::new();
                 while !done.load(Ordering::Acquire) {
-                    if shared.waiting.load(Ordering::Acquire) && shared.started_seq.load(Ordering::Acquire) >= w.published {
+                    // `started_seq` first, as the worker reads it: the player clears `waiting`
+                    // before it announces a chunk, so once the new `started_seq` is seen, a
+                    // `waiting` read after it is the wait for the next chunk, not a stale one.
+                    let started = shared.started_seq.load(Ordering::Acquire);
+                    if started >= w.published && shared.waiting.load(Ordering::Acquire) {
                         while let Ok(m) = rx.pop() {
                             got.push(m);
                         }
