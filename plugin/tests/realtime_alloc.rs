@@ -14,27 +14,35 @@ use nice_plug::prelude::*;
 #[global_allocator]
 static ALLOC: AllocDisabler = AllocDisabler;
 
-#[test]
-fn render_never_allocates() {
+/// A plugin on the tiny model of `family` (written to a folder named by `tag`), started at
+/// `rate` in realtime mode, once the worker has generated its first block; and that folder.
+fn started(family: mrt::stream::Family, tag: &str, rate: f32) -> (MrtLive, PathBuf, Instant) {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    let dir = std::env::temp_dir().join(format!("mrt-live-alloc-tiny-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("mrt-live-alloc-{tag}-{}", std::process::id()));
     mrt::tiny_model::write(&dir, &fixtures).unwrap();
     let mut p = MrtLive::default();
     p.mrt_params().saved.update(|s| {
+        s.settings.family = family;
         s.settings.model_dir = Some(dir.clone());
         s.settings.size = "tiny".into();
         s.settings.device = Some("flex".into());
         s.prompts[0] = "jazz".into();
     });
-    let rate = 44_100.0;
     p.start(rate, ProcessMode::Realtime);
     let start = Instant::now();
     while p.shared().chunks_generated.load(Ordering::Acquire) < 1 {
         let s = p.shared();
         assert!(!matches!(s.status(), Status::Error | Status::NotInstalled), "{}", s.message());
-        assert!(start.elapsed() < Duration::from_secs(300), "no chunk");
+        assert!(start.elapsed() < Duration::from_secs(300), "no {family} block");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (p, dir, start)
+}
+
+#[test]
+fn render_never_allocates() {
+    let rate = 44_100.0;
+    let (mut p, dir, start) = started(mrt::stream::Family::V1, "tiny", rate);
     let (mut l, mut r) = (vec![0.0f32; 8192], vec![0.0f32; 8192]);
     let sc: Vec<f32> = (0..8192).map(|i| (i as f32 * 0.01).sin() * 0.3).collect();
     let before = violation_count();
@@ -67,26 +75,12 @@ fn render_never_allocates() {
 
 #[test]
 fn render_with_midi_notes_on_mrt2_never_allocates() {
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    let dir = std::env::temp_dir().join(format!("mrt-live-alloc-tiny-mrt2-{}", std::process::id()));
-    mrt::tiny_model::write(&dir, &fixtures).unwrap();
-    let mut p = MrtLive::default();
-    p.mrt_params().saved.update(|s| {
-        s.settings.family = mrt::stream::Family::Mrt2;
-        s.settings.model_dir = Some(dir.clone());
-        s.settings.size = "tiny".into();
-        s.settings.device = Some("flex".into());
-        s.prompts[0] = "jazz".into();
-    });
     let rate = 44_100.0;
-    p.start(rate, ProcessMode::Realtime);
-    let start = Instant::now();
-    while p.shared().chunks_generated.load(Ordering::Acquire) < 1 {
-        let s = p.shared();
-        assert!(!matches!(s.status(), Status::Error | Status::NotInstalled), "{}", s.message());
-        assert!(start.elapsed() < Duration::from_secs(300), "no MRT2 frame");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut p, dir, start) = started(mrt::stream::Family::Mrt2, "tiny-mrt2", rate);
+    // The MIDI gate on: it counts the held notes on the audio thread too.
+    // SAFETY: the parameter outlives the call; hosts set parameters through the same entry point.
+    unsafe { p.mrt_params().midi_gate.as_ptr()._internal_set_normalized_value(1.0) };
+    assert!(p.mrt_params().midi_gate.value(), "the gate is on");
     let (mut l, mut r) = (vec![0.0f32; 1024], vec![0.0f32; 1024]);
     let before = violation_count();
     let mut pos = 0i64;

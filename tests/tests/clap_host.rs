@@ -102,6 +102,7 @@ fn descriptor_and_audio_ports() {
             "Drum Mode",
             "Onset Mode",
             "Unmask Width",
+            "MIDI Gate",
         ]
         .map(String::from),
     );

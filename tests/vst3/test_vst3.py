@@ -131,7 +131,7 @@ def test_dawdreamer_mrt2() -> None:
     check(bool(np.all(np.isfinite(audio))), "MRT2 + MIDI + automation: finite, non-silent output")
     loads = open(log).read() if os.path.exists(log) else ""
     check("family=mrt2" in loads, f"the plugin loaded the MRT2 model (load log: {loads.strip()!r})")
-    for name in ["Prompt Adherence", "Note Adherence", "Drum Adherence", "Drum Mode", "Onset Mode", "Unmask Width"]:
+    for name in ["Prompt Adherence", "Note Adherence", "Drum Adherence", "Drum Mode", "Onset Mode", "Unmask Width", "MIDI Gate"]:
         param_index(synth, name)
     check(True, "MRT2's parameters are exposed")
 
