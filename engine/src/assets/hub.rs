@@ -34,9 +34,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -518,8 +516,8 @@ fn fetch_repo(
 
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    // Cross-process locks of model-dir downloads live in our cache, not among the user's files.
-    let locks = BlobLocks(Default::default(), settings.cache_dir.join("locks"));
+    // Locks of model-dir downloads live in our cache, not among the user's files.
+    let lock_dir = settings.cache_dir.join("locks");
     let threads = settings.parallel_downloads.clamp(1, 16).min(jobs.len().max(1));
     let mut errors: Vec<(usize, AssetError)> = Vec::new();
     std::thread::scope(|s| {
@@ -530,7 +528,7 @@ fn fetch_repo(
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = jobs.get(i) else { break };
-                        let r = fetch_file(client, repo, commit, f, repo_folder.as_deref(), &base, &locks, progress);
+                        let r = fetch_file(client, repo, commit, f, repo_folder.as_deref(), &base, &lock_dir, progress);
                         if let Err(e) = r {
                             failed.store(true, Ordering::Relaxed);
                             errs.push((i, e));
@@ -560,17 +558,6 @@ fn fetch_repo(
     Ok(())
 }
 
-/// One lock per blob name: files with identical content (many `.zarray` files are) share a blob,
-/// which only one thread may download while the others wait and then link it.
-#[derive(Default)]
-struct BlobLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>, PathBuf);
-
-impl BlobLocks {
-    fn get(&self, etag: &str) -> Arc<Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(map.entry(etag.to_string()).or_default())
-    }
-}
 
 /// Downloads one file: into `blobs/` + a snapshot link (`repo_folder` given) or straight to
 /// `base/<path>` (model directory).
@@ -582,7 +569,7 @@ fn fetch_file(
     f: &Listed,
     repo_folder: Option<&Path>,
     base: &Path,
-    locks: &BlobLocks,
+    lock_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(), AssetError> {
     let file = RepoFile { repo, path: f.path.clone() };
@@ -599,10 +586,11 @@ fn fetch_file(
             let blobs = folder.join("blobs");
             fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
             let blob = blobs.join(&meta.etag);
-            let lock = locks.get(&meta.etag);
-            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            // Another process fetching the same blob (a second `mrt fetch`, a plugin instance, or
-            // huggingface_hub, which locks the same file) waits here, then finds it complete.
+            // Whoever else fetches the same blob (another download thread: files with identical
+            // content share a blob, as many `.zarray` files do; a second `mrt fetch`; a plugin
+            // instance; huggingface_hub, which locks the same file) waits here, then finds it
+            // complete. The lock is per open file, so threads of one process exclude each other
+            // too.
             let _process = process_lock(&blob_lock_path(folder, &meta.etag))?;
             let have_blob = fs::metadata(&blob).map(|m| m.len() == meta.size).unwrap_or(false);
             if !have_blob {
@@ -617,7 +605,7 @@ fn fetch_file(
             link(&blob, &dest, f.path.split('/').filter(|s| !s.is_empty()).count())?;
         }
         None => {
-            let _process = process_lock(&locks.1.join(format!("{}.lock", lock_name(&dest))))?;
+            let _process = process_lock(&lock_dir.join(format!("{}.lock", lock_name(&dest))))?;
             if fs::metadata(&dest).map(|m| m.len() == meta.size).unwrap_or(false) {
                 // Completed by another process while this one waited.
                 progress.file(&file, meta.size, meta.size);
