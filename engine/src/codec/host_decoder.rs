@@ -158,7 +158,7 @@ impl HostConv {
         for (item, out) in out.chunks_exact_mut(to * fo * cout).enumerate() {
             let input = &padded[item * rows * cin..][..rows * cin];
             for phase in &self.phases {
-                for_chunks(ph, cout * 256, |_, rows| {
+                ph.par_chunks_mut(cout * 256).for_each(|rows| {
                     for row in rows.chunks_exact_mut(cout) {
                         row.copy_from_slice(&self.bias);
                     }
@@ -174,7 +174,7 @@ impl HostConv {
                 // Scatter the valid columns into the phase's rows and columns of the output.
                 let (st, sf, rt, rf) = (self.stride[0], self.stride[1], phase.rt, phase.rf);
                 let ph = &*ph;
-                for_chunks(out, st * fo * cout, |u, dst| {
+                out.par_chunks_mut(st * fo * cout).enumerate().for_each(|(u, dst)| {
                     let dst = &mut dst[rt * fo * cout..][..fo * cout];
                     for v in 0..f {
                         dst[(v * sf + rf) * cout..][..cout].copy_from_slice(&ph[(u * w + v) * cout..][..cout]);
@@ -205,7 +205,7 @@ impl Pointwise {
     /// `out (+)= x · W + bias` over `rows` rows.
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool, stream: bool) {
         let out = &mut out[..rows * self.cout];
-        for_chunks(out, self.cout * 256, |_, chunk| {
+        out.par_chunks_mut(self.cout * 256).for_each(|chunk| {
             for row in chunk.chunks_exact_mut(self.cout) {
                 if accumulate {
                     row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
@@ -237,11 +237,6 @@ fn product(stream: bool, m: usize, n: usize, k: usize, a: &[f32], a_rs: usize, b
     }
 }
 
-/// `f(i, chunk)` for each of `v.chunks_mut(size)`, split over the pool.
-fn for_chunks(v: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    v.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-}
-
 /// `v[..n]`, grown (never shrunk) to hold `n` values; the contents are stale.
 fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     if v.len() < n {
@@ -265,7 +260,7 @@ fn pad_elu(src: &[f32], b: usize, t: usize, f: usize, c: usize, pads: Pads, dst:
     let block = pads.top * w * c; // history values per item
     let history = history.map(|h| grow(h, b * block));
     let past = history.as_deref();
-    for_chunks(dst, w * c, |i, row| {
+    dst.par_chunks_mut(w * c).enumerate().for_each(|(i, row)| {
         let (item, r) = (i / per_item, i % per_item);
         if r < pads.top {
             match past {
@@ -344,7 +339,7 @@ impl Block {
             None => &s.x[..b * t * f * cout],
         };
         let [st, sf] = self.stride;
-        for_chunks(&mut s.y[..b * to * fo * cout], fo * cout, |i, row| {
+        s.y[..b * to * fo * cout].par_chunks_mut(fo * cout).enumerate().for_each(|(i, row)| {
             let (item, tt) = (i / to, i % to);
             let src = &short[(item * t + tt / st) * f * cout..][..f * cout];
             for (v, dst) in row.chunks_exact_mut(cout).enumerate() {
@@ -546,7 +541,7 @@ impl HostDecoder {
         let kept = t - crop;
         let spec = grow(spec, b * self.splits * parts * kept * f);
         let y = &s.y;
-        for_chunks(spec, (kept * f).max(1), |i, plane| {
+        spec.par_chunks_mut((kept * f).max(1)).enumerate().for_each(|(i, plane)| {
             let (r, ch) = (i / (self.splits * parts), i % (self.splits * parts));
             let (k, j) = (ch / parts, ch % parts);
             let item = k * b + r;
@@ -566,7 +561,7 @@ impl HostDecoder {
         let n = b * t * f * channels;
         let y = grow(&mut s.y, n);
         let x = &s.x[..n];
-        for_chunks(y, t * f * c, |i, dst| {
+        y.par_chunks_mut(t * f * c).enumerate().for_each(|(i, dst)| {
             let (k, r) = (i / b, i % b);
             for (p, d) in dst.chunks_exact_mut(c).enumerate() {
                 d.copy_from_slice(&x[((r * t * f) + p) * channels + k * c..][..c]);

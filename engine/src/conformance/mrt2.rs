@@ -338,11 +338,7 @@ impl std::fmt::Display for Mrt2Agreement {
 
 /// Runs an MRT2 fixture set with its projections in `precision` (see [`Mrt2Agreement`]).
 pub fn agreement(dir: &Path, precision: crate::kernels::WeightPrecision) -> Result<Mrt2Agreement, ConformanceError> {
-    let json: Value = {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| fixture_err(dir, "config.json", e.to_string()))?
-    };
+    let (_, json) = super::kind(dir)?;
     let cfg = Mrt2Config::from_fixture_value(&json).map_err(|source| ConformanceError::Mrt2Config { path: dir.join("config.json"), source })?;
     let mut weights = Mrt2Weights::load(&dir.join("weights.safetensors"), &cfg)?;
     weights.set_precision(precision);

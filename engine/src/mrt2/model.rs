@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conditioning::{encode_frame, ConditioningError, EncoderScratch};
 use super::config::Mrt2Config;
-use super::weights::{Attention, Ffn, Linear, Mrt2Weights};
+use super::weights::{Attention, Ffn, Mrt2Weights};
 use crate::kernels::host::vmath::{gelu_in_place, softmax};
 use crate::kernels::host::{dot_rows, in_pool, layer_norm, rms_norm};
 use std::time::{Duration, Instant};
@@ -557,9 +557,9 @@ impl Mrt2Model {
             // Logits of the level's valid window (and optionally of the full width).
             let start = c.num_reserved + level * cb;
             let out = &mut raw_valid_logits[level * cb..(level + 1) * cb];
-            linear_rows(&w.to_logits, start, cb, &s.depth_z, out);
+            w.to_logits.apply_rows(start, &s.depth_z, out);
             if let Some(full) = raw_full_logits.as_mut() {
-                linear_rows(&w.to_logits, 0, vocab, &s.depth_z, &mut full[level * vocab..(level + 1) * vocab]);
+                w.to_logits.apply_rows(0, &s.depth_z, &mut full[level * vocab..(level + 1) * vocab]);
             }
 
             // Sample with the current key, then fold the frame index into it.
@@ -583,11 +583,6 @@ impl Mrt2Model {
 #[inline]
 pub fn soft_cap(x: f32, cap: f32) -> f32 {
     (x / cap).tanh() * cap
-}
-
-/// `out[j] = W[start + j] · x + b[start + j]` for `j < count`.
-fn linear_rows(l: &Linear, start: usize, count: usize, x: &[f32], out: &mut [f32]) {
-    l.apply_rows(start, x, &mut out[..count]);
 }
 
 /// `x += RMS_post(W_o · att)`; `normed` is scratch of `x.len()`.

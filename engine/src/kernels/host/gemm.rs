@@ -91,7 +91,12 @@ pub fn gemm_serial(m: usize, n: usize, k: usize, a: &[f32], a_rs: usize, b: &[f3
             row.fill(0.0);
         }
         for (l, &x) in a[i * a_rs..][..k].iter().enumerate() {
+            // A fused multiply-add only where the target has one in hardware (aarch64); on x86
+            // without FMA `mul_add` would be a library call per element.
+            #[cfg(target_arch = "aarch64")]
             row.iter_mut().zip(&b[l * b_rs..][..n]).for_each(|(o, w)| *o = x.mul_add(*w, *o));
+            #[cfg(not(target_arch = "aarch64"))]
+            row.iter_mut().zip(&b[l * b_rs..][..n]).for_each(|(o, w)| *o += x * *w);
         }
     }
 }
