@@ -143,26 +143,37 @@ impl EditorApp {
             if spc > 0.0 {
                 let block = self.shared.block_seconds();
                 let rtf = block / spc;
-                let text = RichText::new(format!("{spc:.2} s per {block} s block ({rtf:.2}× real time)"));
+                let text = if block < 0.5 {
+                    // MRT2: milliseconds per 40 ms frame.
+                    RichText::new(format!("{:.1} ms per {:.0} ms frame ({rtf:.2}× real time)", spc * 1e3, block * 1e3))
+                } else {
+                    RichText::new(format!("{spc:.2} s per {block} s block ({rtf:.2}× real time)"))
+                };
                 ui.label(if rtf < 1.0 { text.color(Color32::from_rgb(240, 140, 90)) } else { text });
             } else {
                 ui.label("no chunk generated yet");
             }
             ui.separator();
-            ui.label(format!("buffer ahead: {ahead:.1} s"));
+            if self.shared.mrt2.load(Ordering::Acquire) {
+                let frames = self.params.frames_ahead.value();
+                ui.label(format!("buffer: {frames} frames, latency {} ms", frames * 40));
+            } else {
+                ui.label(format!("buffer ahead: {ahead:.1} s"));
+            }
             ui.separator();
             let underruns = self.shared.underruns.load(Ordering::Relaxed);
             let text = RichText::new(format!("underruns: {underruns}"));
             ui.label(if underruns > 0 { text.color(Color32::from_rgb(240, 140, 90)) } else { text });
         });
-        ui.label(
-            RichText::new(format!(
-                "Style and sampling changes apply from the next generated chunk: heard in about {:.1} s.",
-                ahead.max(0.0)
-            ))
-            .small()
-            .weak(),
-        );
+        let hint = if self.shared.mrt2.load(Ordering::Acquire) {
+            format!(
+                "Notes, style and sampling changes steer the next generated frame: heard in about {} ms.",
+                (self.params.frames_ahead.value() + 1) * 40
+            )
+        } else {
+            format!("Style and sampling changes apply from the next generated chunk: heard in about {:.1} s.", ahead.max(0.0))
+        };
+        ui.label(RichText::new(hint).small().weak());
     }
 
     fn download_ui(&mut self, ui: &mut egui::Ui) {
@@ -293,6 +304,8 @@ impl EditorApp {
             ui.end_row();
             ui.label("MIDI gate");
             ui.add(ParamSlider::for_param(&p.midi_gate, setter).with_width(120.0));
+            ui.label("Buffer");
+            ui.add(ParamSlider::for_param(&p.frames_ahead, setter).with_width(120.0));
             ui.end_row();
         });
         let held = self.shared.notes_held.load(Ordering::Relaxed);

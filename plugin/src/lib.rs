@@ -63,6 +63,8 @@ pub struct MrtLive {
     active_rate: Option<f32>,
     /// The note events of the block in `process()`, preallocated ([`midi::NOTES_PER_BLOCK`]).
     notes: Vec<midi::NoteIn>,
+    /// The latency last reported to the host, in samples.
+    latency: u32,
 }
 
 impl Default for MrtLive {
@@ -79,6 +81,7 @@ impl Default for MrtLive {
             last_pos: None,
             active_rate: None,
             notes: Vec::with_capacity(midi::NOTES_PER_BLOCK),
+            latency: 0,
         }
     }
 }
@@ -99,7 +102,12 @@ impl MrtLive {
     pub fn start(&mut self, sample_rate: f32, process_mode: ProcessMode) {
         if self.worker.is_none() {
             match WorkerHandle::spawn(self.params.clone(), self.shared.clone()) {
-                Ok(w) => self.worker = Some(w),
+                Ok(w) => {
+                    self.worker = Some(w);
+                    // A save asks the worker for its context first (MRT2 copies it lazily).
+                    let shared = self.shared.clone();
+                    self.params.saved.set_refresh(Box::new(move || shared.request_context(worker::CONTEXT_WAIT)));
+                }
                 Err(e) => {
                     self.shared.set_status(Status::Error, format!("cannot start the generation thread: {e}"));
                     self.io = None;
@@ -128,6 +136,17 @@ impl MrtLive {
         self.io = Some(player_io);
         self.was_playing = false;
         self.last_pos = None;
+    }
+
+    /// The latency to report at the current rate: MRT2's buffer ([`params::latency_samples`]).
+    /// Lock-free (the family as the worker or the last activation saw it).
+    pub fn latency_samples(&self) -> u32 {
+        let family = if self.shared.mrt2.load(std::sync::atomic::Ordering::Acquire) {
+            mrt::stream::Family::Mrt2
+        } else {
+            mrt::stream::Family::V1
+        };
+        params::latency_samples(family, self.params.frames_ahead.value(), self.active_rate.unwrap_or(48_000.0))
     }
 
     /// The realtime part of `process()`, without the framework's buffer types: renders into
@@ -239,9 +258,13 @@ impl Plugin for MrtLive {
         &mut self,
         _audio_io_layout: &AudioIOLayout,
         buffer_config: &BufferConfig,
-        _context: &mut impl ActivateContext<Self>,
+        context: &mut impl ActivateContext<Self>,
     ) -> bool {
         self.start(buffer_config.sample_rate, buffer_config.process_mode);
+        let family = self.params.saved.update(|s| s.settings.family);
+        self.shared.mrt2.store(family == mrt::stream::Family::Mrt2, std::sync::atomic::Ordering::Release);
+        self.latency = self.latency_samples();
+        context.set_latency_samples(self.latency);
         true
     }
 
@@ -276,6 +299,12 @@ impl Plugin for MrtLive {
                     self.shared.notes_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+        }
+        // The buffer setting or the family changed: the host re-queries the latency.
+        let latency = self.latency_samples();
+        if latency != self.latency {
+            self.latency = latency;
+            context.set_latency_samples(latency);
         }
         let transport = context.transport();
         let (playing, pos) = (transport.playing, transport.pos_samples());

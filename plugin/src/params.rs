@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
@@ -19,12 +19,33 @@ pub const GAIN_MAX_DB: f32 = 12.0;
 pub const GAIN_SMOOTHING_MS: f32 = 50.0;
 /// Number of text-prompt style slots.
 pub const SLOTS: usize = 8;
+/// MRT2's buffer setting, in 40 ms frames: the range and the default (200 ms, the control
+/// latency the official engine aims at).
+pub const FRAMES_AHEAD_MIN: i32 = 3;
+pub const FRAMES_AHEAD_MAX: i32 = 24;
+pub const FRAMES_AHEAD_DEFAULT: i32 = 5;
+/// One MRT2 frame, in seconds.
+pub const MRT2_FRAME_SECONDS: f64 = 0.04;
+
+/// The latency MRT Live reports to the host at `rate`: MRT2's buffer (frames generated ahead,
+/// the time from a note or a control change to the frame it steers); v1 reports none (its
+/// controls land at 2 s chunk boundaries, which no delay compensation can align).
+pub fn latency_samples(family: mrt::stream::Family, frames_ahead: i32, rate: f32) -> u32 {
+    match family {
+        mrt::stream::Family::V1 => 0,
+        mrt::stream::Family::Mrt2 => {
+            let frames = frames_ahead.clamp(FRAMES_AHEAD_MIN, FRAMES_AHEAD_MAX);
+            (f64::from(frames) * MRT2_FRAME_SECONDS * f64::from(rate)).round() as u32
+        }
+    }
+}
+
 /// Highest seed value (kept below 2^24 so every seed survives the host's normalised f32).
 pub const SEED_MAX: i32 = 1_000_000;
 
 /// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
 /// projects and automation.
-pub const PARAM_IDS: [&str; 23] = [
+pub const PARAM_IDS: [&str; 24] = [
     "slot1_weight",
     "slot2_weight",
     "slot3_weight",
@@ -48,6 +69,7 @@ pub const PARAM_IDS: [&str; 23] = [
     "onset_mode",
     "unmask_width",
     "midi_gate",
+    "frames_ahead",
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
@@ -247,15 +269,34 @@ impl SavedState {
 
 /// A persisted value behind a mutex that counts host restores, so the worker can notice a
 /// restored project (nice-plug does not re-activate the plugin after loading state).
-#[derive(Debug, Default)]
+///
+/// A save (the host serialising the field) first runs the refresh hook, if one is set: the
+/// worker copies its live generation context into the value only when asked, not after every
+/// 40 ms frame (an MRT2 base context is ~25 MB).
+#[derive(Default)]
 pub struct Persisted<T> {
     value: Mutex<T>,
     restores: AtomicU64,
+    refresh: Mutex<Option<RefreshHook>>,
+}
+
+/// Runs before the persisted value is serialised (main thread).
+pub type RefreshHook = Box<dyn Fn() + Send + Sync>;
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Persisted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persisted").field("value", &self.value).field("restores", &self.restores).finish_non_exhaustive()
+    }
 }
 
 impl<T: Clone> Persisted<T> {
     pub fn new(value: T) -> Self {
-        Self { value: Mutex::new(value), restores: AtomicU64::new(0) }
+        Self { value: Mutex::new(value), restores: AtomicU64::new(0), refresh: Mutex::new(None) }
+    }
+
+    /// Sets the hook run before every save (the plugin's: ask the worker for its context).
+    pub fn set_refresh(&self, hook: RefreshHook) {
+        *lock(&self.refresh) = Some(hook);
     }
 
     pub fn get(&self) -> T {
@@ -286,6 +327,10 @@ where
     where
         F: Fn(&T) -> R,
     {
+        // nice-plug maps only to serialise: bring the context up to date first.
+        if let Some(hook) = lock(&self.refresh).as_ref() {
+            hook();
+        }
         f(&lock(&self.value))
     }
 }
@@ -327,7 +372,7 @@ pub struct MrtLiveParams {
     /// Generate and play regardless of the host transport.
     #[id = "free_run"]
     pub free_run: BoolParam,
-    /// Chunks generated ahead of the one playing (MRT2: 3 frames, 120 ms, per step).
+    /// v1: 2 s chunks generated ahead of the one playing (MRT2 has [`Self::frames_ahead`]).
     #[id = "chunks_ahead"]
     pub chunks_ahead: IntParam,
     /// MRT2: how strongly the style prompt steers (guidance scale −1..7, binned by the model).
@@ -353,6 +398,10 @@ pub struct MrtLiveParams {
     /// Sound only while notes are held (both families; generation goes on underneath).
     #[id = "midi_gate"]
     pub midi_gate: BoolParam,
+    /// MRT2: 40 ms frames generated ahead of the one playing (3–24). The buffer trades control
+    /// latency for safety against slow frames; it is the latency reported to the host.
+    #[id = "frames_ahead"]
+    pub frames_ahead: IntParam,
 
     /// Prompts, model settings and the generation context.
     #[persist = "mrt-live-state"]
@@ -402,6 +451,9 @@ impl Default for MrtLiveParams {
             onset_mode: IntParam::new("Onset Mode", 1, IntRange::Linear { min: 0, max: 1 }),
             unmask_width: IntParam::new("Unmask Width", 0, IntRange::Linear { min: 0, max: 127 }),
             midi_gate: BoolParam::new("MIDI Gate", false),
+            frames_ahead: IntParam::new("MRT2 Buffer", FRAMES_AHEAD_DEFAULT, IntRange::Linear { min: FRAMES_AHEAD_MIN, max: FRAMES_AHEAD_MAX })
+                .with_value_to_string(Arc::new(|v| format!("{v} frames ({} ms)", v * 40)))
+                .non_automatable(),
             saved: Persisted::new(SavedState::default()),
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use mrt::style::StyleModel;
 use mrt::DeviceChoice;
@@ -50,20 +51,29 @@ pub struct Models {
     pub style_id: String,
 }
 
-/// A keyed cache of weakly held, shared values, loaded at most once at a time.
+/// A keyed cache of weakly held, shared values, loaded at most once at a time. A value let go
+/// by its last user may linger for a grace period ([`Registry::linger`]).
 pub struct Registry<K, V> {
     entries: Mutex<HashMap<K, Weak<V>>>,
+    /// Values kept alive until their deadline, and whether a reaper thread is running.
+    lingering: Arc<Mutex<Lingering<V>>>,
+}
+
+struct Lingering<V> {
+    held: Vec<(Instant, Arc<V>)>,
+    reaper: bool,
 }
 
 impl<K: Eq + Hash + Clone, V> Default for Registry<K, V> {
     fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self { entries: Mutex::new(HashMap::new()), lingering: Arc::new(Mutex::new(Lingering { held: Vec::new(), reaper: false })) }
     }
 }
 
-impl<K: Eq + Hash + Clone, V> Registry<K, V> {
+impl<K: Eq + Hash + Clone, V: Send + Sync + 'static> Registry<K, V> {
     /// The live value for `key`, or the result of `load` (stored when it succeeds).
     pub fn get_or_load<E>(&self, key: &K, load: impl FnOnce() -> Result<V, E>) -> Result<Arc<V>, E> {
+        self.expire();
         let mut entries = lock(&self.entries);
         if let Some(v) = entries.get(key).and_then(Weak::upgrade) {
             return Ok(v);
@@ -76,7 +86,52 @@ impl<K: Eq + Hash + Clone, V> Registry<K, V> {
 
     /// Number of values alive.
     pub fn live(&self) -> usize {
+        self.expire();
         lock(&self.entries).values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Keeps `value` alive for `grace` after its user lets go of it, so that an instance that
+    /// closes and reopens (or switches a setting back) within it finds the model loaded. A
+    /// background thread frees it when the grace period ends unused.
+    pub fn linger(&self, value: Arc<V>, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut l = lock(&self.lingering);
+        // One deadline per value: the latest.
+        l.held.retain(|(_, v)| !Arc::ptr_eq(v, &value));
+        l.held.push((deadline, value));
+        if !l.reaper {
+            let lingering = Arc::clone(&self.lingering);
+            let spawned = std::thread::Builder::new().name("mrt-live model grace".into()).spawn(move || loop {
+                let next = {
+                    let mut l = lock(&lingering);
+                    let now = Instant::now();
+                    l.held.retain(|(d, _)| *d > now);
+                    match l.held.iter().map(|(d, _)| *d).min() {
+                        Some(d) => d,
+                        None => {
+                            l.reaper = false;
+                            return;
+                        }
+                    }
+                };
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            });
+            // Without a thread the value is freed at the next lookup after its deadline.
+            l.reaper = spawned.is_ok();
+        }
+    }
+
+    /// Drops lingering values whose grace period is over.
+    fn expire(&self) {
+        let now = Instant::now();
+        // Freed outside the lock (a model's drop can take a while).
+        let expired: Vec<_> = {
+            let mut l = lock(&self.lingering);
+            let (gone, kept) = std::mem::take(&mut l.held).into_iter().partition(|(d, _)| *d <= now);
+            l.held = kept;
+            gone
+        };
+        drop(expired);
     }
 }
 
@@ -196,6 +251,43 @@ mod tests {
         assert_eq!(reg.live(), 1);
         let _d = reg.get_or_load(&1, load).unwrap();
         assert_eq!(loads.load(Ordering::SeqCst), 3, "a freed model is loaded again");
+    }
+
+    #[test]
+    fn a_lingering_value_is_found_again_within_its_grace_and_freed_after_it() {
+        let reg: Registry<u32, String> = Registry::default();
+        let loads = AtomicUsize::new(0);
+        let load = || -> Result<String, ()> {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok("model".into())
+        };
+        let a = reg.get_or_load(&1, load).unwrap();
+        let weak = Arc::downgrade(&a);
+        reg.linger(a, Duration::from_secs(3600));
+        assert_eq!(reg.live(), 1, "kept alive by its grace period");
+        let b = reg.get_or_load(&1, load).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "reopened within the grace period: no second load");
+        assert!(std::ptr::eq(weak.as_ptr(), Arc::as_ptr(&b)));
+        // Let go again with no grace: the old, longer deadline is replaced, and the next lookup
+        // frees it.
+        reg.linger(b, Duration::ZERO);
+        assert_eq!(reg.live(), 0, "freed once its grace period is over");
+        assert_eq!(weak.strong_count(), 0);
+        let _c = reg.get_or_load(&1, load).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "a freed model is loaded again");
+    }
+
+    #[test]
+    fn the_grace_thread_frees_an_unused_value_on_its_own() {
+        let reg: Registry<u32, String> = Registry::default();
+        let a = reg.get_or_load(&1, || Ok::<_, ()>("model".to_string())).unwrap();
+        let weak = Arc::downgrade(&a);
+        reg.linger(a, Duration::from_millis(20));
+        let start = Instant::now();
+        while weak.strong_count() > 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "the lingering value was never freed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

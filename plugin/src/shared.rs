@@ -102,6 +102,12 @@ pub struct Shared {
     pub reload: AtomicU64,
     /// A model download started from the editor.
     pub download: Download,
+    /// The plugin plays MRT2 (the settings' family; main thread and worker write, the audio
+    /// thread reads it for the latency it reports).
+    pub mrt2: AtomicBool,
+    /// Saves asking the worker for its generation context, and the last one it served.
+    context_requests: AtomicU64,
+    context_served: AtomicU64,
 }
 
 /// Progress of a model download started from the editor (written by the download thread).
@@ -157,6 +163,9 @@ impl Default for Shared {
             chunk_log: Mutex::new(Vec::new()),
             reload: AtomicU64::new(0),
             download: Download::default(),
+            mrt2: AtomicBool::new(false),
+            context_requests: AtomicU64::new(0),
+            context_served: AtomicU64::new(0),
         }
     }
 }
@@ -220,6 +229,32 @@ impl Shared {
 
     pub fn set_sidechain_peak(&self, v: f32) {
         self.sidechain_peak.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Asks the worker to copy its generation context into the persisted state and waits for
+    /// it, at most `timeout` (main thread, before a save). A worker busy for longer (loading a
+    /// model, or in a v1 chunk, whose context it copies after every chunk anyway) leaves the
+    /// last copy in place.
+    pub fn request_context(&self, timeout: std::time::Duration) {
+        if !self.worker_alive.load(Ordering::Acquire) {
+            return;
+        }
+        let want = self.context_requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let start = std::time::Instant::now();
+        while self.context_served.load(Ordering::Acquire) < want && start.elapsed() < timeout {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
+
+    /// The newest context request not yet served (worker side), if any.
+    pub fn context_wanted(&self) -> Option<u64> {
+        let want = self.context_requests.load(Ordering::Acquire);
+        (want > self.context_served.load(Ordering::Acquire)).then_some(want)
+    }
+
+    /// Marks requests up to `want` as served (after the copy).
+    pub fn context_served(&self, want: u64) {
+        self.context_served.fetch_max(want, Ordering::AcqRel);
     }
 
     /// Appends to the chunk log, keeping the newest [`CHUNK_LOG`] entries (worker side).

@@ -34,10 +34,11 @@ const POLL: Duration = Duration::from_millis(2);
 /// While the model is not installed, how often the worker looks for it again (a download from
 /// a terminal, a copied folder).
 const NOT_INSTALLED_RETRY: Duration = Duration::from_secs(5);
-/// MRT2 frames generated ahead per step of the `chunks_ahead` setting (3 = 120 ms): the next
-/// 40 ms frame must be ready 10 ms before the one playing ends, or the player fades. An interim
-/// rule until the frame ring with its own buffer setting (issue 18, item 2).
-const MRT2_FRAMES_PER_CHUNK_AHEAD: usize = 3;
+/// How long a save waits for the worker to copy its context (a frame takes tens of ms).
+pub const CONTEXT_WAIT: Duration = Duration::from_millis(500);
+/// How long a model stays loaded after its last instance lets go (hosts that close and reopen
+/// instances, or switch a setting back and forth, do not reload it).
+pub const MODEL_GRACE: Duration = Duration::from_secs(20);
 /// Preferred resampler block (20 ms at 48 kHz; divides a 96000-sample chunk).
 const RESAMPLE_BLOCK: usize = 960;
 
@@ -163,6 +164,16 @@ struct Worker {
     reload_seen: u64,
     last_try: Option<Instant>,
     cancel: Arc<AtomicBool>,
+    /// The live context differs from the persisted copy (MRT2 copies on request only).
+    context_dirty: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(m) = self.models.take() {
+            registry::models().linger(m, MODEL_GRACE);
+        }
+    }
 }
 
 impl Worker {
@@ -191,6 +202,7 @@ impl Worker {
             reload_seen: 0,
             last_try: None,
             cancel,
+            context_dirty: false,
         }
     }
 
@@ -228,6 +240,7 @@ impl Worker {
                 None => {}
             }
             self.sync_restore();
+            self.serve_context();
             self.ensure_model();
             if self.io.is_none() {
                 continue;
@@ -303,6 +316,7 @@ impl Worker {
                 return;
             }
         };
+        self.shared.mrt2.store(key.family == mrt::stream::Family::Mrt2, Ordering::Release);
         let reload = self.shared.reload.load(Ordering::Acquire);
         let retry_missing = self.shared.status() == Status::NotInstalled
             && self.last_try.is_none_or(|t| t.elapsed() >= NOT_INSTALLED_RETRY);
@@ -314,7 +328,9 @@ impl Worker {
             return;
         }
         self.last_try = Some(Instant::now());
-        self.models = None;
+        if let Some(m) = self.models.take() {
+            registry::models().linger(m, MODEL_GRACE);
+        }
         self.key = Some(key.clone());
         self.failed = false;
         self.style_cache.clear();
@@ -333,6 +349,23 @@ impl Worker {
             }
             Err(LoadFailure::NotInstalled(msg)) => self.shared.set_status(Status::NotInstalled, msg),
             Err(LoadFailure::Error(msg)) => self.shared.set_status(Status::Error, msg),
+        }
+    }
+
+    /// Copies the live context into the persisted state.
+    fn copy_context(&mut self) {
+        let context = self.state.clone();
+        self.params.saved.update(|s| s.context = context);
+        self.context_dirty = false;
+    }
+
+    /// Answers a save's request for the context ([`Shared::request_context`]).
+    fn serve_context(&mut self) {
+        if let Some(want) = self.shared.context_wanted() {
+            if self.context_dirty {
+                self.copy_context();
+            }
+            self.shared.context_served(want);
         }
     }
 
@@ -366,6 +399,7 @@ impl Worker {
         }
         self.epoch = epoch;
         self.state = None;
+        self.context_dirty = true;
         self.sidechain_embedding = None;
         self.queue.clear();
         self.resampler = None;
@@ -400,11 +434,13 @@ impl Worker {
         if io.offline {
             ahead == 0 && self.shared.waiting.load(Ordering::Acquire)
         } else {
-            let per_step = match self.models.as_ref().map(|m| m.generator.family()) {
-                Some(mrt::stream::Family::Mrt2) => MRT2_FRAMES_PER_CHUNK_AHEAD,
-                _ => 1,
+            let wanted = match self.models.as_ref().map(|m| m.generator.family()) {
+                Some(mrt::stream::Family::Mrt2) => {
+                    self.params.frames_ahead.value().clamp(crate::params::FRAMES_AHEAD_MIN, crate::params::FRAMES_AHEAD_MAX)
+                }
+                _ => self.params.chunks_ahead.value().max(1),
             };
-            ahead < self.params.chunks_ahead.value().max(1) as usize * per_step
+            ahead < wanted as usize
         }
     }
 
@@ -536,9 +572,12 @@ impl Worker {
         self.next_seq += 1;
         self.queue.push_back(Ready { seq, epoch: self.epoch, left: l, right: r });
 
-        // Persist the context so a saved project continues from here.
-        let context = self.state.clone();
-        self.params.saved.update(|s| s.context = context);
+        // Persist the context so a saved project continues from here: v1's (a few thousand
+        // tokens) after every chunk, MRT2's (megabytes of attention caches) when a save asks.
+        self.context_dirty = true;
+        if models.generator.family() == mrt::stream::Family::V1 {
+            self.copy_context();
+        }
         self.shared.set_seconds_per_chunk(seconds);
         self.shared.set_block_seconds(models.generator.block_seconds() as f32);
         self.shared.chunks_generated.fetch_add(1, Ordering::AcqRel);

@@ -88,7 +88,12 @@ fn wait_quiescent(p: &MrtLive) {
 /// Renders `total` samples in odd block sizes while playing, pacing like a host that never
 /// runs ahead of the worker (the test machine is far slower than real time in debug builds).
 fn play(p: &mut MrtLive, rate: f32, total: usize, pos: &mut i64) -> (Vec<f32>, Vec<f32>) {
-    let blocks = [512usize, 1, 333, 4097, 64, 8192, 7, 1000];
+    play_blocks(p, rate, total, pos, &[512, 1, 333, 4097, 64, 8192, 7, 1000])
+}
+
+/// [`play`] in the given block sizes (MRT2 holds at most two 40 ms frames where the player sees
+/// them, so its blocks must stay below ~70 ms).
+fn play_blocks(p: &mut MrtLive, rate: f32, total: usize, pos: &mut i64, blocks: &[usize]) -> (Vec<f32>, Vec<f32>) {
     let (mut out_l, mut out_r) = (Vec::with_capacity(total), Vec::with_capacity(total));
     let mut k = 0;
     while out_l.len() < total {
@@ -442,4 +447,114 @@ fn an_mrt2_size_that_does_not_exist_is_an_error_naming_it_and_the_plugin_stays_s
     let (mut l, mut r) = (vec![f32::NAN; 4096], vec![f32::NAN; 4096]);
     p.render(&mut l, &mut r, None, true, Some(0));
     assert!(l.iter().chain(&r).all(|&v| v == 0.0), "silent while the model cannot load");
+}
+
+fn mrt2_key() -> ModelKey {
+    ModelKey { family: mrt::stream::Family::Mrt2, ..key() }
+}
+
+/// The tiny plugin playing MRT2.
+fn tiny_mrt2_plugin() -> MrtLive {
+    let p = tiny_plugin();
+    p.mrt_params().saved.update(|s| s.settings.family = mrt::stream::Family::Mrt2);
+    p
+}
+
+/// Style tokens of the two prompts under the tiny style model, checked to differ.
+fn two_styles() -> (Vec<i32>, Vec<i32>) {
+    let models = registry::models().get_or_load(&mrt2_key(), || registry::load(&mrt2_key(), &())).expect("tiny MRT2");
+    let tokens_of = |text: &str| models.style.tokenize(&models.style.embed_text(text).unwrap()).unwrap();
+    let (a, b) = (tokens_of("warm ambient piano"), tokens_of("fast techno drums"));
+    assert_ne!(a, b, "the two prompts must differ in style tokens for this test to mean anything");
+    (a, b)
+}
+
+/// Renders `frames` MRT2 frames at 48 kHz offline in odd blocks from `*pos`.
+fn render_offline(p: &mut MrtLive, frames: usize, pos: &mut usize) {
+    const FRAME: usize = 1920;
+    let end = *pos + frames * FRAME;
+    let blocks = [1000usize, 333, 4097, 1];
+    let mut k = 0;
+    while *pos < end {
+        let n = blocks[k % blocks.len()].min(end - *pos);
+        k += 1;
+        let (mut l, mut r) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        p.render(&mut l, &mut r, None, true, Some(*pos as i64));
+        assert!(l.iter().chain(&r).all(|v| v.is_finite()), "non-finite output at {pos}");
+        *pos += n;
+    }
+}
+
+#[test]
+fn mrt2_weight_automation_steers_the_next_frame_offline_and_within_the_buffer_plus_two_in_realtime() {
+    let (a, b) = two_styles();
+    // Offline: a change between blocks 3 and 4 steers block 4 on, exactly.
+    let mut p = tiny_mrt2_plugin();
+    p.start(48_000.0, ProcessMode::Offline);
+    let mut pos = 0;
+    render_offline(&mut p, 3, &mut pos);
+    automate(&p.mrt_params().slot1, 0.0);
+    automate(&p.mrt_params().slot2, 1.0);
+    render_offline(&mut p, 3, &mut pos);
+    let log = p.shared().chunk_log();
+    let styles: Vec<_> = log.iter().take(6).map(|c| c.style_tokens.clone()).collect();
+    assert_eq!(styles.len(), 6, "six frames generated offline");
+    let want: Vec<_> = [&a, &a, &a, &b, &b, &b].into_iter().map(|t| Some(t.clone())).collect();
+    assert_eq!(styles, want, "offline: blocks 1–3 carry slot 1's style, blocks 4–6 slot 2's");
+
+    // Realtime with a 3-frame buffer: the frame being generated when the weights move may keep
+    // the old style; every later one has the new. So the new style starts at most buffer + 2
+    // frames after the frame playing at the change.
+    let mut p = tiny_mrt2_plugin();
+    automate(&p.mrt_params().frames_ahead, 0.0);
+    assert_eq!(p.mrt_params().frames_ahead.value(), mrt_live::params::FRAMES_AHEAD_MIN);
+    p.start(48_000.0, ProcessMode::Realtime);
+    let mut pos = 0;
+    let small = [512usize, 1, 333, 64, 7, 1000];
+    play_blocks(&mut p, 48_000.0, 10 * 1920, &mut pos, &small);
+    let playing = p.shared().started_seq.load(Ordering::Acquire);
+    automate(&p.mrt_params().slot1, 0.0);
+    automate(&p.mrt_params().slot2, 1.0);
+    play_blocks(&mut p, 48_000.0, 10 * 1920, &mut pos, &small);
+    let log = p.shared().chunk_log();
+    let first_b = log.iter().find(|c| c.style_tokens.as_ref() == Some(&b)).expect("slot 2's style reached a frame");
+    let buffer = mrt_live::params::FRAMES_AHEAD_MIN as u64;
+    println!("weights moved while frame {playing} played; slot 2's style from frame {}", first_b.seq);
+    assert!(first_b.seq <= playing + buffer + 2, "slot 2's style first in frame {}, more than buffer + 2 after frame {playing}", first_b.seq);
+    for c in log.iter().filter(|c| c.seq > first_b.seq) {
+        assert_eq!(c.style_tokens.as_ref(), Some(&b), "frame {} after the change went back to the old style", c.seq);
+    }
+}
+
+#[test]
+fn mrt2_keeps_its_context_live_and_copies_it_when_the_host_saves() {
+    let mut p = tiny_mrt2_plugin();
+    p.start(48_000.0, ProcessMode::Offline);
+    let mut pos = 0;
+    render_offline(&mut p, 4, &mut pos);
+    // Not copied after every frame (megabytes for the real models)...
+    assert_eq!(p.mrt_params().saved.get().context, None, "MRT2's context is copied on save, not after every frame");
+    // ...but a save gets the context after the last frame generated.
+    let generated = p.shared().chunks_generated.load(Ordering::Acquire);
+    let fields = p.mrt_params().serialize_fields();
+    let saved: mrt_live::params::SavedState = serde_json::from_str(fields.get("mrt-live-state").unwrap()).unwrap();
+    match saved.context {
+        Some(mrt::stream::StreamState::Mrt2(s)) => assert_eq!(u64::from(s.frame()), generated, "the saved context is the newest"),
+        other => panic!("expected an MRT2 context, got {other:?}"),
+    }
+}
+
+#[test]
+fn mrt2_reports_its_buffer_as_latency_and_v1_none() {
+    let p = tiny_mrt2_plugin();
+    automate(&p.mrt_params().frames_ahead, 1.0);
+    let mut p = p;
+    p.start(44_100.0, ProcessMode::Realtime);
+    p.mrt_params().saved.update(|s| s.settings.family = mrt::stream::Family::Mrt2);
+    wait_for("the MRT2 model", || p.shared().status() == Status::Ready, &p);
+    assert_eq!(p.mrt_params().frames_ahead.value(), mrt_live::params::FRAMES_AHEAD_MAX);
+    assert_eq!(p.latency_samples(), (24.0f64 * 0.04 * 44_100.0).round() as u32, "24 frames at 44.1 kHz");
+    p.mrt_params().saved.update(|s| s.settings.family = mrt::stream::Family::V1);
+    wait_for("the v1 model", || !p.shared().mrt2.load(Ordering::Acquire) && p.shared().status() == Status::Ready, &p);
+    assert_eq!(p.latency_samples(), 0, "v1 reports no latency");
 }
