@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
 use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
 use clack_extensions::gui::{GuiSize, HostGui, HostGuiImpl, PluginGui};
+use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
 use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamRescanFlags,
@@ -173,6 +174,8 @@ pub struct HostShared {
 pub struct HostMain {
     pub rescans: Cell<u32>,
     pub dirty: Cell<u32>,
+    /// Calls of the latency extension's `changed`.
+    pub latency_changes: Cell<u32>,
 }
 
 impl SharedHandler<'_> for HostShared {
@@ -235,6 +238,12 @@ impl HostParamsImplMainThread for HostMain {
     fn clear(&self, _param_id: ClapId, _flags: ParamClearFlags) {}
 }
 
+impl HostLatencyImpl for HostMain {
+    fn changed(&self) {
+        self.latency_changes.set(self.latency_changes.get() + 1);
+    }
+}
+
 impl HostStateImpl for HostMain {
     fn mark_dirty(&self) {
         self.dirty.set(self.dirty.get() + 1);
@@ -247,7 +256,7 @@ impl HostHandlers for TestHost {
     type AudioProcessor<'a> = ();
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
-        builder.register::<HostLog>().register::<HostGui>().register::<HostParams>().register::<HostState>();
+        builder.register::<HostLog>().register::<HostGui>().register::<HostParams>().register::<HostState>().register::<HostLatency>();
     }
 }
 
@@ -270,6 +279,16 @@ pub struct NoteChange {
     pub at: usize,
     pub key: u8,
     pub on: bool,
+}
+
+/// From render frame `at` on, the host's transport is at `pos` (advancing while `playing`,
+/// held while stopped): jumps, stops and restarts within one render. Realtime renders count
+/// `at` from their first audio; until then the transport sits at the first change.
+#[derive(Clone, Copy, Debug)]
+pub struct TransportChange {
+    pub at: usize,
+    pub pos: i64,
+    pub playing: bool,
 }
 
 /// What the sidechain port carries.
@@ -308,8 +327,14 @@ pub struct RenderSpec {
     pub sidechain: Sidechain,
     /// Transport position of the first frame, in samples.
     pub start_pos: i64,
+    /// Transport changes within the render (sorted by `at`); they override `start_pos` and the
+    /// playing state of the `play` segment from their frame on.
+    pub transport: Vec<TransportChange>,
     /// `None` = offline (CLAP render extension set to offline before activation).
     pub realtime: Option<Realtime>,
+    /// How long a realtime render waits for its first audio (the first load in a debug build
+    /// takes a while: [`LOAD_TIMEOUT`]).
+    pub audio_timeout: Duration,
 }
 
 impl RenderSpec {
@@ -323,7 +348,9 @@ impl RenderSpec {
             notes: Vec::new(),
             sidechain: Sidechain::Zeros,
             start_pos: 0,
+            transport: Vec::new(),
             realtime: None,
+            audio_timeout: LOAD_TIMEOUT,
         }
     }
 
@@ -345,6 +372,8 @@ pub struct Rendered {
     pub block_secs: Vec<f64>,
     /// Frames rendered with the transport playing.
     pub played: usize,
+    /// The latency the plugin reported (latency extension) while active, last seen.
+    pub latency: Option<u32>,
 }
 
 impl Rendered {
@@ -424,14 +453,23 @@ fn audio_thread(processor: StoppedPluginAudioProcessor<TestHost>, spec: &RenderS
         if frame >= seg_end {
             break;
         }
-        if audio_at.is_none() && started.elapsed() > LOAD_TIMEOUT {
-            error = Some(format!("no audio after {LOAD_TIMEOUT:?} of realtime playback"));
+        if audio_at.is_none() && started.elapsed() > spec.audio_timeout {
+            error = Some(format!("no audio after {:?} of realtime playback", spec.audio_timeout));
             break;
         }
-        let n = spec.blocks[k % spec.blocks.len()].min(seg_end - frame);
+        let mut n = spec.blocks[k % spec.blocks.len()].min(seg_end - frame);
         k += 1;
+        // Transport changes count from the first audio (realtime: the lead-in sits at the first
+        // change); blocks end where the transport changes.
+        let origin = audio_at.unwrap_or(frame);
+        if let Some(next) = spec.transport.iter().find(|c| c.at + origin > frame) {
+            n = n.min(next.at + origin - frame);
+        }
         // The transport holds its position while stopped.
-        let pos = spec.start_pos + frame.min(play_end.unwrap_or(usize::MAX)) as i64;
+        let (pos, playing) = match spec.transport.iter().rev().find(|c| c.at + origin <= frame) {
+            Some(c) => (if c.playing { c.pos + (frame - c.at - origin) as i64 } else { c.pos }, playing && c.playing),
+            None => (spec.start_pos + frame.min(play_end.unwrap_or(usize::MAX)) as i64, playing),
+        };
         let t = transport(pos, playing, spec.rate);
 
         in_events.clear();
@@ -763,6 +801,8 @@ impl Plugin {
             max_frames_count: spec.max_block() as u32,
         };
         let processor = self.instance.activate(|_, _| (), config).map_err(|e| format!("activate: {e}"))?;
+        let latency_ext: Option<PluginLatency> = self.instance.plugin_shared_handle().get_extension();
+        let mut latency = None;
         let (processor, result) = std::thread::scope(|s| {
             let audio = std::thread::Builder::new()
                 .name("mrt-host-tests audio".into())
@@ -770,9 +810,16 @@ impl Plugin {
                 .expect("spawning the audio thread");
             while !audio.is_finished() {
                 self.pump();
+                if let Some(ext) = &latency_ext {
+                    latency = Some(ext.get(&self.instance.plugin_handle()));
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
             audio.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        });
+        let result = result.map(|mut r| {
+            r.latency = latency;
+            r
         });
         self.instance.deactivate(processor);
         self.pump();

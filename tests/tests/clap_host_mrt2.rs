@@ -196,3 +196,49 @@ fn mrt2_block_size_and_notes_in_odd_blocks_do_not_change_the_offline_render() {
         assert_eq!(first_difference(&plain.right, &odd.right), None, "{rate} Hz: right differs between block sizes");
     }
 }
+
+#[test]
+fn mrt2_reports_its_buffer_as_latency_at_every_rate() {
+    let _x = exclusive();
+    let mut p = mrt2_plugin();
+    let r = p.render(&RenderSpec::offline(RATE, 4 * FRAME));
+    assert_eq!(r.latency, Some(5 * FRAME as u32), "the default buffer (5 frames, 200 ms) at 48 kHz");
+    p.configure(|_| {}, &[("frames_ahead", json!({ "i32": 12 }))]);
+    for (rate, want) in [(44_100.0, 21_168u32), (96_000.0, 46_080)] {
+        let r = p.render(&RenderSpec::offline(rate, 4 * FRAME));
+        assert_eq!(r.latency, Some(want), "12 frames (480 ms) at {rate} Hz");
+    }
+    // v1 reports none.
+    p.configure(|s| s["settings"]["family"] = json!("v1"), &[]);
+    let r = p.render(&RenderSpec::offline(RATE, 4 * FRAME));
+    assert_eq!(r.latency, Some(0), "v1 reports no latency");
+}
+
+#[test]
+fn mrt2_follows_the_host_transport_stops_resumes_and_restarts_from_the_start() {
+    let _x = exclusive();
+    let render = |transport: Vec<TransportChange>, frames: usize| {
+        let mut p = mrt2_plugin();
+        let mut spec = RenderSpec::offline(RATE, frames * FRAME);
+        spec.blocks = vec![480, 1000, 77];
+        spec.transport = transport;
+        let r = p.render(&spec);
+        assert_finite(&r, "transport render");
+        r
+    };
+    let plain = render(Vec::new(), 20);
+    let at = |frame: usize, pos_frames: usize, playing: bool| TransportChange { at: frame * FRAME, pos: (pos_frames * FRAME) as i64, playing };
+    // Stop after 6 frames for 2, then play from the start again: a fresh stream, identical to
+    // the first 12 frames of a plain render (fixed seed, offline).
+    let restart = render(vec![at(0, 0, true), at(6, 6, false), at(8, 0, true)], 20);
+    assert_eq!(first_difference(&plain.left[..6 * FRAME], &restart.left[..6 * FRAME]), None, "before the stop");
+    let fade = 480; // the player's 10 ms fade at 48 kHz
+    let stopped = &restart.left[6 * FRAME + fade..8 * FRAME];
+    assert!(stopped.iter().all(|&v| v == 0.0), "silent while stopped (after the fade)");
+    assert_eq!(first_difference(&plain.left[..12 * FRAME], &restart.left[8 * FRAME..20 * FRAME]), None, "a restart from the start replays the stream from its beginning");
+    // Stop and resume where it stopped: the stream goes on (no reset).
+    let resume = render(vec![at(0, 0, true), at(6, 6, false), at(8, 6, true)], 20);
+    assert!(rms(&resume.left[8 * FRAME..]) > AUDIBLE_RMS, "audible after resuming");
+    let replayed = first_difference(&plain.left[..12 * FRAME], &resume.left[8 * FRAME..20 * FRAME]);
+    assert!(replayed.is_some(), "a resume continues the stream instead of restarting it");
+}
