@@ -558,3 +558,40 @@ fn mrt2_reports_its_buffer_as_latency_and_v1_none() {
     wait_for("the v1 model", || !p.shared().mrt2.load(Ordering::Acquire) && p.shared().status() == Status::Ready, &p);
     assert_eq!(p.latency_samples(), 0, "v1 reports no latency");
 }
+
+/// Control latency in realtime at the default buffer: from a note-on to the first audio sample
+/// generated with it (the block whose frame carries the onset), with the worker a full buffer
+/// ahead as it is on a machine faster than real time.
+#[test]
+fn mrt2_control_latency_at_the_default_buffer_is_the_buffer_plus_at_most_one_frame() {
+    const FRAME: i64 = 1920;
+    let mut p = tiny_mrt2_plugin();
+    let buffer = p.mrt_params().frames_ahead.value() as u64;
+    assert_eq!(buffer, mrt_live::params::FRAMES_AHEAD_DEFAULT as u64);
+    p.start(48_000.0, ProcessMode::Realtime);
+    let mut pos = 0;
+    let small = [480usize, 333, 1000];
+    play_blocks(&mut p, 48_000.0, 10 * FRAME as usize, &mut pos, &small);
+    wait_for(
+        "a full buffer",
+        || p.shared().chunks_generated.load(Ordering::Acquire) >= p.shared().started_seq.load(Ordering::Acquire) + buffer,
+        &p,
+    );
+    let note_at = pos;
+    let (mut l, mut r) = (vec![0.0; 64], vec![0.0; 64]);
+    let on = [mrt_live::midi::NoteIn { timing: 0, pitch: 60, on: true }];
+    p.render_notes(&mut l, &mut r, None, true, Some(pos), &on);
+    pos += 64;
+    play_blocks(&mut p, 48_000.0, 12 * FRAME as usize, &mut pos, &small);
+    let log = p.shared().chunk_log();
+    let first = log
+        .iter()
+        .find(|c| c.pianoroll.as_ref().is_some_and(|roll| roll[60] == 2))
+        .expect("a frame carries the note's onset");
+    // Block k plays from sample (k − 1)·FRAME of the stream (which starts at position 0).
+    let heard_at = (first.seq as i64 - 1) * FRAME;
+    let latency_ms = (heard_at - note_at) as f64 / 48.0;
+    println!("note-on at sample {note_at}: onset in block {}, heard from sample {heard_at}: {latency_ms:.1} ms (buffer {buffer} frames = {} ms)", first.seq, buffer * 40);
+    assert!(heard_at >= note_at, "the note was heard before it was played");
+    assert!(latency_ms <= ((buffer + 1) * 40) as f64, "control latency {latency_ms:.1} ms exceeds the buffer plus one frame");
+}

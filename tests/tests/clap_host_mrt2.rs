@@ -242,3 +242,31 @@ fn mrt2_follows_the_host_transport_stops_resumes_and_restarts_from_the_start() {
     let replayed = first_difference(&plain.left[..12 * FRAME], &resume.left[8 * FRAME..20 * FRAME]);
     assert!(replayed.is_some(), "a resume continues the stream instead of restarting it");
 }
+
+#[test]
+fn a_slot_weight_automation_reaches_mrt2_at_the_next_frame() {
+    let _x = exclusive();
+    let frames = 16;
+    let render = |automate: bool| {
+        let mut p = mrt2_plugin();
+        p.configure(|s| s["prompts"][1] = json!("fast techno drums"), &[]);
+        let mut spec = RenderSpec::offline(RATE, frames * FRAME);
+        spec.blocks = vec![700, 333];
+        if automate {
+            let (slot1, slot2) = (p.param("Slot 1 Weight").id, p.param("Slot 2 Weight").id);
+            // At the first sample of block 7: slot 1 off, slot 2 on.
+            spec.events = vec![ParamChange { at: 6 * FRAME, id: slot1, value: 0.0 }, ParamChange { at: 6 * FRAME, id: slot2, value: 1.0 }];
+        }
+        let r = p.render(&spec);
+        assert_finite(&r, "automation render");
+        r
+    };
+    let (plain, moved) = (render(false), render(true));
+    let first = first_difference(&plain.left, &moved.left).expect("the automation must change the audio");
+    println!("slot weights moved at sample {}: first difference at sample {first} (block {})", 6 * FRAME, first / FRAME + 1);
+    // Block 7's frame is the first with the new style. Block 7's audio is frame 6 decoded with
+    // frame 7 as the codec's look-ahead, so the change may be heard from block 7 on, never before
+    // it, and (offline, no buffer) within two frames.
+    assert!(first >= 6 * FRAME, "the audio changed at sample {first}, before the automation at {}", 6 * FRAME);
+    assert!(first < 8 * FRAME, "the new style took until sample {first} (block {}) to be heard", first / FRAME + 1);
+}
