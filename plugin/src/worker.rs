@@ -158,6 +158,9 @@ struct Worker {
     published: Option<(u64, u64)>,
     resampler: Option<(u32, u32, StreamResampler)>,
     style_cache: HashMap<String, Vec<f32>>,
+    /// What the last style was made of (prompt keys, weights, sidechain embedding) and its
+    /// tokens: an unchanged blend is not re-quantised every 40 ms frame.
+    style_memo: Option<(Vec<(String, u32)>, Option<Vec<i32>>)>,
     /// Generation failed; no retry until the model, the context or the settings change.
     failed: bool,
     /// `Shared::reload` last acted on, and when the model was last looked for.
@@ -198,6 +201,7 @@ impl Worker {
             published: None,
             resampler: None,
             style_cache: HashMap::new(),
+            style_memo: None,
             failed: false,
             reload_seen: 0,
             last_try: None,
@@ -334,6 +338,7 @@ impl Worker {
         self.key = Some(key.clone());
         self.failed = false;
         self.style_cache.clear();
+        self.style_memo = None;
         self.shared.set_status(Status::Loading, format!("loading {} {} on {}…", key.family, key.size, key.device));
         *crate::shared::lock(&self.shared.device) = key.device.to_string();
         let progress = LoadProgress::new(&self.shared, &key);
@@ -451,6 +456,7 @@ impl Worker {
         let (prompts, mut saved) = self.params.saved.update(|s| (s.prompts.clone(), s.embeddings.clone()));
         let dim = models.style.dim();
         let mut parts: Vec<(Vec<f32>, f32)> = Vec::new();
+        let mut recipe: Vec<(String, u32)> = Vec::new();
         // Every filled slot's key (under any weight): the saved embeddings keep these, drop the rest.
         let mut in_slots = Vec::new();
         for (i, prompt) in prompts.iter().enumerate().take(crate::params::SLOTS) {
@@ -472,6 +478,7 @@ impl Worker {
                 };
                 saved.insert(key.clone(), e.clone());
                 parts.push((e, w));
+                recipe.push((key.clone(), w.to_bits()));
             }
             in_slots.push(key);
         }
@@ -489,8 +496,14 @@ impl Worker {
                     None => (self.next_seq, models.style.embed_audio_16k(sc.samples(), None).map_err(|e| format!("sidechain style: {e}"))?),
                 };
                 parts.push((e.1.clone(), sc_weight));
+                recipe.push((format!("sidechain {}", e.0), sc_weight.to_bits()));
                 self.sidechain_embedding = Some(e);
                 sidechain_used = true;
+            }
+        }
+        if let Some((r, tokens)) = &self.style_memo {
+            if *r == recipe {
+                return Ok((tokens.clone(), sidechain_used));
             }
         }
         let weighted: Vec<mrt::style::Weighted<'_>> =
@@ -500,6 +513,7 @@ impl Worker {
             Some(b) => Some(models.style.tokenize(&b).map_err(|e| format!("style tokens: {e}"))?),
             None => None,
         };
+        self.style_memo = Some((recipe, tokens.clone()));
         Ok((tokens, sidechain_used))
     }
 
