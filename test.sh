@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the golden-fixture ladders, the CLI, the plugin bundle in a
-# CLAP host (tests/), the VST3 in DawDreamer and pedalboard (tests/vst3), and the ladders on the
-# wgpu backend over lavapipe.
+# CLAP host (tests/), the VST3 in DawDreamer and pedalboard (tests/vst3) and in Ardour
+# (tests/ardour), and the ladders on the wgpu backend over lavapipe.
 #
 # Needs: Xvfb (or a DISPLAY) for the editor test; python3 with dawdreamer, pedalboard and numpy
-# for the VST3 hosts; Mesa's lavapipe (mesa-vulkan-drivers) for wgpu. .ci/run installs all of it
-# on Debian.
+# for the VST3 hosts; Ardour (Debian ardour: ardour7-lua) for tests/ardour; Mesa's lavapipe
+# (mesa-vulkan-drivers) for wgpu. .ci/run installs all of it on Debian.
 set -euo pipefail
 cd "$(dirname "$0")"
 log=$(mktemp)
@@ -53,6 +53,12 @@ cargo run --quiet --locked --bin mrt -- dev tiny-model "$tiny"
 MRT_VST3_BUNDLE="$PWD/$bundled/MRT Live.vst3" MRT_MODEL_DIR="$tiny" MRT_MODEL_SIZE=tiny MRT_DEVICE=flex \
   MRT_CACHE_DIR="$work/cache" python3 tests/vst3/test_vst3.py 2>&1 | tee -a "$log"
 
+# 4b. The VST3 in Ardour, headless (ardour7-lua on the Dummy backend): a session with a MIDI track
+#     and clip exported to WAV, v1 and MRT2, on the same tiny model.
+MRT_VST3_BUNDLE="$PWD/$bundled/MRT Live.vst3" MRT_MODEL_DIR="$tiny" tests/ardour/test_ardour.sh 2>&1 \
+  | tee "$work/ardour.log" || true
+grep '^ardour host: ' "$work/ardour.log" | tail -n 1 >>"$log" || echo "ardour host: 0 passed, 1 failed" >>"$log"
+
 # 5. The GPU code path on lavapipe (Mesa's Vulkan on the CPU; Debian mesa-vulkan-drivers): the LM
 #    and codec golden ladders on `--device wgpu`.
 lvp=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
@@ -87,6 +93,6 @@ else
 fi
 
 # One closing line for the whole run.
-grep -E '^(test result:|vst3 hosts:|wgpu conformance|gpu-bench plumbing)' "$log" | awk '
+grep -E '^(test result:|vst3 hosts:|ardour host:|wgpu conformance|gpu-bench plumbing)' "$log" | awk '
   { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }'
