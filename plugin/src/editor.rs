@@ -274,6 +274,9 @@ impl EditorApp {
             ui.label("Chunks ahead");
             ui.add(ParamSlider::for_param(&p.chunks_ahead, setter).with_width(120.0));
             ui.end_row();
+            ui.label("Render mode");
+            ui.add(ParamSlider::for_param(&p.render_mode, setter).with_width(120.0));
+            ui.end_row();
         });
         let mut free_run = p.free_run.value();
         if ui.checkbox(&mut free_run, "Free run (generate and play without the host transport)").changed() {

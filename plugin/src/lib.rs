@@ -65,6 +65,48 @@ pub struct MrtLive {
     notes: Vec<midi::NoteIn>,
     /// The latency last reported to the host, in samples.
     latency: u32,
+    /// Whether the host runs ahead of the wall clock (a bounce it does not call offline).
+    pace: Pace,
+}
+
+/// Watches how fast the host calls `process()`: over windows of [`PACE_WINDOW`] seconds of audio,
+/// the wall time the host itself took (the wall time between the window's calls minus the time
+/// spent inside `render`, waits included). Under a quarter of the audio's duration, the host is
+/// rendering faster than real time; over three quarters, it plays live. Two clock reads per
+/// block; no allocation.
+#[derive(Debug, Default)]
+struct Pace {
+    window_start: Option<std::time::Instant>,
+    audio: f64,
+    ours: f64,
+    ahead: bool,
+}
+
+/// Seconds of audio per pacing window: long enough that a live host's pre-roll (a few blocks
+/// processed back to back at start) does not look like a bounce.
+const PACE_WINDOW: f64 = 0.5;
+
+impl Pace {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Accounts for a block of `seconds` of audio rendered from `start` to `end`.
+    fn block(&mut self, start: std::time::Instant, end: std::time::Instant, seconds: f64) -> bool {
+        let origin = *self.window_start.get_or_insert(start);
+        self.audio += seconds;
+        self.ours += end.saturating_duration_since(start).as_secs_f64();
+        if self.audio >= PACE_WINDOW {
+            let host = (end.saturating_duration_since(origin).as_secs_f64() - self.ours).max(0.0);
+            if host < 0.25 * self.audio {
+                self.ahead = true;
+            } else if host > 0.75 * self.audio {
+                self.ahead = false;
+            }
+            *self = Self { ahead: self.ahead, ..Self::default() };
+        }
+        self.ahead
+    }
 }
 
 impl Default for MrtLive {
@@ -82,6 +124,7 @@ impl Default for MrtLive {
             active_rate: None,
             notes: Vec::with_capacity(midi::NOTES_PER_BLOCK),
             latency: 0,
+            pace: Pace::default(),
         }
     }
 }
@@ -128,6 +171,7 @@ impl MrtLive {
         }
         self.active_rate = Some(sample_rate);
         self.offline = offline;
+        self.pace.reset();
         self.offline_reset_pending = self.offline;
         let (player_io, worker_io) = worker::plumbing(sample_rate, self.offline, &self.shared);
         if let Some(w) = &self.worker {
@@ -199,7 +243,17 @@ impl MrtLive {
         self.was_playing = transport_playing;
         self.last_pos = pos_samples;
         let gate = self.params.midi_gate.value();
-        io.player.render_notes(&mut left[..n], &mut right[..n], BlockControl { playing, offline: self.offline, gate }, notes);
+        // Wait for the audio when the host renders offline (said, or seen running ahead).
+        let wait = self.offline
+            || match self.params.render_mode.value() {
+                params::RenderMode::Bounce => true,
+                params::RenderMode::Live => false,
+                params::RenderMode::Auto => self.pace.ahead,
+            };
+        let t0 = std::time::Instant::now();
+        io.player.render_notes(&mut left[..n], &mut right[..n], BlockControl { playing, offline: wait, gate }, notes);
+        let rate = f64::from(self.active_rate.unwrap_or(48_000.0));
+        self.pace.block(t0, std::time::Instant::now(), n as f64 / rate);
         for i in 0..n {
             let g = self.params.gain.smoothed.next();
             left[i] *= g;
@@ -370,6 +424,39 @@ mod tests {
         assert_eq!(with_sc.aux_input_ports, &[new_nonzero_u32(2)]);
         assert_eq!(with_sc.aux_input_name(0).as_deref(), Some("Sidechain"));
         assert!(without_sc.aux_input_ports.is_empty());
+    }
+
+    #[test]
+    fn pace_tells_a_bounce_from_live_playing() {
+        use std::time::{Duration, Instant};
+        let t = Instant::now();
+        let ms = |m: u64| t + Duration::from_millis(m);
+        let mut p = Pace::default();
+        // Live: 10 ms blocks every 10 ms of wall time, each taking 1 ms inside render.
+        for k in 0..200u64 {
+            assert!(!p.block(ms(10 * k), ms(10 * k + 1), 0.010), "live block {k} taken for a bounce");
+        }
+        // A live host's pre-roll: 4 blocks back to back, then paced again.
+        let mut at = 2000;
+        for _ in 0..4 {
+            assert!(!p.block(ms(at), ms(at), 0.010));
+        }
+        for k in 0..100u64 {
+            at += 10;
+            assert!(!p.block(ms(at), ms(at + 1), 0.010), "pre-roll then live: block {k} taken for a bounce");
+        }
+        // A bounce: back-to-back blocks, most of the time spent waiting inside render.
+        let mut ahead = Vec::new();
+        for _ in 0..100 {
+            ahead.push(p.block(ms(at), ms(at + 8), 0.010));
+            at += 8;
+        }
+        let first = ahead.iter().position(|&a| a).expect("the bounce was never detected");
+        assert!(first < 60, "detected only after {first} blocks (0.6 s of audio)");
+        assert!(ahead[first..].iter().all(|&a| a), "detection must hold through the bounce");
+        // Live again.
+        let back: Vec<bool> = (0..120u64).map(|k| p.block(ms(at + 10 * k), ms(at + 10 * k + 1), 0.010)).collect();
+        assert!(!back.last().unwrap(), "live playing after a bounce must stop waiting");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub const SEED_MAX: i32 = 1_000_000;
 
 /// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
 /// projects and automation.
-pub const PARAM_IDS: [&str; 24] = [
+pub const PARAM_IDS: [&str; 25] = [
     "slot1_weight",
     "slot2_weight",
     "slot3_weight",
@@ -70,6 +70,7 @@ pub const PARAM_IDS: [&str; 24] = [
     "unmask_width",
     "midi_gate",
     "frames_ahead",
+    "render_mode",
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
@@ -101,6 +102,23 @@ impl DrumMode {
             DrumMode::On => DrumFlag::On,
         }
     }
+}
+
+/// When `process()` waits for generated audio instead of playing silence (ids stable).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenderMode {
+    /// Wait when the host says it renders offline, or when it is seen running ahead of the wall
+    /// clock (a bounce in a host that does not say so: DawDreamer, pedalboard, Ardour's export).
+    #[id = "auto"]
+    Auto,
+    /// Never wait unless the host says it renders offline: silence (and an underrun) rather than
+    /// a stalled audio thread.
+    #[id = "live"]
+    Live,
+    /// Always wait for the audio: complete, deterministic renders in any host (never for live
+    /// playing: a slow model stalls the host's audio).
+    #[id = "bounce"]
+    Bounce,
 }
 
 /// Model and worker settings, persisted with the project.
@@ -402,6 +420,9 @@ pub struct MrtLiveParams {
     /// latency for safety against slow frames; it is the latency reported to the host.
     #[id = "frames_ahead"]
     pub frames_ahead: IntParam,
+    /// When `process()` waits for generated audio ([`RenderMode`]).
+    #[id = "render_mode"]
+    pub render_mode: EnumParam<RenderMode>,
 
     /// Prompts, model settings and the generation context.
     #[persist = "mrt-live-state"]
@@ -454,6 +475,7 @@ impl Default for MrtLiveParams {
             frames_ahead: IntParam::new("MRT2 Buffer", FRAMES_AHEAD_DEFAULT, IntRange::Linear { min: FRAMES_AHEAD_MIN, max: FRAMES_AHEAD_MAX })
                 .with_value_to_string(Arc::new(|v| format!("{v} frames ({} ms)", v * 40)))
                 .non_automatable(),
+            render_mode: EnumParam::new("Render Mode", RenderMode::Auto).non_automatable(),
             saved: Persisted::new(SavedState::default()),
         }
     }

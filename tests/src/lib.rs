@@ -330,8 +330,11 @@ pub struct RenderSpec {
     /// Transport changes within the render (sorted by `at`); they override `start_pos` and the
     /// playing state of the `play` segment from their frame on.
     pub transport: Vec<TransportChange>,
-    /// `None` = offline (CLAP render extension set to offline before activation).
+    /// `None` = offline (CLAP render extension set to offline before activation, unless
+    /// `says_offline` is false: then the host renders as fast as it can while calling itself
+    /// realtime, as DawDreamer, pedalboard and Ardour's export do).
     pub realtime: Option<Realtime>,
+    pub says_offline: bool,
     /// How long a realtime render waits for its first audio (the first load in a debug build
     /// takes a while: [`LOAD_TIMEOUT`]).
     pub audio_timeout: Duration,
@@ -350,6 +353,7 @@ impl RenderSpec {
             start_pos: 0,
             transport: Vec::new(),
             realtime: None,
+            says_offline: true,
             audio_timeout: LOAD_TIMEOUT,
         }
     }
@@ -793,7 +797,7 @@ impl Plugin {
     pub fn try_render(&mut self, spec: &RenderSpec) -> Result<Rendered, String> {
         assert!(!spec.blocks.is_empty() && spec.blocks.iter().all(|&b| b > 0), "block sizes must be positive");
         self.select_sidechain_port(!matches!(spec.sidechain, Sidechain::NoPort));
-        self.set_render_mode(spec.realtime.is_none());
+        self.set_render_mode(spec.realtime.is_none() && spec.says_offline);
         self.pump();
         let config = PluginAudioConfiguration {
             sample_rate: spec.rate,

@@ -706,3 +706,44 @@ fn editor_renders_under_x11() {
     assert!(gone, "the editor window still exists 2 s after gui.destroy: {:?}", parent.children());
     parent.close();
 }
+
+/// A host that renders faster than real time without saying so (DawDreamer, pedalboard, an
+/// Ardour export): in the default render mode the plugin sees it running ahead of the wall clock
+/// within its first half second and waits for the audio from then on; in "bounce" mode it waits
+/// from the first sample, and two such renders are identical.
+#[test]
+fn a_host_rendering_ahead_of_the_wall_clock_gets_audio_without_declaring_offline() {
+    let _x = exclusive();
+    let rate = 48_000.0;
+    let chunk = chunk_frames(rate);
+    let mut spec = RenderSpec::offline(rate, 4 * chunk);
+    spec.says_offline = false;
+    spec.blocks = vec![512];
+
+    let mut p = styled_plugin();
+    let started = Instant::now();
+    let auto = p.render(&spec);
+    println!("auto: 8 s rendered in {:.1} s", started.elapsed().as_secs_f64());
+    assert_finite(&auto, "auto render");
+    // Silent at most while the first half second shows the pace (plus one block).
+    let window = (0.5 * rate) as usize + 512;
+    let first_audio = auto.left.iter().position(|&v| v != 0.0).expect("the auto render is silent");
+    println!("auto: first audio at {:.3} s", first_audio as f64 / rate);
+    assert!(first_audio <= window, "auto: silent until {:.3} s", first_audio as f64 / rate);
+    assert_no_silent_window(&auto.left, first_audio + (rate * 0.010) as usize, spec.play, rate, "auto render");
+    for k in 0..4 {
+        let c = &auto.left[k * chunk..(k + 1) * chunk];
+        assert!(rms(c) > AUDIBLE_RMS, "auto: chunk {} is (nearly) silent: RMS {}", k + 1, rms(c));
+    }
+
+    let bounce = |p: &mut Plugin| {
+        p.configure(|_| {}, &[("render_mode", json!({ "string": "bounce" }))]);
+        let r = p.render(&spec);
+        assert_finite(&r, "bounce render");
+        r
+    };
+    let (a, b) = (bounce(&mut styled_plugin()), bounce(&mut styled_plugin()));
+    assert_no_silent_window(&a.left, (rate * 0.010) as usize, spec.play, rate, "bounce render");
+    assert_eq!(first_difference(&a.left, &b.left), None, "two bounces with the same seed are identical");
+    assert_eq!(first_difference(&a.right, &b.right), None, "two bounces with the same seed are identical (right)");
+}
