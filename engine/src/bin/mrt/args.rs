@@ -250,3 +250,18 @@ pub fn prompt_weights(n: usize, weights: &[f32]) -> Result<Vec<f32>> {
         k => bail!("{k} weights for {n} prompts: give one --weight per prompt"),
     }
 }
+
+/// Loads the style model from `files`, saying on stderr which one it is (MRT2's own MusicCoCa,
+/// or v1's for MRT2 when MRT2's files are absent).
+pub fn load_style(files: &mrt::style::StyleFiles, device: &burn::tensor::Device) -> Result<mrt::style::StyleModel> {
+    let which = match files {
+        mrt::style::StyleFiles::V1(p) => format!("v1's MusicCoCa ({})", p.savedmodel.display()),
+        mrt::style::StyleFiles::Mrt2(p) => format!(
+            "MRT2's MusicCoCa ({}{})",
+            p.text_encoder.parent().unwrap_or(&p.text_encoder).display(),
+            if p.mapper.is_some() { "; mapper.tflite present, not applied" } else { "" }
+        ),
+    };
+    eprintln!("style model: {which}");
+    mrt::style::StyleModel::load_files(files, device).with_context(|| format!("loading {which}"))
+}

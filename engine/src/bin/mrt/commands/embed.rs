@@ -17,8 +17,9 @@ pub struct Args {
     weights: Vec<f32>,
     #[command(flatten)]
     model: ModelArgs,
-    /// v1 (the 12 style tokens) or mrt2 (the same embedding as MRT2 is conditioned on: the 6
-    /// coarsest tokens, the finer levels masked, as the official engine sends them).
+    /// v1 (v1's MusicCoCa, the 12 style tokens) or mrt2 (MRT2's own MusicCoCa from
+    /// `resources/musiccoca/*.tflite` when present, else v1's; the 6 coarsest tokens, the finer
+    /// levels masked, as the official engine sends them).
     #[arg(long = "model", value_enum, default_value = "v1")]
     family: ModelFamily,
     /// Print the whole embedding too.
@@ -36,9 +37,12 @@ impl Args {
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
         // Only the style model's files: no LM or codec is needed to embed.
-        let style_paths = mrt::assets::locate_style(model.model_dir.as_deref(), &settings())?;
+        let files = match family {
+            ModelFamily::V1 => mrt::style::StyleFiles::V1(mrt::assets::locate_style(model.model_dir.as_deref(), &settings())?),
+            ModelFamily::Mrt2 => mrt::assets::locate_mrt2_style(model.model_dir.as_deref(), &settings())?,
+        };
         let device = pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
-        let style = mrt::style::StyleModel::load(&style_paths, &device)?;
+        let style = crate::args::load_style(&files, &device)?;
         // What the chosen family is conditioned on.
         let shown = |tokens: Vec<i32>| -> Vec<i32> {
             match family {

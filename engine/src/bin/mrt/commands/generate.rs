@@ -197,9 +197,9 @@ impl Args {
         let style_codes = if prompts.is_empty() {
             None
         } else {
-            let style_paths = mrt::assets::locate_style(model.model_dir.as_deref(), &settings)?;
+            let files = mrt::assets::locate_mrt2_style(model.model_dir.as_deref(), &settings)?;
             let device = crate::args::pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
-            let style = mrt::style::StyleModel::load(&style_paths, &device)?;
+            let style = crate::args::load_style(&files, &device)?;
             let weighted: Vec<(Prompt, f32)> = prompts.into_iter().zip(weights).collect();
             mrt::style::style_codes(&style, &weighted)?
         };
