@@ -244,12 +244,15 @@ fn style_tokens_are_brute_force_rvq_on_the_quantizers_tables() {
 
 // ---- error paths ------------------------------------------------------------------------------
 
+/// A tensor's name, shape and data (`None`: an activation), owned.
+type Owned = (String, Vec<usize>, Option<Vec<u8>>);
+
 /// Rewrites a TFLite file with `edit` applied to every constant (`None` drops it), operators and
 /// subgraphs kept (indices of later tensors shift only when one is dropped from an op-free
 /// subgraph).
 fn rewrite(path: &Path, edit: impl Fn(&str, &[usize], Vec<f32>) -> Option<(Vec<usize>, Vec<f32>)>) {
     let m = TfLite::open(path).unwrap();
-    let mut kept: Vec<Vec<(String, Vec<usize>, Option<Vec<u8>>)>> = Vec::new();
+    let mut kept: Vec<Vec<Owned>> = Vec::new();
     for (s, _) in m.subgraphs().iter().enumerate() {
         let mut list = Vec::new();
         for t in m.subgraph_tensors(s) {
@@ -322,7 +325,7 @@ fn missing_misshaped_and_non_finite_tensors_name_the_file_and_tensor() {
     std::fs::write(&paths.music_encoder, &music).unwrap();
     let m = TfLite::open(&paths.music_encoder).unwrap();
     let main = m.subgraph_tensors(0);
-    let list: Vec<(String, Vec<usize>, Option<Vec<u8>>)> =
+    let list: Vec<Owned> =
         main.iter().map(|t| (t.name.clone(), t.shape.clone(), t.is_constant().then(|| tflite::f32_bytes(&m.read_f32(t).unwrap())))).collect();
     let g = GraphSubgraph {
         name: "main",

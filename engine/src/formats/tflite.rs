@@ -938,8 +938,7 @@ mod tests {
         assert_eq!(names, ["main", "cond", "body"]);
         let g = &m.subgraphs()[0];
         assert_eq!((g.inputs.as_slice(), g.outputs.as_slice()), (&[0][..], &[5][..]));
-        let ops: Vec<(i32, &[i32], Option<(usize, usize)>)> =
-            g.operators.iter().map(|o| (o.builtin, o.inputs.as_slice(), o.while_subgraphs)).collect();
+        let ops: Vec<_> = g.operators.iter().map(|o| (o.builtin, o.inputs.as_slice(), o.while_subgraphs)).collect();
         assert_eq!(ops, [(36, &[1, 2][..], None), (9, &[0, 3, 4][..], None), (119, &[5][..], Some((1, 2)))]);
         let gathered = m.tensor(0, g.operators[0].inputs[0]).unwrap();
         assert_eq!((gathered.first_name(), gathered.shape.as_slice()), ("codebook/gather", &[2, 3][..]));

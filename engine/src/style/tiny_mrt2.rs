@@ -155,9 +155,8 @@ pub fn write_music_encoder(path: &Path, params: &MusicCocaParams) -> Result<(), 
     cond.activation("while/cond/less", &[]);
     let mut body = Tensors::default();
     body.activation("jax2tf_arg_0", &[1, patches, d]);
-    let leaves = params.v1_leaf_refs();
-    for n in 46..62 {
-        let leaf = leaves[n].expect("leaves 46..=61 are the audio layers");
+    for (n, leaf) in params.v1_leaf_refs().into_iter().enumerate().take(62).skip(46) {
+        let leaf = leaf.expect("leaves 46..=61 are the audio layers");
         body.constant(format!("jax2tf_arg_{n}/while/body/ReadVariableOp"), &leaf.shape, &leaf.data);
     }
     let ops = vec![GraphOp { builtin: builtin::WHILE, inputs: vec![x], outputs: vec![x], while_subgraphs: Some((1, 2)) }];
