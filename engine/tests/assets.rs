@@ -659,15 +659,15 @@ fn an_mrt2_fetch_downloads_its_checkpoint_and_keeps_the_v2_files_of_v1_sizes() {
     let paths = mrt::assets::fetch_mrt2("small", &FetchTarget::HfCache, &s, &()).expect("fetch");
     assert_eq!(std::fs::read(&paths.checkpoint.path).unwrap(), hub.repos[V2].files[ckpt].bytes);
     let got: Vec<String> = downloads(&hub).into_iter().map(|r| r.target).collect();
-    assert!(!got.iter().any(|t| t.contains("mrt2_base") || t.contains("magenta-realtime/") || t.contains("mapper")), "{got:#?}");
-    // MRT2's own MusicCoCa comes with it, and prompts find it.
-    for name in ["text_encoder.tflite", "music_encoder.tflite", "pretrained_vector_quantizer.tflite", "spm.model"] {
+    assert!(!got.iter().any(|t| t.contains("mrt2_base") || t.contains("magenta-realtime/")), "{got:#?}");
+    // MRT2's own MusicCoCa and its mapper come with it, and prompts find them.
+    for name in ["text_encoder.tflite", "music_encoder.tflite", "pretrained_vector_quantizer.tflite", "spm.model", "mapper.tflite"] {
         assert!(got.iter().any(|t| t.ends_with(&format!("resources/musiccoca/{name}"))), "{name}: {got:#?}");
     }
     match mrt::assets::locate_mrt2_style(None, &s).expect("MRT2's style files") {
         mrt::style::StyleFiles::Mrt2(p) => {
             assert!(p.text_encoder.ends_with("resources/musiccoca/text_encoder.tflite") && p.text_encoder.is_file(), "{p:?}");
-            assert!(p.preprocessor.is_some() && p.mapper.is_none(), "{p:?}");
+            assert!(p.preprocessor.is_some() && p.mapper.is_some(), "{p:?}");
         }
         other => panic!("{other:?}"),
     }

@@ -23,10 +23,12 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The tiny files; the towers' tests leave the mapper out (its own tests take it).
 fn tiny_files(name: &str) -> (PathBuf, Mrt2StylePaths) {
     let dir = temp_dir(name);
     let paths = tiny_mrt2::write_tiny_mrt2(&dir.join("musiccoca"), SEED).unwrap();
-    (dir, paths)
+    assert!(paths.mapper.as_ref().is_some_and(|p| p.is_file()), "the tiny model has a mapper");
+    (dir, Mrt2StylePaths { mapper: None, ..paths })
 }
 
 fn load(paths: &Mrt2StylePaths) -> Result<StyleModel, style::StyleError> {
@@ -239,6 +241,135 @@ fn style_tokens_are_brute_force_rvq_on_the_quantizers_tables() {
     let tokens = model.tokenize(&emb).unwrap();
     assert_eq!(tokens, brute(&emb));
     assert_eq!(&tokens[..2], &[17, 900]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---- the mapper ---------------------------------------------------------------------------------
+
+/// The mapper as DBraun's port writes it, in f64 on the raw tensors of the file.
+fn reference_mapper(path: &Path, text: &[f64], noise: &[f64]) -> Vec<f64> {
+    let main = Raw(TfLite::open(path).unwrap(), 0);
+    let body = Raw(TfLite::open(path).unwrap(), 2);
+    let (wshape, w_in) = main.get("mulan_mapper/input_projection/MatMul");
+    let (td, e) = (wshape[0], wshape[1]);
+    let context = main.v("arith.constant1");
+    let ctx: Vec<f64> = context.iter().chain(&context).chain(text).copied().collect();
+    let c = ctx.len();
+    let flat = fc(&w_in, &main.v("mulan_mapper/input_projection/BiasAdd"), noise);
+    let arg = |n: usize| body.get(&format!("jax2tf_arg_{n}/while/body/ReadVariableOp"));
+    let (qshape, _) = arg(5);
+    let (layers, d, nh, hd) = (qshape[0], qshape[1], qshape[3], qshape[4]);
+    let f = arg(12).0[2];
+    let t = td / d;
+    let mut x: Vec<Vec<f64>> = (0..t).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect();
+    let at = |n: usize, l: usize| {
+        let (shape, v) = arg(n);
+        let per = v.len() / shape[0];
+        v[l * per..(l + 1) * per].to_vec()
+    };
+    let cond = |w: &[f64], b: &[f64]| -> (Vec<f64>, Vec<f64>) {
+        let o: Vec<f64> = (0..2 * d).map(|j| b[j] + (0..c).map(|i| ctx[i] * w[i * 2 * d + j]).sum::<f64>()).collect();
+        (o[..d].to_vec(), o[d..].to_vec())
+    };
+    let norm = |row: &[f64], g: &[f64], sc: &[f64], sh: &[f64]| -> Vec<f64> {
+        let r = 1.0 / (row.iter().map(|v| v * v).sum::<f64>() / d as f64 + 1e-6).sqrt();
+        (0..d).map(|i| row[i] * r * g[i] * (1.0 + sc[i]) + sh[i]).collect()
+    };
+    let rope = |v: &mut [f64], pos: usize| {
+        let half = hd / 2;
+        for head in 0..nh {
+            for i in 0..half {
+                let angle = pos as f64 * 10000f64.powf(-(i as f64) / half as f64);
+                let (a, b) = (v[head * hd + i], v[head * hd + half + i]);
+                v[head * hd + i] = a * angle.cos() - b * angle.sin();
+                v[head * hd + half + i] = b * angle.cos() + a * angle.sin();
+            }
+        }
+    };
+    let cap = |v: f64| 30.0 * (v / 30.0).tanh();
+    for l in 0..layers {
+        let (s1, b1) = cond(&at(3, l), &at(2, l));
+        let qkv = at(5, l);
+        let proj = |h: &[f64], j: usize| -> Vec<f64> { (0..nh * hd).map(|o| (0..d).map(|i| h[i] * qkv[(i * 3 + j) * nh * hd + o]).sum()).collect() };
+        let hs: Vec<Vec<f64>> = x.iter().map(|row| norm(row, &at(4, l), &s1, &b1)).collect();
+        let mut q: Vec<Vec<f64>> = hs.iter().map(|h| proj(h, 0)).collect();
+        let mut k: Vec<Vec<f64>> = hs.iter().map(|h| proj(h, 1)).collect();
+        let v: Vec<Vec<f64>> = hs.iter().map(|h| proj(h, 2)).collect();
+        for i in 0..t {
+            rope(&mut q[i], i);
+            rope(&mut k[i], i);
+        }
+        let (ks, vs, post) = (at(6, l), at(7, l), at(8, l));
+        for i in 0..t {
+            let mut o = vec![0.0; nh * hd];
+            for head in 0..nh {
+                let r = head * hd..(head + 1) * hd;
+                let dotp = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+                let mut w = vec![cap(dotp(&q[i][r.clone()], &ks[r.clone()]))];
+                w.extend((0..t).map(|j| cap(dotp(&q[i][r.clone()], &k[j][r.clone()]) / (hd as f64).sqrt())));
+                softmax(&mut w);
+                for e in 0..hd {
+                    o[head * hd + e] = w[0] * vs[head * hd + e] + (0..t).map(|j| w[j + 1] * v[j][head * hd + e]).sum::<f64>();
+                }
+            }
+            for m in 0..d {
+                x[i][m] += (0..nh * hd).map(|cc| post[m * nh * hd + cc] * o[cc]).sum::<f64>();
+            }
+        }
+        let (s2, b2) = cond(&at(10, l), &at(9, l));
+        let (w1, bb1, w2, bb2) = (at(12, l), at(11, l), at(14, l), at(13, l));
+        for i in 0..t {
+            let h = norm(&x[i], &at(15, l), &s2, &b2);
+            let hidden: Vec<f64> = (0..f)
+                .map(|j| {
+                    let z = bb1[j] + (0..d).map(|m| h[m] * w1[m * f + j]).sum::<f64>();
+                    0.5 * z * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (z + 0.044715 * z.powi(3))).tanh())
+                })
+                .collect();
+            for m in 0..d {
+                x[i][m] += bb2[m] + (0..f).map(|j| hidden[j] * w2[j * d + m]).sum::<f64>();
+            }
+        }
+    }
+    let flat: Vec<f64> = x.concat();
+    let out = fc(&main.v("mulan_mapper/output_projection/MatMul"), &main.v("mulan_mapper/output_projection/BiasAdd"), &flat);
+    assert_eq!(out.len(), e);
+    let n = out.iter().map(|v| v * v).sum::<f64>().sqrt();
+    out.iter().map(|v| v / n).collect()
+}
+
+#[test]
+fn the_mapper_matches_its_graphs_math_and_maps_text_prompts_only() {
+    let (dir, paths) = tiny_files("mapper");
+    let mapper_path = dir.join("musiccoca").join(style::mrt2::MAPPER);
+    let m = style::mapper::Mapper::open(&mapper_path).unwrap();
+    assert_eq!((m.embed, m.tokens, m.width, m.heads, m.head_dim, m.ffn, m.context_dim, m.layers), (32, 4, 16, 2, 8, 32, 48, 2));
+    let mut rng = mrt::sampling::rng::SplitMix64::new(9);
+    let text: Vec<f32> = (0..32).map(|_| rng.next_normal() as f32).collect();
+    let noise = style::mapper::numpy_randn(0, 32);
+    let ours = m.map(&text, &noise).unwrap();
+    let f64s = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let want = reference_mapper(&mapper_path, &f64s(&text), &f64s(&noise));
+    let err = max_rel(&ours, &want);
+    assert!(err < 1e-4, "max relative error {err}");
+    assert!(m.map(&text[..5], &noise).is_err());
+
+    // Loaded with the model: text prompts are mapped (unit norm), audio prompts are not.
+    let plain = load(&paths).unwrap();
+    let mapped = load(&Mrt2StylePaths { mapper: Some(mapper_path.clone()), ..paths.clone() }).unwrap();
+    assert!(mapped.maps_text() && !plain.maps_text());
+    let e = plain.embed_text("funk bass").unwrap();
+    let want = reference_mapper(&mapper_path, &f64s(&e), &f64s(&style::mapper::numpy_randn(0, 32)));
+    let got = mapped.embed_text("funk bass").unwrap();
+    assert!(max_rel(&got, &want) < 1e-4);
+    assert!((got.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+    let clip = vec![0.1f32; 16_000];
+    assert_eq!(plain.embed_audio_16k(&clip, None).unwrap(), mapped.embed_audio_16k(&clip, None).unwrap());
+
+    // A missing loop weight names the file and the arg.
+    rewrite(&mapper_path, |name, shape, data| (!name.starts_with("jax2tf_arg_7/")).then(|| (shape.to_vec(), data)));
+    let err = load(&Mrt2StylePaths { mapper: Some(mapper_path), ..paths }).unwrap_err().to_string();
+    assert!(err.contains("mapper.tflite") && err.contains("jax2tf_arg_7"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

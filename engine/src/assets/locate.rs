@@ -380,15 +380,7 @@ pub fn locate_mrt2_style(model_dir: Option<&Path>, settings: &Settings) -> Resul
     let (roots, dir_root) = roots(model_dir, settings);
     let item = mrt2_musiccoca_item();
     let looked = match find_in(&roots, &item) {
-        Ok(found) => {
-            let dir = found.path;
-            let present = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
-            return Ok(crate::style::StyleFiles::Mrt2(crate::style::Mrt2StylePaths {
-                preprocessor: present(crate::style::mrt2::PREPROCESSOR),
-                mapper: present(crate::style::mrt2::MAPPER),
-                ..crate::style::Mrt2StylePaths::in_dir(&dir)
-            }));
-        }
+        Ok(found) => return Ok(crate::style::StyleFiles::Mrt2(crate::style::Mrt2StylePaths::in_dir(&found.path))),
         Err(looked) => looked,
     };
     // Some but not all of the files in one place: a partial download, not an absent model.

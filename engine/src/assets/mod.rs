@@ -139,7 +139,7 @@ pub const CODEC_FILES: [&str; 3] = ["encoder.safetensors", "decoder.safetensors"
 /// MusicCoCa's audio front end (mel matrix, Hann window) in the v2 repo.
 pub const AUDIO_PREPROCESSOR: &str = "resources/musiccoca/audio_preprocessor.tflite";
 /// MRT2's own MusicCoCa in the v2 repo (`style::mrt2`): the folder and the files the loader needs
-/// (the front end is [`AUDIO_PREPROCESSOR`]; the optional `mapper.tflite` is not fetched).
+/// (the front end is [`AUDIO_PREPROCESSOR`]; the optional mapper is [`MRT2_MAPPER`]).
 pub const MRT2_MUSICCOCA_DIR: &str = "resources/musiccoca";
 pub const MRT2_MUSICCOCA_FILES: [&str; 4] = [
     crate::style::mrt2::TEXT_ENCODER,
@@ -147,6 +147,8 @@ pub const MRT2_MUSICCOCA_FILES: [&str; 4] = [
     crate::style::mrt2::QUANTIZER,
     crate::style::mrt2::VOCAB,
 ];
+/// MRT2's optional text → audio mapper (`style::mapper`), fetched with MRT2.
+pub const MRT2_MAPPER: &str = "resources/musiccoca/mapper.tflite";
 
 /// Where assets live and how the Hub is reached. Built by [`Settings::from_vars`] in binaries and
 /// by hand in tests.

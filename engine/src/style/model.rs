@@ -79,6 +79,8 @@ pub struct StyleModel {
     towers: Towers,
     front_end: Result<LogMel, String>,
     rvq: Rvq,
+    /// MRT2's text → audio mapper and its noise (text prompts only).
+    mapper: Option<(super::mapper::Mapper, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for StyleModel {
@@ -221,13 +223,37 @@ impl StyleModel {
         Self::from_parts(params, tokenizer, codebooks, front_end, device).map_err(|e| pairing(e, &paths.vocab, &paths.savedmodel))
     }
 
-    /// MRT2's own MusicCoCa (its TFLite files + `spm.model`). The mapper is not applied.
+    /// MRT2's own MusicCoCa (its TFLite files + `spm.model`), with its mapper when
+    /// `paths.mapper` names one.
     pub fn load_mrt2(paths: &super::mrt2::Mrt2StylePaths, device: &Device) -> Result<Self, StyleError> {
         let tokenizer = SentencePiece::open(&paths.vocab)?;
         let params = super::mrt2::read_params(paths)?;
         let codebooks = super::mrt2::read_quantizer(&paths.quantizer)?;
         let front_end = front_end_of(paths.preprocessor.as_deref());
-        Self::from_parts(params, tokenizer, codebooks, front_end, device).map_err(|e| pairing(e, &paths.vocab, &paths.text_encoder))
+        let mut model =
+            Self::from_parts(params, tokenizer, codebooks, front_end, device).map_err(|e| pairing(e, &paths.vocab, &paths.text_encoder))?;
+        if let Some(p) = &paths.mapper {
+            model.set_mapper(Some(super::mapper::Mapper::open(p)?))?;
+        }
+        Ok(model)
+    }
+
+    /// Maps text embeddings through `mapper` from now on (`None`: not at all), with the official
+    /// noise (`RandomState(0).randn(d)`).
+    pub fn set_mapper(&mut self, mapper: Option<super::mapper::Mapper>) -> Result<(), StyleError> {
+        self.mapper = match mapper {
+            Some(m) if m.embed != self.dim() => {
+                return Err(StyleError::Weights(format!("the mapper maps {}-d embeddings, the towers make {}-d", m.embed, self.dim())))
+            }
+            Some(m) => Some((m, super::mapper::numpy_randn(super::mapper::NOISE_SEED, self.dim()))),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Whether text embeddings go through MRT2's mapper.
+    pub fn maps_text(&self) -> bool {
+        self.mapper.is_some()
     }
 
     /// Either family's files.
@@ -260,7 +286,7 @@ impl StyleModel {
         if codebooks.dim != dims.d {
             return Err(StyleError::Weights(format!("style codebooks are {}-d, the towers {}-d", codebooks.dim, dims.d)));
         }
-        Ok(Self { dims, tokenizer, towers: Towers::new(&params, device), front_end, rvq: Rvq::new(codebooks) })
+        Ok(Self { dims, tokenizer, towers: Towers::new(&params, device), front_end, rvq: Rvq::new(codebooks), mapper: None })
     }
 
     pub fn dim(&self) -> usize {
@@ -280,12 +306,16 @@ impl StyleModel {
         self.rvq.codebook_size()
     }
 
-    /// The embedding of a text prompt. An empty prompt is embedded as the reference does (the
-    /// SOS token alone).
+    /// The embedding of a text prompt (through MRT2's mapper when one is set). An empty prompt
+    /// is embedded as the reference does (the SOS token alone).
     pub fn embed_text(&self, text: &str) -> Result<Vec<f32>, StyleError> {
         let (ids, paddings) = self.tokenizer.musiccoca_ids(text);
         let real = paddings.iter().take_while(|&&p| p == 0.0).count();
-        self.towers.embed_ids(&ids[..real]).map_err(StyleError::BadInput)
+        let e = self.towers.embed_ids(&ids[..real]).map_err(StyleError::BadInput)?;
+        match &self.mapper {
+            Some((m, noise)) => m.map(&e, noise),
+            None => Ok(e),
+        }
     }
 
     fn front_end(&self) -> Result<&LogMel, StyleError> {

@@ -49,7 +49,7 @@ pub struct Mrt2StylePaths {
     pub vocab: PathBuf,
     /// `audio_preprocessor.tflite`; without it audio prompts are refused.
     pub preprocessor: Option<PathBuf>,
-    /// `mapper.tflite` (optional; located but not applied: NOTES.md).
+    /// `mapper.tflite` (optional): text embeddings go through it when set ([`super::mapper`]).
     pub mapper: Option<PathBuf>,
 }
 
@@ -62,34 +62,43 @@ pub const PREPROCESSOR: &str = "audio_preprocessor.tflite";
 pub const MAPPER: &str = "mapper.tflite";
 
 impl Mrt2StylePaths {
-    /// The official names under one `resources/musiccoca/` folder (preprocessor and mapper
-    /// included whether or not they exist).
+    /// The official names under one `resources/musiccoca/` folder; the optional preprocessor and
+    /// mapper only where they exist.
     pub fn in_dir(dir: &Path) -> Self {
+        let present = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
         Self {
             text_encoder: dir.join(TEXT_ENCODER),
             music_encoder: dir.join(MUSIC_ENCODER),
             quantizer: dir.join(QUANTIZER),
             vocab: dir.join(VOCAB),
-            preprocessor: Some(dir.join(PREPROCESSOR)),
-            mapper: Some(dir.join(MAPPER)),
+            preprocessor: present(PREPROCESSOR),
+            mapper: present(MAPPER),
         }
     }
 }
 
 /// `re.search`-like matching of the few patterns the map uses: literal text, `.*` wildcards and
-/// one trailing negative look-ahead `(?!x)`.
-fn search(name: &str, pattern: &str) -> bool {
+/// one trailing negative look-ahead `(?!x)` or end anchor `$`.
+pub(super) fn search(name: &str, pattern: &str) -> bool {
+    let (pattern, at_end) = match pattern.strip_suffix('$') {
+        Some(p) => (p, true),
+        None => (pattern, false),
+    };
     let (pattern, not_next) = match pattern.strip_suffix(')').and_then(|p| p.rsplit_once("(?!")) {
         Some((p, ahead)) => (p, Some(ahead)),
         None => (pattern, None),
     };
     let parts: Vec<&str> = pattern.split(".*").collect();
-    fn go(name: &str, parts: &[&str], not_next: Option<&str>) -> bool {
+    fn go(name: &str, parts: &[&str], not_next: Option<&str>, at_end: bool) -> bool {
         let Some((first, rest)) = parts.split_first() else { return true };
         let mut from = 0;
         while let Some(at) = name[from..].find(first) {
             let end = from + at + first.len();
-            let ok = if rest.is_empty() { not_next.is_none_or(|n| !name[end..].starts_with(n)) } else { go(&name[end..], rest, not_next) };
+            let ok = if rest.is_empty() {
+                not_next.is_none_or(|n| !name[end..].starts_with(n)) && (!at_end || end == name.len())
+            } else {
+                go(&name[end..], rest, not_next, at_end)
+            };
             if ok {
                 return true;
             }
@@ -101,23 +110,33 @@ fn search(name: &str, pattern: &str) -> bool {
         }
         false
     }
-    go(name, &parts, not_next)
+    go(name, &parts, not_next, at_end)
 }
 
 /// Constants of one subgraph, found by name pattern and shape (`None` = any size).
-struct Graph<'a> {
-    model: &'a TfLite,
-    subgraph: usize,
+pub(super) struct Graph<'a> {
+    pub model: &'a TfLite,
+    pub subgraph: usize,
+}
+
+/// The body subgraph of the first WHILE operator of subgraph 0 (a layer loop).
+pub(super) fn while_body(model: &TfLite) -> Result<usize, StyleError> {
+    model
+        .subgraphs()
+        .first()
+        .and_then(|sg| sg.operators.iter().find_map(|op| op.while_subgraphs.filter(|_| op.builtin == builtin::WHILE)))
+        .map(|(_, body)| body)
+        .ok_or_else(|| StyleError::Weights(format!("{}: no WHILE operator in subgraph 0 (the layer loop)", model.path().display())))
 }
 
 impl<'a> Graph<'a> {
-    fn err(&self, reason: String) -> StyleError {
+    pub(super) fn err(&self, reason: String) -> StyleError {
         StyleError::Weights(format!("{}: {reason}", self.model.path().display()))
     }
 
     /// The unique constant whose first name segment matches `pattern` (else, as the published
     /// converter does, whose full name matches) with a shape fitting `shape`.
-    fn find(&self, pattern: &str, shape: &[Option<usize>]) -> Result<&'a TensorEntry, StyleError> {
+    pub(super) fn find(&self, pattern: &str, shape: &[Option<usize>]) -> Result<&'a TensorEntry, StyleError> {
         let fits = |t: &TensorEntry| t.shape.len() == shape.len() && t.shape.iter().zip(shape).all(|(&d, want)| want.is_none_or(|w| w == d));
         let constants = || self.model.subgraph_tensors(self.subgraph).iter().filter(|t| t.is_constant());
         let first: Vec<&TensorEntry> = constants().filter(|t| search(t.first_name(), pattern)).collect();
@@ -147,19 +166,27 @@ impl<'a> Graph<'a> {
         Ok(HostTensor::new(t.shape.clone(), self.model.read_f32(t)?))
     }
 
-    fn get(&self, pattern: &str, shape: &[Option<usize>]) -> Result<HostTensor, StyleError> {
+    pub(super) fn get(&self, pattern: &str, shape: &[Option<usize>]) -> Result<HostTensor, StyleError> {
         self.read(self.find(pattern, shape)?)
     }
 
-    /// The `jax2tf_arg_{n}` constant (a WHILE body's loop weight).
-    fn arg(&self, n: usize, shape: &[usize]) -> Result<HostTensor, StyleError> {
+    fn arg_entry(&self, n: usize) -> Result<&'a TensorEntry, StyleError> {
         let name = format!("jax2tf_arg_{n}");
-        let t = self
-            .model
+        self.model
             .subgraph_tensors(self.subgraph)
             .iter()
             .find(|t| t.is_constant() && (t.first_name() == name || t.first_name().starts_with(&format!("{name}/"))))
-            .ok_or_else(|| self.err(format!("no constant `{name}` in the WHILE body (subgraph {})", self.subgraph)))?;
+            .ok_or_else(|| self.err(format!("no constant `{name}` in the WHILE body (subgraph {})", self.subgraph)))
+    }
+
+    /// The shape of the `jax2tf_arg_{n}` constant.
+    pub(super) fn arg_shape(&self, n: usize) -> Result<Vec<usize>, StyleError> {
+        Ok(self.arg_entry(n)?.shape.clone())
+    }
+
+    /// The `jax2tf_arg_{n}` constant (a WHILE body's loop weight), which must have `shape`.
+    pub(super) fn arg(&self, n: usize, shape: &[usize]) -> Result<HostTensor, StyleError> {
+        let t = self.arg_entry(n)?;
         if t.shape != shape {
             return Err(self.err(format!("tensor `{}` has shape {:?}, expected {shape:?}", t.name, t.shape)));
         }
@@ -341,24 +368,9 @@ pub fn read_music_encoder(path: &Path) -> Result<(AudioParams, usize), StyleErro
     let (d, p2) = (patch.shape[0], patch.shape[1]);
     let entry = g.get("entry_stack/add", &[s(1), None, s(d)])?;
     let patches = entry.shape[1];
-    let body = model
-        .subgraphs()
-        .first()
-        .and_then(|sg| sg.operators.iter().find_map(|op| op.while_subgraphs.filter(|_| op.builtin == builtin::WHILE)))
-        .map(|(_, body)| body)
-        .ok_or_else(|| g.err("no WHILE operator in subgraph 0 (the layer loop)".into()))?;
-    let b = Graph { model: &model, subgraph: body };
+    let b = Graph { model: &model, subgraph: while_body(&model)? };
     // Widths from the stacked key kernel [L, d, H, Dh] (arg 55) and FFN kernel [L, d, F] (arg 47).
-    let shape_of = |n: usize| {
-        let name = format!("jax2tf_arg_{n}");
-        model
-            .subgraph_tensors(body)
-            .iter()
-            .find(|t| t.is_constant() && (t.first_name() == name || t.first_name().starts_with(&format!("{name}/"))))
-            .map(|t| t.shape.clone())
-            .ok_or_else(|| b.err(format!("no constant `{name}` in the WHILE body (subgraph {body})")))
-    };
-    let (k, f1) = (shape_of(55)?, shape_of(47)?);
+    let (k, f1) = (b.arg_shape(55)?, b.arg_shape(47)?);
     let (layers, heads, dh, f) = match (k.as_slice(), f1.as_slice()) {
         ([l, kd, h, dh], [_, _, f]) if *kd == d => (*l, *h, *dh, *f),
         _ => return Err(b.err(format!("jax2tf_arg_55 {k:?} / jax2tf_arg_47 {f1:?}: expected [L, {d}, H, Dh] / [L, {d}, F]"))),
@@ -490,5 +502,8 @@ mod tests {
         assert!(search("x/ff_layer/ffn_layer1/linear", "x/.*ffn_layer1/linear"));
         assert!(!search("x/ff_layer/ffn_layer2/linear", "x/.*ffn_layer1/linear"));
         assert!(search("anything", ""));
+        assert!(search("a/arith.constant1", "arith.constant1$"));
+        assert!(!search("a/arith.constant12", "arith.constant1$"));
+        assert!(search("arith.constant12/arith.constant1", "arith.constant1$"));
     }
 }

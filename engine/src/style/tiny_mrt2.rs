@@ -8,6 +8,8 @@
 //!                                                             with jax2tf_arg_46..61
 //!  <v2>/resources/musiccoca/pretrained_vector_quantizer.tflite  FC (−2c, ‖c‖²) per level, GATHER c
 //!                                                             for every level but the last
+//!  <v2>/resources/musiccoca/mapper.tflite                    projections + context, WHILE body
+//!                                                             with jax2tf_arg_2..15
 //!  <v2>/resources/musiccoca/spm.model, audio_preprocessor.tflite
 //! ```
 //!
@@ -188,6 +190,73 @@ pub fn write_quantizer(path: &Path, codebooks: &[Vec<f32>], d: usize) -> Result<
     write(path, &[g.graph("main", ops)])
 }
 
+/// The widths of a tiny mapper: embedding E, tokens T × width D, heads N × H, FFN F, context P
+/// (conditioning width 2P + E), layers L.
+#[derive(Clone, Copy, Debug)]
+pub struct TinyMapper {
+    pub embed: usize,
+    pub tokens: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub context: usize,
+    pub layers: usize,
+}
+
+impl TinyMapper {
+    /// For the tiny towers (E = 32).
+    pub fn tiny(embed: usize) -> Self {
+        Self { embed, tokens: 4, width: 16, heads: 2, head_dim: 8, ffn: 32, context: 8, layers: 2 }
+    }
+}
+
+/// `mapper.tflite` with random weights in the official layout: the projections and the context
+/// (`arith.constant1`, beside a decoy `arith.constant12` of the same shape) in subgraph 0, the
+/// stacked layers as the WHILE body's `jax2tf_arg_2..15`.
+pub fn write_mapper(path: &Path, m: TinyMapper, seed: u64) -> Result<(), StyleError> {
+    let TinyMapper { embed: e, tokens: t, width: d, heads: n, head_dim: h, ffn: f, context: p, layers: l } = m;
+    let c = 2 * p + e;
+    let mut rng = SplitMix64::new(seed);
+    let mut normal = |count: usize, std: f64, mean: f64| (0..count).map(|_| (mean + rng.next_normal() * std) as f32).collect::<Vec<f32>>();
+    let inv = |fan: usize| 1.0 / (fan as f64).sqrt();
+    let mut main = Tensors::default();
+    let x = main.activation("serving_default_text:0", &[1, e]);
+    main.constant("mulan_mapper/input_projection/MatMul", &[t * d, e], &normal(t * d * e, inv(e), 0.0));
+    main.constant("mulan_mapper/input_projection/BiasAdd", &[t * d], &normal(t * d, 0.05, 0.0));
+    main.constant("mulan_mapper/output_projection/MatMul", &[e, t * d], &normal(e * t * d, inv(t * d), 0.0));
+    main.constant("mulan_mapper/output_projection/BiasAdd", &[e], &normal(e, 0.05, 0.0));
+    main.constant("arith.constant12", &[1, 1, p], &normal(p, 1.0, 0.0));
+    main.constant("arith.constant1", &[1, 1, p], &normal(p, 1.0, 0.0));
+    let mut cond = Tensors::default();
+    cond.activation("while/cond/less", &[]);
+    let mut body = Tensors::default();
+    body.activation("jax2tf_arg_0", &[1, t, d]);
+    body.activation("jax2tf_arg_1", &[1, 1, c]);
+    let shapes: [(usize, Vec<usize>, f64, f64); 14] = [
+        (2, vec![l, 2, d], 0.05, 0.0),
+        (3, vec![l, c, 2, d], 0.3 * inv(c), 0.0),
+        (4, vec![l, d], 0.1, 1.0),
+        (5, vec![l, d, 3, n, h], inv(d), 0.0),
+        (6, vec![l, 1, n, h], 0.5, 0.0),
+        (7, vec![l, 1, n, h], 0.5, 0.0),
+        (8, vec![l, d, n, h], inv(n * h), 0.0),
+        (9, vec![l, 2, d], 0.05, 0.0),
+        (10, vec![l, c, 2, d], 0.3 * inv(c), 0.0),
+        (11, vec![l, f], 0.05, 0.0),
+        (12, vec![l, d, f], inv(d), 0.0),
+        (13, vec![l, d], 0.05, 0.0),
+        (14, vec![l, f, d], inv(f), 0.0),
+        (15, vec![l, d], 0.1, 1.0),
+    ];
+    for (arg, shape, std, mean) in shapes {
+        let count = shape.iter().product();
+        body.constant(format!("jax2tf_arg_{arg}/while/body/ReadVariableOp"), &shape, &normal(count, std, mean));
+    }
+    let ops = vec![GraphOp { builtin: builtin::WHILE, inputs: vec![x], outputs: vec![x], while_subgraphs: Some((1, 2)) }];
+    write(path, &[main.graph("main", ops), cond.graph("while_cond", Vec::new()), body.graph("while_body", Vec::new())])
+}
+
 /// Random codebooks, later levels smaller (they quantise smaller residuals).
 pub fn random_codebooks(levels: usize, codes: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = SplitMix64::new(seed);
@@ -199,9 +268,14 @@ pub fn random_codebooks(levels: usize, codes: usize, d: usize, seed: u64) -> Vec
         .collect()
 }
 
-/// Writes a tiny random MRT2 MusicCoCa (seeded) under `dir` (a `resources/musiccoca/` folder).
+/// Writes a tiny random MRT2 MusicCoCa (seeded) under `dir` (a `resources/musiccoca/` folder),
+/// the mapper included.
 pub fn write_tiny_mrt2(dir: &Path, seed: u64) -> Result<Mrt2StylePaths, StyleError> {
-    let paths = Mrt2StylePaths { mapper: None, ..Mrt2StylePaths::in_dir(dir) };
+    let paths = Mrt2StylePaths {
+        preprocessor: Some(dir.join(super::mrt2::PREPROCESSOR)),
+        mapper: Some(dir.join(super::mrt2::MAPPER)),
+        ..Mrt2StylePaths::in_dir(dir)
+    };
     std::fs::create_dir_all(dir).map_err(|e| StyleError::Weights(format!("cannot create {}: {e}", dir.display())))?;
     let vocab = tiny_vocabulary();
     std::fs::write(&paths.vocab, &vocab).map_err(|e| StyleError::Weights(format!("cannot write {}: {e}", paths.vocab.display())))?;
@@ -217,6 +291,9 @@ pub fn write_tiny_mrt2(dir: &Path, seed: u64) -> Result<Mrt2StylePaths, StyleErr
     write_quantizer(&paths.quantizer, &random_codebooks(12, 1024, dims.d, seed ^ 0x5157), dims.d)?;
     if let Some(pre) = &paths.preprocessor {
         write_preprocessor(pre, 128)?;
+    }
+    if let Some(mapper) = &paths.mapper {
+        write_mapper(mapper, TinyMapper::tiny(dims.d), seed ^ 0x3a99)?;
     }
     Ok(paths)
 }

@@ -25,6 +25,10 @@ pub struct Args {
     /// Print the whole embedding too.
     #[arg(long)]
     full: bool,
+    /// MRT2: embed text without MRT2's mapper.tflite even where it is installed (the official
+    /// Python's default; the C++ engine maps text).
+    #[arg(long = "no-mapper")]
+    no_mapper: bool,
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -33,7 +37,10 @@ fn norm(v: &[f32]) -> f64 {
 
 impl Args {
     pub fn run(self) -> Result<ExitCode> {
-        let Self { prompts, weights, model, family, full } = self;
+        let Self { prompts, weights, model, family, full, no_mapper } = self;
+        if no_mapper && family == ModelFamily::V1 {
+            anyhow::bail!("--no-mapper is an MRT2 setting: add --model mrt2");
+        }
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
         // Only the style model's files: no LM or codec is needed to embed.
@@ -42,7 +49,7 @@ impl Args {
             ModelFamily::Mrt2 => mrt::assets::locate_mrt2_style(model.model_dir.as_deref(), &settings())?,
         };
         let device = pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
-        let style = crate::args::load_style(&files, &device)?;
+        let style = crate::args::load_style(&files, !no_mapper, &device)?;
         // What the chosen family is conditioned on.
         let shown = |tokens: Vec<i32>| -> Vec<i32> {
             match family {
