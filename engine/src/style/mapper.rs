@@ -2,8 +2,8 @@
 //! one-step DiT-style sampler that moves a text embedding towards the audio embeddings the LM was
 //! trained on. The C++ engine maps every text prompt when the file is present (audio prompts
 //! skip it); the official Python keeps it behind `use_mapper` (default off). Math from DBraun's
-//! parity-tested port (`magenta_rt/nnx/musiccoca/mapper.py` on `nnx-finetuning`), map from its
-//! converter; NOTES.md "MRT2's MusicCoCa".
+//! parity-tested port (`DBraun/magenta-realtime` @ a367f50, `magenta_rt/nnx/musiccoca/mapper.py`),
+//! map from its `convert.py`; NOTES.md "MRT2's MusicCoCa".
 //!
 //! ```text
 //!  noise [E] ─ input_projection (FC [T·D, E]) ─ T tokens × D

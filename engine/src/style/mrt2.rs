@@ -1,6 +1,8 @@
 //! MRT2's own MusicCoCa, read from the TFLite files MRT2 publishes (`google/magenta-realtime-2`,
 //! `resources/musiccoca/`), into the same tower parameters as v1's ([`MusicCocaParams`]) where
-//! the math is the same. Map and evidence: `engine/NOTES.md`, "MRT2's MusicCoCa".
+//! the math is the same. Map from DBraun's parity-tested converter (`DBraun/magenta-realtime` @
+//! a367f50, `magenta_rt/nnx/musiccoca/{convert,modules}.py`); evidence: `engine/NOTES.md`,
+//! "MRT2's MusicCoCa".
 //!
 //! ```text
 //!  text_encoder.tflite (unrolled, subgraph 0; constants by name, first `;` segment, and shape)
@@ -251,6 +253,35 @@ fn stack(layers: Vec<HostTensor>) -> HostTensor {
     HostTensor::new(shape, layers.into_iter().flat_map(|t| t.data).collect())
 }
 
+/// The token table `[vocab, d]`: the constant named like `emb` (not `position_emb`) of that
+/// shape; should several fit, the one a GATHER operator of subgraph 0 looks up.
+fn read_token_table(g: &Graph<'_>, d: usize) -> Result<HostTensor, StyleError> {
+    let fits = |t: &&TensorEntry| {
+        let n = t.first_name();
+        t.is_constant() && t.shape.len() == 2 && t.shape[1] == d && search(n, "emb") && !search(n, "position_emb")
+    };
+    let found: Vec<&TensorEntry> = g.model.subgraph_tensors(0).iter().filter(fits).collect();
+    let gathered: Vec<&TensorEntry> = match found.len() {
+        0 | 1 => found.clone(),
+        _ => found
+            .iter()
+            .copied()
+            .filter(|t| {
+                let ops = g.model.subgraphs().first().map(|sg| sg.operators.as_slice()).unwrap_or(&[]);
+                ops.iter().any(|op| op.builtin == builtin::GATHER && op.inputs.first() == Some(&(t.index as i32)))
+            })
+            .collect(),
+    };
+    match gathered.as_slice() {
+        [one] => g.read(one),
+        [] if found.is_empty() => g.get("emb", &[None, s(d)]),
+        _ => Err(g.err(format!(
+            "several text token tables [vocab, {d}] and none (or several) looked up by a GATHER: {:?}",
+            found.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()
+        ))),
+    }
+}
+
 /// Reads `text_encoder.tflite` into the text tower; `heads` is the attention head count (not in
 /// the file's shapes: the music tower's).
 pub fn read_text_encoder(path: &Path, heads: usize) -> Result<TextParams, StyleError> {
@@ -259,7 +290,7 @@ pub fn read_text_encoder(path: &Path, heads: usize) -> Result<TextParams, StyleE
     let positions = g.get("position_emb", &[s(1), None, None])?;
     let (p, d) = (positions.shape[1], positions.shape[2]);
     let positions = HostTensor::new(vec![p, d], positions.data);
-    let table = g.get("emb", &[None, s(d)])?;
+    let table = read_token_table(&g, d)?;
     let vocab = table.shape[0];
     if vocab == 0 || p == 0 || d == 0 {
         return Err(g.err(format!("text embedding table [{vocab}, {d}] and positions [{p}, {d}] must not be empty")));

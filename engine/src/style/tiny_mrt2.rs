@@ -109,9 +109,12 @@ pub fn write_text_encoder(path: &Path, params: &MusicCocaParams, table: &HostTen
     let (layers, d, heads, dh) = (s.key_w.shape[0], s.key_w.shape[1], s.key_w.shape[2], s.key_w.shape[3]);
     let (hd, f) = (heads * dh, s.ffn1_w.shape[2]);
     let mut out = Tensors::default();
-    out.activation("serving_default_ids:0", &[1, positions.shape[0]]);
-    // The lookup table's name carries a second op's name after `;`, as the converter writes.
-    out.constant("text_encoder/emb;text_encoder/emb/gather", &table.shape, &table.data);
+    let ids = out.activation("serving_default_ids:0", &[1, positions.shape[0]]);
+    // The lookup table's name carries a second op's name after `;`, as the converter writes; a
+    // decoy of the same shape is not looked up (the GATHER decides).
+    let lookup = out.constant("text_encoder/emb;text_encoder/emb/gather", &table.shape, &table.data);
+    out.constant("text_encoder/emb_decoy/unused", &table.shape, &vec![0.0; table.numel()]);
+    let rows = out.activation("text_encoder/emb/gathered", &[1, positions.shape[0], d]);
     out.constant("text_encoder/position_emb", &[1, positions.shape[0], d], &positions.data);
     let scale = 1.0 / (dh as f32).sqrt();
     for l in 0..layers {
@@ -137,7 +140,8 @@ pub fn write_text_encoder(path: &Path, params: &MusicCocaParams, table: &HostTen
     let exit: &NormParams = &params.text.exit_norm;
     norm(&mut out, "encoder/exit_stack/ln/", &exit.scale.data, &exit.bias.data);
     pool(&mut out, "contrastive_txt_pooler", &params.text.pool);
-    write(path, &[out.graph("main", Vec::new())])
+    let gather = GraphOp { builtin: builtin::GATHER, inputs: vec![lookup, ids], outputs: vec![rows], ..Default::default() };
+    write(path, &[out.graph("main", vec![gather])])
 }
 
 /// `music_encoder.tflite`: the entry, exit and pooler in subgraph 0, the stacked layers as the
