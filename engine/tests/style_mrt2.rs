@@ -471,7 +471,8 @@ fn missing_misshaped_and_non_finite_tensors_name_the_file_and_tensor() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A 2-level quantizer (4 codes of 3): FC(−2c₀, b₀), GATHER c₀, FC(−2c₁, b₁).
+/// A 2-level quantizer (4 codes of 3): GATHER of a [2, 3] non-codebook, FC(−2c₀, b₀), GATHER c₀,
+/// FC(−2c₁, b₁).
 fn small_quantizer(path: &Path, b0: &[f32], gather_scale: f32) {
     let c0 = [1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
     let c1: Vec<f32> = c0.iter().map(|v| v * 0.1).collect();
@@ -479,6 +480,7 @@ fn small_quantizer(path: &Path, b0: &[f32], gather_scale: f32) {
     let norms = |c: &[f32]| tflite::f32_bytes(&c.chunks(3).map(|r| r.iter().map(|v| v * v).sum()).collect::<Vec<f32>>());
     let (w0, w1, b0, b1) = (neg2(&c0), neg2(&c1), tflite::f32_bytes(b0), norms(&c1));
     let g0 = tflite::f32_bytes(&c0.iter().map(|v| v * gather_scale).collect::<Vec<_>>());
+    let decoy = tflite::f32_bytes(&[9.0; 6]);
     let t = |name, shape, data| GraphTensor { name, shape, dtype: TensorType::Float32, data };
     let g = GraphSubgraph {
         name: "main",
@@ -490,8 +492,11 @@ fn small_quantizer(path: &Path, b0: &[f32], gather_scale: f32) {
             t("w1", &[4, 3], Some(&w1)),
             t("b1", &[4], Some(&b1)),
             t("y", &[1, 4], None),
+            t("not_a_codebook", &[2, 3], Some(&decoy)),
         ],
         operators: vec![
+            // A GATHER of another shape is not a codebook.
+            GraphOp { builtin: builtin::GATHER, inputs: vec![7, 6], outputs: vec![0], ..Default::default() },
             GraphOp { builtin: builtin::FULLY_CONNECTED, inputs: vec![0, 1, 2], outputs: vec![6], ..Default::default() },
             GraphOp { builtin: builtin::GATHER, inputs: vec![3, 6], outputs: vec![0], ..Default::default() },
             GraphOp { builtin: builtin::FULLY_CONNECTED, inputs: vec![0, 4, 5], outputs: vec![6], ..Default::default() },

@@ -454,15 +454,11 @@ pub fn read_quantizer(path: &Path) -> Result<CodebookParams, StyleError> {
     let err = |reason: String| StyleError::Weights(format!("{}: {reason}", path.display()));
     let ops = model.subgraphs().first().map(|g| g.operators.as_slice()).unwrap_or(&[]);
     let constant = |i: i32| model.tensor(0, i).filter(|t| t.is_constant());
-    let mut gathers: Vec<&TensorEntry> = Vec::new();
+    let mut gather_tables: Vec<&TensorEntry> = Vec::new();
     let mut fcs: Vec<(&TensorEntry, &TensorEntry)> = Vec::new();
     for (k, op) in ops.iter().enumerate() {
         match op.builtin {
-            builtin::GATHER => {
-                if let Some(t) = op.inputs.first().and_then(|&i| constant(i)).filter(|t| t.shape.len() == 2) {
-                    gathers.push(t);
-                }
-            }
+            builtin::GATHER => gather_tables.extend(op.inputs.first().and_then(|&i| constant(i))),
             builtin::FULLY_CONNECTED => {
                 let w = op.inputs.get(1).and_then(|&i| constant(i));
                 let b = op.inputs.get(2).and_then(|&i| constant(i));
@@ -474,20 +470,22 @@ pub fn read_quantizer(path: &Path) -> Result<CodebookParams, StyleError> {
             _ => {}
         }
     }
+    // The codebooks are the GATHER tables of the distance weights' shape [codes, d] (others, if
+    // any, are not codebooks), as the published converter selects them.
+    let want = fcs.first().map(|(w, _)| w.shape.clone()).unwrap_or_default();
+    let gathers: Vec<&TensorEntry> = gather_tables.into_iter().filter(|t| t.shape == want).collect();
     let levels = fcs.len();
-    if levels == 0 || gathers.len() + 1 != levels {
+    if levels == 0 || gathers.len() + 1 != levels || want.len() != 2 {
         return Err(err(format!(
-            "expected one FULLY_CONNECTED per level and a GATHER table for every level but the last; found {} and {}",
+            "expected one FULLY_CONNECTED per level and a GATHER table of its weight's shape for every level but the last; \
+             found {} and {} (weight shape {want:?})",
             fcs.len(),
             gathers.len()
         )));
     }
-    let (codes, d) = (fcs[0].0.shape.first().copied().unwrap_or(0), fcs[0].0.shape.get(1).copied().unwrap_or(0));
-    let want = [codes, d];
-    for t in gathers.iter().copied().chain(fcs.iter().map(|(w, _)| *w)) {
-        if t.shape != want {
-            return Err(err(format!("tensor `{}` has shape {:?}, expected {want:?}", t.name, t.shape)));
-        }
+    let (codes, d) = (want[0], want[1]);
+    if let Some((w, _)) = fcs.iter().find(|(w, _)| w.shape != want) {
+        return Err(err(format!("tensor `{}` has shape {:?}, expected {want:?}", w.name, w.shape)));
     }
     if let Some((_, b)) = fcs.iter().find(|(_, b)| b.shape != [codes]) {
         return Err(err(format!("tensor `{}` has shape {:?}, expected [{codes}]", b.name, b.shape)));
