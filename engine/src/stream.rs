@@ -152,17 +152,11 @@ impl Default for Mrt2Controls<'_> {
 }
 
 impl Mrt2Controls<'_> {
-    /// One frame's conditioning from these controls and the style codes, the
-    /// [`MUSICCOCA_KEPT_LEVELS`] coarsest sent.
+    /// One frame's conditioning from these controls and the style codes.
     pub fn condition_frame(&self, style: Option<&[i32]>, musiccoca_levels: usize) -> ConditionFrame {
-        self.condition_frame_kept(style, musiccoca_levels, MUSICCOCA_KEPT_LEVELS)
-    }
-
-    /// [`Mrt2Controls::condition_frame`] sending the `kept` coarsest style levels.
-    pub fn condition_frame_kept(&self, style: Option<&[i32]>, musiccoca_levels: usize, kept: usize) -> ConditionFrame {
         let mut f = ConditionFrame::masked(musiccoca_levels);
         if let Some(codes) = style {
-            f.set_musiccoca_coarse(codes, kept);
+            f.set_musiccoca_coarse(codes, MUSICCOCA_KEPT_LEVELS);
         }
         if let Some(roll) = self.pianoroll {
             f.pianoroll = *roll;
@@ -278,7 +272,7 @@ impl Generator {
             }
             (Generator::Mrt2(g), StreamState::Mrt2(s)) => {
                 // One frame: nothing to cancel inside it.
-                let frame = controls.mrt2.condition_frame_kept(controls.style, g.config().musiccoca_levels, g.musiccoca_kept_levels());
+                let frame = controls.mrt2.condition_frame(controls.style, g.config().musiccoca_levels);
                 let params = crate::sampling::mrt2::SamplingParams { temperature: controls.sampling.temperature, top_k: controls.sampling.top_k };
                 let audio = g.step_frame(s, &frame, &params)?.to_vec();
                 Ok(Block { audio, channels: g.channels(), codes: s.last_codes().to_vec() })
@@ -336,7 +330,5 @@ mod tests {
         assert_eq!(&raw[140..], &[0, 40, 0, 3]);
         let none = Mrt2Controls::default().condition_frame(None, 12);
         assert_eq!(none, ConditionFrame::masked(12));
-        assert_eq!(c.condition_frame_kept(Some(&style), 12, 12).musiccoca, style);
-        assert_eq!(c.condition_frame_kept(Some(&style), 12, 0).musiccoca, vec![-1; 12]);
     }
 }

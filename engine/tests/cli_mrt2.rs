@@ -67,15 +67,6 @@ fn embed_reads_mrt2s_own_musiccoca() {
     let (ok, text) = mrt(&["embed", "funky bass", "ambient pads", "--weight", "2,1", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--device", "flex", "--no-mapper"]);
     assert!(ok && text.contains("mapper.tflite not used"), "{text}");
     assert_ne!(tokens_of(&text), mapped, "the mapper moves text embeddings");
-    // All 12 levels on request.
-    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--device", "flex", "--style-levels", "12"]);
-    assert!(ok && text.contains("the 12 coarsest levels"), "{text}");
-    let line = text.lines().find(|l| l.contains("tokens [")).unwrap();
-    let all: Vec<i32> = line[line.find("tokens [").unwrap() + 8..line.rfind(']').unwrap()].split(',').map(|t| t.trim().parse().unwrap()).collect();
-    assert_eq!(&all[..6], &mapped[0][..6], "{text}");
-    assert!(all.iter().all(|t| (0..1024).contains(t)), "{text}");
-    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--style-levels", "13"]);
-    assert!(!ok && text.contains("--style-levels 13"), "{text}");
 }
 
 /// A format-0 MIDI file: C4 for 0.25 s, then a G4–B4 dyad to 0.75 s (120 bpm, 96 ticks/beat).
@@ -176,12 +167,6 @@ fn a_midi_file_changes_the_audio_and_all_the_settings_are_accepted() {
     let unmapped = dir.join("unmapped.wav");
     let (ok, text) = generate(&unmapped, &["--seconds", "0.2", "--prompt", "jazz piano", "--prompt", "drums", "--weight", "2,1", "--no-mapper"]);
     assert!(ok && text.contains("mapper.tflite not used"), "{text}");
-    let all = dir.join("all-levels.wav");
-    let (ok, text) = generate(&all, &["--seconds", "0.2", "--prompt", "jazz piano", "--style-levels", "12"]);
-    assert!(ok, "{text}");
-    assert_eq!(wav_samples(&all).1.len(), 2 * 9_600);
-    let (ok, text) = generate(&all, &["--seconds", "0.2", "--prompt", "jazz piano", "--style-levels", "13"]);
-    assert!(!ok && text.contains("--style-levels") && text.contains("13 kept, the model has 12"), "{text}");
 }
 
 #[test]
@@ -250,8 +235,6 @@ fn bad_settings_are_clear_errors_and_write_nothing() {
     assert!(!out.exists());
     let (ok, text) = mrt(&["generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--no-mapper", "-o", out.to_str().unwrap()]);
     assert!(!ok && text.contains("--no-mapper is an MRT2 setting"), "{text}");
-    let (ok, text) = mrt(&["generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--style-levels", "12", "-o", out.to_str().unwrap()]);
-    assert!(!ok && text.contains("--style-levels is an MRT2 setting"), "{text}");
     let (ok, text) = mrt(&["embed", "jazz", "--no-mapper", "--model-dir", tiny().to_str().unwrap()]);
     assert!(!ok && text.contains("--no-mapper is an MRT2 setting"), "{text}");
     assert!(!out.exists());

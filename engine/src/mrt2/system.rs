@@ -72,8 +72,6 @@ pub enum Mrt2Error {
     State(String),
     #[error("prefill: {0}")]
     Prefill(String),
-    #[error("style levels: {0}")]
-    StyleLevels(String),
 }
 
 /// The LM and the decode-only codec of one MRT2 checkpoint.
@@ -81,8 +79,6 @@ pub enum Mrt2Error {
 pub struct Mrt2System {
     pub model: Mrt2Model,
     pub codec: Codec,
-    /// Style levels sent per frame, the coarsest first ([`MUSICCOCA_KEPT_LEVELS`] unless set).
-    musiccoca_kept_levels: usize,
 }
 
 /// The sizes a state must have to run on a system (saved with it, checked before use).
@@ -203,7 +199,7 @@ impl Mrt2System {
         }
         // Proves at load that a decoder stream can be made (so `init_state` cannot fail).
         DecoderStream::new(&codec, model.cfg.num_levels).map_err(Mrt2Error::Codec)?;
-        Ok(Self { model, codec, musiccoca_kept_levels: MUSICCOCA_KEPT_LEVELS })
+        Ok(Self { model, codec })
     }
 
     /// Reads an MRT2 checkpoint (`checkpoints/mrt2_*.safetensors` or a fixture's
@@ -221,22 +217,6 @@ impl Mrt2System {
         weights.set_precision(precision);
         let codec = Codec::from_weights(codec_config, codec_weights, &crate::Target::host()).map_err(Mrt2Error::Codec)?;
         Self::new(Mrt2Model::new(cfg, weights), codec)
-    }
-
-    /// How many of a prompt's style levels are sent, the coarsest first; the rest are masked.
-    pub fn musiccoca_kept_levels(&self) -> usize {
-        self.musiccoca_kept_levels
-    }
-
-    /// Sends the `kept` coarsest style levels (the official engine: 6, the default; the Python
-    /// systems: all 12). More than the model's levels is an error.
-    pub fn set_musiccoca_kept_levels(&mut self, kept: usize) -> Result<(), Mrt2Error> {
-        let levels = self.model.cfg.musiccoca_levels;
-        if kept > levels {
-            return Err(Mrt2Error::StyleLevels(format!("{kept} kept, the model has {levels}")));
-        }
-        self.musiccoca_kept_levels = kept;
-        Ok(())
     }
 
     pub fn config(&self) -> &Mrt2Config {

@@ -29,10 +29,6 @@ pub struct Args {
     /// Python's default; the C++ engine maps text).
     #[arg(long = "no-mapper")]
     no_mapper: bool,
-    /// MRT2: how many of the 12 style levels are sent, the coarsest first (default 6, as the
-    /// official engine; 12: all, as the Python systems).
-    #[arg(long = "style-levels")]
-    style_levels: Option<usize>,
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -41,13 +37,10 @@ fn norm(v: &[f32]) -> f64 {
 
 impl Args {
     pub fn run(self) -> Result<ExitCode> {
-        let Self { prompts, weights, model, family, full, no_mapper, style_levels } = self;
-        if family == ModelFamily::V1 {
-            if let Some(flag) = [("--no-mapper", no_mapper), ("--style-levels", style_levels.is_some())].iter().find(|(_, on)| *on) {
-                anyhow::bail!("{} is an MRT2 setting: add --model mrt2", flag.0);
-            }
+        let Self { prompts, weights, model, family, full, no_mapper } = self;
+        if no_mapper && family == ModelFamily::V1 {
+            anyhow::bail!("--no-mapper is an MRT2 setting: add --model mrt2");
         }
-        let kept = style_levels.unwrap_or(mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS);
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
         // Only the style model's files: no LM or codec is needed to embed.
@@ -61,14 +54,14 @@ impl Args {
         let shown = |tokens: Vec<i32>| -> Vec<i32> {
             match family {
                 ModelFamily::V1 => tokens,
-                ModelFamily::Mrt2 => tokens.iter().enumerate().map(|(i, &t)| if i < kept { t } else { -1 }).collect(),
+                ModelFamily::Mrt2 => {
+                    let kept = mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS;
+                    tokens.iter().enumerate().map(|(i, &t)| if i < kept { t } else { -1 }).collect()
+                }
             }
         };
         if family == ModelFamily::Mrt2 {
-            if kept > style.levels() {
-                anyhow::bail!("--style-levels {kept}: the style model has {} levels", style.levels());
-            }
-            println!("MRT2 tokens: the {kept} coarsest levels, the rest masked (-1)");
+            println!("MRT2 tokens: the {} coarsest levels, the rest masked (-1)", mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS);
         }
         let mut embeddings = Vec::new();
         for p in &prompts {

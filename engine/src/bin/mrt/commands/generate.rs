@@ -84,10 +84,6 @@ pub struct Args {
     /// official Python's default; the C++ engine maps them).
     #[arg(long = "no-mapper")]
     no_mapper: bool,
-    /// MRT2: how many of a prompt's 12 style levels to send, the coarsest first (default 6, as
-    /// the official engine; 12 sends all, as the Python systems).
-    #[arg(long = "style-levels")]
-    style_levels: Option<usize>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -129,7 +125,6 @@ impl Args {
             ("--unmask-width", self.unmask_width.is_some()),
             ("--prefill", self.prefill.is_some()),
             ("--no-mapper", self.no_mapper),
-            ("--style-levels", self.style_levels.is_some()),
         ];
         if let Some((flag, _)) = mrt2_only.iter().find(|(_, given)| *given) {
             bail!("{flag} is an MRT2 setting: add --model mrt2");
@@ -160,9 +155,8 @@ impl Args {
     }
 
     fn run_mrt2(self, temperature: f32) -> Result<ExitCode> {
-        let Self {
-            prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, prefill, no_mapper, style_levels, model, lm, ..
-        } = self;
+        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, prefill, no_mapper, model, lm, .. } =
+            self;
         // `--depth-logits` is v1's: MRT2 always computes only the current level's logits, which
         // is exact there (its sampler masks the other levels).
         if guidance.is_some() {
@@ -203,11 +197,8 @@ impl Args {
         let settings = settings();
         let paths = mrt::assets::Mrt2Paths::locate_with(&model.size(ModelFamily::Mrt2)?, model.model_dir.as_deref(), &settings)?;
         eprintln!("model mrt2 {} ({}), device host, {} weights", paths.size, paths.checkpoint.source, lm.precision);
-        let mut system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision)
+        let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision)
             .with_context(|| format!("loading MRT2 `{}` from {}", paths.size, paths.checkpoint.path.display()))?;
-        if let Some(n) = style_levels {
-            system.set_musiccoca_kept_levels(n).context("--style-levels")?;
-        }
         let generator = Generator::Mrt2(system);
         let style_codes = if prompts.is_empty() {
             None
@@ -225,8 +216,7 @@ impl Args {
                 .with_context(|| format!("loading the codec from {}", codec_dir.path.display()))?;
             let first = Mrt2Controls { drums, prompt_adherence, note_adherence, drum_adherence, pianoroll: None };
             let mut tokens = Vec::new();
-            let frame = first.condition_frame_kept(style_codes.as_deref(), system.config().musiccoca_levels, system.musiccoca_kept_levels());
-            system.condition_tokens(&frame, &mut tokens);
+            system.condition_tokens(&first.condition_frame(style_codes.as_deref(), system.config().musiccoca_levels), &mut tokens);
             let frames = system.prefill_audio(st, &tokens, &encoder, audio).with_context(|| format!("prefill from {}", path.display()))?;
             eprintln!("prefilled {frames} frames ({:.2} s) from {}", frames as f64 * generator.block_seconds(), path.display());
         }
