@@ -10,6 +10,8 @@
 //!  DIR/magenta-realtime/vocabularies/…            SentencePiece model
 //!  DIR/magenta-realtime-2/resources/spectrostream/{encoder,decoder,quantizer}.safetensors   (C1)
 //!  DIR/magenta-realtime-2/resources/musiccoca/audio_preprocessor.tflite
+//!  DIR/magenta-realtime-2/resources/musiccoca/{text_encoder,music_encoder,pretrained_vector_quantizer}.tflite,
+//!                                                 spm.model: a tiny MRT2 MusicCoCa (style::tiny_mrt2)
 //!  DIR/magenta-realtime-2/checkpoints/mrt2_tiny.safetensors    the M1 MRT2 fixture (LM + codec),
 //!                                                 as `mrt2_{small,base}.safetensors`; its config
 //!                                                 under "mrt2" in the manifest
@@ -82,6 +84,7 @@ pub fn write(dir: &Path, fixtures: &Path) -> Result<(), TinyModelError> {
         std::fs::copy(codec.join(f), spectro.join(f)).map_err(io(&codec.join(f)))?;
     }
     crate::style::tiny::write_tiny(&v1, &v2, 11)?;
+    crate::style::tiny_mrt2::write_tiny_mrt2(&v2.join(crate::assets::MRT2_MUSICCOCA_DIR), 12)?;
     let mrt2 = v2.join(MRT2_CHECKPOINT);
     let parent = mrt2.parent().expect("a checkpoint path has a folder");
     std::fs::create_dir_all(parent).map_err(io(parent))?;

@@ -660,6 +660,17 @@ fn an_mrt2_fetch_downloads_its_checkpoint_and_keeps_the_v2_files_of_v1_sizes() {
     assert_eq!(std::fs::read(&paths.checkpoint.path).unwrap(), hub.repos[V2].files[ckpt].bytes);
     let got: Vec<String> = downloads(&hub).into_iter().map(|r| r.target).collect();
     assert!(!got.iter().any(|t| t.contains("mrt2_base") || t.contains("magenta-realtime/")), "{got:#?}");
+    // MRT2's own MusicCoCa and its mapper come with it, and prompts find them.
+    for name in ["text_encoder.tflite", "music_encoder.tflite", "pretrained_vector_quantizer.tflite", "spm.model", "mapper.tflite"] {
+        assert!(got.iter().any(|t| t.ends_with(&format!("resources/musiccoca/{name}"))), "{name}: {got:#?}");
+    }
+    match mrt::assets::locate_mrt2_style(None, &s).expect("MRT2's style files") {
+        mrt::style::StyleFiles::Mrt2(p) => {
+            assert!(p.text_encoder.ends_with("resources/musiccoca/text_encoder.tflite") && p.text_encoder.is_file(), "{p:?}");
+            assert!(p.preprocessor.is_some() && p.mapper.is_some(), "{p:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     // The v1 `tiny` size still finds the v2 files in the snapshot refs/main now names.
     let v1 = fetch_with("tiny", &FetchTarget::HfCache, &FetchOptions::default(), &s, &()).expect("v1 fetch after");
     assert!(v1.codec_dir.path.join("decoder.safetensors").is_file());

@@ -105,7 +105,7 @@ fn mirror(tiny: &Path) -> (Arc<Hub>, String) {
         (V1, "README.md", b"# Magenta RT\n".to_vec()),
         (V1, "testdata/musiccoca_mv212/embeddings.npy", vec![1; 3000]),
         (V1, "checkpoints/llm_base_x4286_c1860k/target.decoder.decoder_norm.scale/0", vec![2; 2000]),
-        (V2, "resources/musiccoca/mapper.tflite", vec![3; 4000]),
+        (V2, "models/mrt2_small/mrt2_small.mlxfn", vec![3; 4000]),
     ];
     for (repo, path, bytes) in extras {
         let lfs = bytes.len() > 1024;

@@ -58,7 +58,8 @@ fn embed_prints_tokens_and_the_blend() {
 }
 
 /// `embed` needs only the style model: it works from a folder holding nothing else, and
-/// `--model mrt2` prints the tokens MRT2 is sent (6 coarsest levels, the rest masked).
+/// `--model mrt2` prints the tokens MRT2 is sent (6 coarsest levels, the rest masked), from MRT2's
+/// own MusicCoCa when its files are there, else from v1's.
 #[test]
 fn embed_needs_only_the_style_model_and_shows_mrt2_tokens() {
     let dir = scratch("style-only");
@@ -72,7 +73,7 @@ fn embed_needs_only_the_style_model_and_shows_mrt2_tokens() {
     }
     let style_only = dir.display().to_string();
     let (ok, text) = mrt(&["embed", "funky bass", "--model-dir", &style_only, "--device", "flex"]);
-    assert!(ok, "{text}");
+    assert!(ok && text.contains("style model: v1's MusicCoCa"), "{text}");
     let tokens = |text: &str| -> Vec<i32> {
         let line = text.lines().find(|l| l.contains("funky bass") && l.contains("tokens [")).unwrap_or_else(|| panic!("{text}"));
         let list = &line[line.find('[').unwrap() + 1..line.rfind(']').unwrap()];
@@ -82,10 +83,23 @@ fn embed_needs_only_the_style_model_and_shows_mrt2_tokens() {
     assert_eq!(v1.len(), 12, "{text}");
     assert!(v1.iter().all(|&t| t >= 0), "{text}");
     let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--model-dir", &style_only, "--device", "flex"]);
-    assert!(ok && text.contains("6 coarsest"), "{text}");
+    assert!(ok && text.contains("6 coarsest") && text.contains("style model: MRT2's MusicCoCa"), "{text}");
     let mrt2 = tokens(&text);
-    assert_eq!(&mrt2[..6], &v1[..6], "{text}");
+    assert!(mrt2[..6].iter().all(|&t| (0..1024).contains(&t)), "{text}");
+    assert_ne!(&mrt2[..6], &v1[..6], "MRT2's own towers give other codes: {text}");
     assert_eq!(&mrt2[6..], &[-1; 6], "{text}");
+    // Without MRT2's files, MRT2 prompts fall back to v1's MusicCoCa.
+    let musiccoca = dir.join("magenta-realtime-2/resources/musiccoca");
+    for f in ["text_encoder.tflite", "music_encoder.tflite", "pretrained_vector_quantizer.tflite", "spm.model"] {
+        std::fs::remove_file(musiccoca.join(f)).unwrap();
+    }
+    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--model-dir", &style_only, "--device", "flex"]);
+    assert!(ok && text.contains("style model: v1's MusicCoCa"), "{text}");
+    assert_eq!(&tokens(&text)[..6], &v1[..6], "{text}");
+    // Some of MRT2's files but not all: a partial download, named.
+    std::fs::write(musiccoca.join("spm.model"), b"x").unwrap();
+    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--model-dir", &style_only, "--device", "flex"]);
+    assert!(!ok && text.contains("text_encoder.tflite"), "{text}");
 }
 
 fn copy_tree(from: &Path, to: &Path) {

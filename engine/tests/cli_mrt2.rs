@@ -39,6 +39,36 @@ fn generate(out: &Path, extra: &[&str]) -> (bool, String) {
     mrt(&args)
 }
 
+/// `mrt embed --model mrt2` on the tiny model reads MRT2's own MusicCoCa (the TFLite files
+/// `mrt dev tiny-model` writes in the official layouts): 6 codes sent, 6 masked; a blend is
+/// re-quantized from the weighted embedding.
+#[test]
+fn embed_reads_mrt2s_own_musiccoca() {
+    let (ok, text) = mrt(&["embed", "funky bass", "ambient pads", "--weight", "2,1", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--device", "flex"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("style model: MRT2's MusicCoCa") && text.contains("resources/musiccoca"), "{text}");
+    assert!(text.contains("text through mapper.tflite"), "{text}");
+    let tokens_of = |text: &str| -> Vec<Vec<i32>> {
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("tokens [")).collect();
+        assert_eq!(lines.len(), 3, "two prompts and the blend: {text}");
+        lines
+            .iter()
+            .map(|line| {
+                let list = &line[line.find("tokens [").unwrap() + 8..line.rfind(']').unwrap()];
+                let tokens: Vec<i32> = list.split(',').map(|t| t.trim().parse().unwrap()).collect();
+                assert!(tokens[..6].iter().all(|t| (0..1024).contains(t)) && tokens[6..] == [-1; 6], "{line}");
+                tokens
+            })
+            .collect()
+    };
+    let mapped = tokens_of(&text);
+    // Mapped embeddings are unit vectors.
+    assert!(text.lines().filter(|l| l.contains("funky bass")).all(|l| l.contains("norm   1.0000")), "{text}");
+    let (ok, text) = mrt(&["embed", "funky bass", "ambient pads", "--weight", "2,1", "--model", "mrt2", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--device", "flex", "--no-mapper"]);
+    assert!(ok && text.contains("mapper.tflite not used"), "{text}");
+    assert_ne!(tokens_of(&text), mapped, "the mapper moves text embeddings");
+}
+
 /// A format-0 MIDI file: C4 for 0.25 s, then a G4–B4 dyad to 0.75 s (120 bpm, 96 ticks/beat).
 fn song() -> PathBuf {
     fn vlq(mut v: u32) -> Vec<u8> {
@@ -129,11 +159,14 @@ fn a_midi_file_changes_the_audio_and_all_the_settings_are_accepted() {
     // around them); the tiny model's random weights barely react to one or two channels of 132
     // (drums, one adherence bin), so those alone need not flip a token in 20 frames.
     assert!(a != b, "the notes steer the model");
-    // A prompt goes through the style model (the tiny MusicCoCa) as well.
+    // A prompt goes through the style model (MRT2's own tiny MusicCoCa) as well.
     let prompted = dir.join("prompted.wav");
     let (ok, text) = generate(&prompted, &["--seconds", "0.2", "--prompt", "jazz piano", "--prompt", "drums", "--weight", "2,1"]);
-    assert!(ok, "{text}");
+    assert!(ok && text.contains("style model: MRT2's MusicCoCa") && text.contains("text through mapper.tflite"), "{text}");
     assert_eq!(wav_samples(&prompted).1.len(), 2 * 9_600);
+    let unmapped = dir.join("unmapped.wav");
+    let (ok, text) = generate(&unmapped, &["--seconds", "0.2", "--prompt", "jazz piano", "--prompt", "drums", "--weight", "2,1", "--no-mapper"]);
+    assert!(ok && text.contains("mapper.tflite not used"), "{text}");
 }
 
 #[test]
@@ -199,6 +232,11 @@ fn bad_settings_are_clear_errors_and_write_nothing() {
     let out = dir.join("v1.wav");
     let (ok, text) = mrt(&["generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--drums", "on", "-o", out.to_str().unwrap()]);
     assert!(!ok && text.contains("--drums is an MRT2 setting"), "{text}");
+    assert!(!out.exists());
+    let (ok, text) = mrt(&["generate", "--size", "tiny", "--model-dir", tiny().to_str().unwrap(), "--no-mapper", "-o", out.to_str().unwrap()]);
+    assert!(!ok && text.contains("--no-mapper is an MRT2 setting"), "{text}");
+    let (ok, text) = mrt(&["embed", "jazz", "--no-mapper", "--model-dir", tiny().to_str().unwrap()]);
+    assert!(!ok && text.contains("--no-mapper is an MRT2 setting"), "{text}");
     assert!(!out.exists());
 }
 

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use mrt::style::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams};
+use mrt::style::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams, TextEmbedding};
 use mrt::style::{self, tiny, StyleError, StyleModel};
 use mrt::DeviceChoice;
 
@@ -139,7 +139,8 @@ fn pool(x: &[Vec<f64>], p: &PoolParams) -> Vec<f64> {
 
 fn reference_text(params: &MusicCocaParams, ids: &[i32]) -> Vec<f64> {
     let t = &params.text;
-    let (d, vocab) = (t.softmax_w.shape[0], t.softmax_w.shape[1]);
+    let TextEmbedding::Softmax(softmax_w) = &t.embedding else { panic!("v1 params have the softmax embedding") };
+    let (d, vocab) = (softmax_w.shape[0], softmax_w.shape[1]);
     let half = d / 2;
     let x: Vec<Vec<f64>> = ids
         .iter()
@@ -147,7 +148,7 @@ fn reference_text(params: &MusicCocaParams, ids: &[i32]) -> Vec<f64> {
         .map(|(pos, &id)| {
             (0..d)
                 .map(|c| {
-                    let emb = f64::from(t.softmax_w.data[c * vocab + id as usize]) * (d as f64).sqrt();
+                    let emb = f64::from(softmax_w.data[c * vocab + id as usize]) * (d as f64).sqrt();
                     let i = c % half;
                     let angle = pos as f64 * (-(i as f64) * 10000f64.ln() / (half as f64 - 1.0)).exp();
                     emb + if c < half { angle.sin() } else { angle.cos() }

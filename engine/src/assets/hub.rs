@@ -151,13 +151,16 @@ pub fn fetch_mrt2(size: &str, target: &FetchTarget, settings: &Settings, progres
         Item::new(Repo::V2, &super::mrt2::mrt2_checkpoint(size), Kind::File, Role::Lm),
         Item::new(Repo::V2, CODEC_DIR, Kind::Files(codec_files), Role::Codec),
         Item::new(Repo::V2, AUDIO_PREPROCESSOR, Kind::File, Role::AudioPreprocessor),
+        super::locate::mrt2_musiccoca_item(),
+        Item::new(Repo::V2, super::MRT2_MAPPER, Kind::File, Role::Mrt2MusicCoCa),
     ];
+    // The checkpoint and MRT2's own MusicCoCa with its mapper (what `generate --model mrt2` reads).
     let present = match target_root.repo_base(Repo::V2) {
-        Ok((base, _)) => items[0].check(&join_repo_path(&base, &items[0].path)).is_ok(),
+        Ok((base, _)) => [&items[0], &items[3], &items[4]].iter().all(|item| item.check(&join_repo_path(&base, &item.path)).is_ok()),
         Err(_) => false,
     };
     if present {
-        progress.note("the checkpoint is already present; nothing to download");
+        progress.note("the checkpoint and the style model are already present; nothing to download");
         return locate();
     }
     let offline = |reason: String| match locate() {

@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{
-    io_err, AssetError, Looked, Missing, MissingItem, Repo, Settings, AUDIO_PREPROCESSOR, CODEC_DIR, CODEC_FILES,
+    io_err, AssetError, Looked, Missing, MissingItem, Repo, Settings, AUDIO_PREPROCESSOR, CODEC_DIR, CODEC_FILES, MRT2_MUSICCOCA_DIR,
+    MRT2_MUSICCOCA_FILES,
     MANIFEST_FILE, MUSICCOCA_DIR, MUSICCOCA_QUANT_DIR, TESTDATA_DIR, VOCAB_FILE,
 };
 use crate::codec::config::CodecConfig;
@@ -134,6 +135,7 @@ pub(crate) enum Role {
     Vocab,
     AudioPreprocessor,
     TestData,
+    Mrt2MusicCoCa,
 }
 
 impl Item {
@@ -361,6 +363,43 @@ pub fn locate_style(model_dir: Option<&Path>, settings: &Settings) -> Result<cra
     let mut it = found.into_iter();
     let mut next = || it.next().expect("one path per item");
     Ok(crate::style::StylePaths { savedmodel: next(), quantizer: next(), vocab: next(), preprocessor: Some(next()) })
+}
+
+/// The item of MRT2's own MusicCoCa files (`resources/musiccoca/…` of the v2 repo).
+pub(crate) fn mrt2_musiccoca_item() -> Item {
+    Item::new(Repo::V2, MRT2_MUSICCOCA_DIR, Kind::Files(MRT2_MUSICCOCA_FILES.iter().map(|s| s.to_string()).collect()), Role::Mrt2MusicCoCa)
+}
+
+/// The style model MRT2 prompts are embedded with: MRT2's own MusicCoCa
+/// (`resources/musiccoca/{text_encoder,music_encoder,pretrained_vector_quantizer}.tflite` +
+/// `spm.model`, with `audio_preprocessor.tflite` and `mapper.tflite` where present) when its
+/// files are found; else v1's ([`locate_style`]), as before MRT2's was read. A folder holding only
+/// some of MRT2's files is an error naming the missing ones (a partial download), as is finding
+/// neither model.
+pub fn locate_mrt2_style(model_dir: Option<&Path>, settings: &Settings) -> Result<crate::style::StyleFiles, AssetError> {
+    let (roots, dir_root) = roots(model_dir, settings);
+    let item = mrt2_musiccoca_item();
+    let looked = match find_in(&roots, &item) {
+        Ok(found) => return Ok(crate::style::StyleFiles::Mrt2(crate::style::Mrt2StylePaths::in_dir(&found.path))),
+        Err(looked) => looked,
+    };
+    // Some but not all of the files in one place: a partial download, not an absent model.
+    let partial = looked.iter().any(|l| {
+        let n = MRT2_MUSICCOCA_FILES.iter().filter(|f| l.place.join(f).is_file()).count();
+        0 < n && n < MRT2_MUSICCOCA_FILES.len()
+    });
+    if !partial {
+        if let Ok(v1) = locate_style(model_dir, settings) {
+            return Ok(crate::style::StyleFiles::V1(v1));
+        }
+    }
+    Err(AssetError::Missing(Box::new(Missing {
+        size: "MRT2 style model (MusicCoCa)".into(),
+        items: vec![missing_item(&item, looked)],
+        hf_cache: settings.hf_cache.clone(),
+        model_dir: dir_root.map(|(d, _)| d),
+        fetch_error: None,
+    })))
 }
 
 /// The SpectroStream files (`resources/spectrostream/{encoder,decoder,quantizer}.safetensors`)
@@ -615,6 +654,7 @@ fn role_key(r: Role) -> &'static str {
         Role::Vocab => "vocab",
         Role::AudioPreprocessor => "audio_preprocessor",
         Role::TestData => "testdata",
+        Role::Mrt2MusicCoCa => "mrt2_musiccoca",
     }
 }
 

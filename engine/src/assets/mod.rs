@@ -60,7 +60,7 @@ use crate::v1::lm::{LmConfig, LmError};
 
 pub use convert::{convert_with, with_converted_lm, ConvertedPaths};
 pub use hub::{fetch_mrt2, fetch_with, FetchOptions, FetchTarget};
-pub use locate::{locate_codec, locate_style, manifest_sizes, ManifestSizes, LmFormat, Located, ModelPaths, Source};
+pub use locate::{locate_codec, locate_mrt2_style, locate_style, manifest_sizes, ManifestSizes, LmFormat, Located, ModelPaths, Source};
 pub use mrt2::Mrt2Paths;
 
 /// Magenta RT v1 on the Hub: LM checkpoints, MusicCoCa SavedModels, vocabulary, test data.
@@ -138,6 +138,17 @@ pub const CODEC_DIR: &str = "resources/spectrostream";
 pub const CODEC_FILES: [&str; 3] = ["encoder.safetensors", "decoder.safetensors", "quantizer.safetensors"];
 /// MusicCoCa's audio front end (mel matrix, Hann window) in the v2 repo.
 pub const AUDIO_PREPROCESSOR: &str = "resources/musiccoca/audio_preprocessor.tflite";
+/// MRT2's own MusicCoCa in the v2 repo (`style::mrt2`): the folder and the files the loader needs
+/// (the front end is [`AUDIO_PREPROCESSOR`]; the optional mapper is [`MRT2_MAPPER`]).
+pub const MRT2_MUSICCOCA_DIR: &str = "resources/musiccoca";
+pub const MRT2_MUSICCOCA_FILES: [&str; 4] = [
+    crate::style::mrt2::TEXT_ENCODER,
+    crate::style::mrt2::MUSIC_ENCODER,
+    crate::style::mrt2::QUANTIZER,
+    crate::style::mrt2::VOCAB,
+];
+/// MRT2's optional text → audio mapper (`style::mapper`), fetched with MRT2.
+pub const MRT2_MAPPER: &str = "resources/musiccoca/mapper.tflite";
 
 /// Where assets live and how the Hub is reached. Built by [`Settings::from_vars`] in binaries and
 /// by hand in tests.

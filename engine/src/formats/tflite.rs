@@ -5,7 +5,12 @@
 //!  byte 0: u32 → Model            bytes 4..8: "TFL3"
 //!  Model      {0 version, 1 operator_codes, 2 subgraphs: [SubGraph], 3 description,
 //!              4 buffers: [Buffer]  (buffers[0] is the empty sentinel)}
-//!  SubGraph   {0 tensors: [Tensor], 1 inputs, 2 outputs, 3 operators, 4 name}
+//!  OperatorCode {0 deprecated_builtin_code: byte, 1 custom_code, 2 version, 3 builtin_code: int}
+//!             (the operator is max(deprecated, builtin): codes > 127 store 127 in the byte)
+//!  SubGraph   {0 tensors: [Tensor], 1 inputs: [int], 2 outputs: [int], 3 operators, 4 name}
+//!  Operator   {0 opcode_index: uint, 1 inputs: [int], 2 outputs: [int] (tensor indices of its
+//!              subgraph, −1 = none), 3 builtin_options_type: ubyte, 4 builtin_options: table}
+//!             WHILE's WhileOptions (union tag 93) {0 cond_subgraph_index, 1 body_subgraph_index}
 //!  Tensor     {0 shape: [int], 1 type: byte, 2 buffer: uint, 3 name: string, …}
 //!  Buffer     {0 data: [ubyte] (inline), 1 offset: ulong, 2 size: ulong}
 //!             offset > 1 → data = file[offset .. offset+size] (the >2 GB "external" scheme)
@@ -121,6 +126,44 @@ impl TensorEntry {
     pub fn is_constant(&self) -> bool {
         self.data_len > 0
     }
+
+    /// The name up to the first `;`: the converter joins the names of every op sharing a
+    /// constant (`a/key/einsum;b/value/einsum`), the first is the tensor's own.
+    pub fn first_name(&self) -> &str {
+        self.name.split(';').next().unwrap_or("")
+    }
+}
+
+/// `BuiltinOperator` codes (schema.fbs) the engine looks for.
+pub mod builtin {
+    pub const FULLY_CONNECTED: i32 = 9;
+    pub const GATHER: i32 = 36;
+    pub const WHILE: i32 = 119;
+    /// The `BuiltinOptions` union tag of `WhileOptions`.
+    pub const WHILE_OPTIONS_TAG: u8 = 93;
+}
+
+/// One operator of a subgraph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// `BuiltinOperator` code (see [`builtin`]); 32 (`CUSTOM`) for custom operators.
+    pub builtin: i32,
+    /// Tensor indices into the operator's subgraph; −1 is an absent optional input.
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    /// `(cond, body)` subgraph indices of a WHILE operator.
+    pub while_subgraphs: Option<(usize, usize)>,
+}
+
+/// One subgraph: its name, inputs/outputs and operators in execution order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subgraph {
+    pub name: String,
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    pub operators: Vec<Operator>,
+    /// The subgraph's tensors within the model's flat tensor list.
+    tensors: Range<usize>,
 }
 
 /// Errors of the TFLite reader/writer; each names the file, and the tensor where there is one.
@@ -148,6 +191,7 @@ pub struct TfLite {
     path: PathBuf,
     bytes: Vec<u8>,
     tensors: Vec<TensorEntry>,
+    subgraphs: Vec<Subgraph>,
     /// Byte range of each buffer's data within `bytes` (empty for none).
     buffers: Vec<Range<usize>>,
     description: Option<String>,
@@ -161,8 +205,8 @@ impl TfLite {
 
     /// Parses a model held in memory; `path` only labels errors.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, TfLiteError> {
-        let (tensors, buffers, description) = parse(path, &bytes)?;
-        Ok(TfLite { path: path.to_path_buf(), bytes, tensors, buffers, description })
+        let Parsed { tensors, subgraphs, buffers, description } = parse(path, &bytes)?;
+        Ok(TfLite { path: path.to_path_buf(), bytes, tensors, subgraphs, buffers, description })
     }
 
     pub fn path(&self) -> &Path {
@@ -177,6 +221,21 @@ impl TfLite {
     /// Every tensor of every subgraph, in file order.
     pub fn tensors(&self) -> impl Iterator<Item = &TensorEntry> + '_ {
         self.tensors.iter()
+    }
+
+    /// The subgraphs (0 is the main graph; WHILE bodies and conditions follow).
+    pub fn subgraphs(&self) -> &[Subgraph] {
+        &self.subgraphs
+    }
+
+    /// The tensors of subgraph `s` in index order (empty for a subgraph that does not exist).
+    pub fn subgraph_tensors(&self, s: usize) -> &[TensorEntry] {
+        self.subgraphs.get(s).and_then(|g| self.tensors.get(g.tensors.clone())).unwrap_or(&[])
+    }
+
+    /// Tensor `index` of subgraph `s` (an operator input; −1 and out-of-range give `None`).
+    pub fn tensor(&self, s: usize, index: i32) -> Option<&TensorEntry> {
+        usize::try_from(index).ok().and_then(|i| self.subgraph_tensors(s).get(i))
     }
 
     /// Tensors whose name contains `pattern`.
@@ -373,7 +432,30 @@ impl<'a> Fb<'a> {
     }
 }
 
-type Parsed = (Vec<TensorEntry>, Vec<Range<usize>>, Option<String>);
+struct Parsed {
+    tensors: Vec<TensorEntry>,
+    subgraphs: Vec<Subgraph>,
+    buffers: Vec<Range<usize>>,
+    description: Option<String>,
+}
+
+impl Fb<'_> {
+    /// A `[int]` vector field (absent = empty).
+    fn ints(&self, t: Table, id: usize, what: &str) -> Result<Vec<i32>, TfLiteError> {
+        match self.vector(t, id, 4, what)? {
+            Some((start, n)) => (0..n).map(|k| self.u32(start + 4 * k, what).map(|v| v as i32)).collect(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// An optional table field.
+    fn sub_table(&self, t: Table, id: usize, what: &str) -> Result<Option<Table>, TfLiteError> {
+        match self.field(t, id, 4, what)? {
+            Some(p) => Ok(Some(self.table(self.follow(p, what)?, what)?)),
+            None => Ok(None),
+        }
+    }
+}
 
 fn parse(path: &Path, buf: &[u8]) -> Result<Parsed, TfLiteError> {
     let fb = Fb { buf, path };
@@ -403,8 +485,18 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed, TfLiteError> {
         buffers.push(range);
     }
 
+    let mut opcodes = Vec::new();
+    for (i, c) in fb.tables(model, 1, "Model.operator_codes")?.into_iter().enumerate() {
+        let what = format!("operator code {i}");
+        let deprecated = fb.field_u8(c, 0, 0, &what)? as i8;
+        let code = fb.field_u32(c, 3, 0, &what)? as i32;
+        opcodes.push(code.max(i32::from(deprecated)));
+    }
+
     let mut tensors = Vec::new();
+    let mut subgraphs = Vec::new();
     for (s, sg) in fb.tables(model, 2, "Model.subgraphs")?.into_iter().enumerate() {
+        let first = tensors.len();
         for (i, t) in fb.tables(sg, 0, &format!("subgraph {s} tensors"))?.into_iter().enumerate() {
             let what = format!("subgraph {s} tensor {i}");
             let name = fb.string(t, 3, &what)?.unwrap_or_default();
@@ -421,8 +513,50 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed, TfLiteError> {
             })?;
             tensors.push(TensorEntry { subgraph: s, index: i, name, shape, dtype, buffer, data_len });
         }
+        let count = tensors.len() - first;
+        let what = format!("subgraph {s}");
+        let check = |v: Vec<i32>, what: &str| -> Result<Vec<i32>, TfLiteError> {
+            match v.iter().find(|&&x| x < -1 || x >= count as i32) {
+                Some(x) => Err(fb.corrupt(format!("{what}: tensor index {x} outside the subgraph's {count} tensors"))),
+                None => Ok(v),
+            }
+        };
+        let inputs = check(fb.ints(sg, 1, &what)?, &what)?;
+        let outputs = check(fb.ints(sg, 2, &what)?, &what)?;
+        let name = fb.string(sg, 4, &what)?.unwrap_or_default();
+        let mut operators = Vec::new();
+        for (k, op) in fb.tables(sg, 3, &what)?.into_iter().enumerate() {
+            let what = format!("subgraph {s} operator {k}");
+            let index = fb.field_u32(op, 0, 0, &what)? as usize;
+            let builtin = *opcodes
+                .get(index)
+                .ok_or_else(|| fb.corrupt(format!("{what}: opcode index {index} but the model has {} operator codes", opcodes.len())))?;
+            let inputs = check(fb.ints(op, 1, &what)?, &what)?;
+            let outputs = check(fb.ints(op, 2, &what)?, &what)?;
+            let while_subgraphs = match (builtin, fb.sub_table(op, 4, &what)?) {
+                (builtin::WHILE, Some(o)) => {
+                    let cond = fb.field_u32(o, 0, 0, &what)? as i32;
+                    let body = fb.field_u32(o, 1, 0, &what)? as i32;
+                    match (usize::try_from(cond), usize::try_from(body)) {
+                        (Ok(c), Ok(b)) => Some((c, b)),
+                        _ => return Err(fb.corrupt(format!("{what}: WHILE with subgraphs {cond} / {body}"))),
+                    }
+                }
+                _ => None,
+            };
+            operators.push(Operator { builtin, inputs, outputs, while_subgraphs });
+        }
+        subgraphs.push(Subgraph { name, inputs, outputs, operators, tensors: first..tensors.len() });
     }
-    Ok((tensors, buffers, description))
+    let n = subgraphs.len();
+    for (s, g) in subgraphs.iter().enumerate() {
+        for (k, op) in g.operators.iter().enumerate() {
+            if let Some((c, b)) = op.while_subgraphs.filter(|&(c, b)| c >= n || b >= n) {
+                return Err(fb.corrupt(format!("subgraph {s} operator {k}: WHILE names subgraphs {c} / {b} of {n}")));
+            }
+        }
+    }
+    Ok(Parsed { tensors, subgraphs, buffers, description })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -548,19 +682,75 @@ impl Builder {
     }
 }
 
+/// A tensor for [`build_tflite_graph`]: constant data (little-endian bytes) or none (an
+/// activation).
+#[derive(Clone, Debug)]
+pub struct GraphTensor<'a> {
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    pub dtype: TensorType,
+    pub data: Option<&'a [u8]>,
+}
+
+/// An operator for [`build_tflite_graph`] (a [`builtin`] code; tensor indices of its subgraph).
+#[derive(Clone, Debug, Default)]
+pub struct GraphOp {
+    pub builtin: i32,
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    /// `(cond, body)` for a WHILE: written as its `WhileOptions`.
+    pub while_subgraphs: Option<(usize, usize)>,
+}
+
+/// A subgraph for [`build_tflite_graph`].
+#[derive(Clone, Debug, Default)]
+pub struct GraphSubgraph<'a> {
+    pub name: &'a str,
+    pub tensors: Vec<GraphTensor<'a>>,
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    pub operators: Vec<GraphOp>,
+}
+
 /// Serialises a model holding only constant tensors: one subgraph named "main" without
 /// operators, tensor i stored in buffer i + 1 (buffer 0 is the empty sentinel), data inline and
 /// 16-aligned. `tensors` are (name, shape, type, little-endian bytes).
 pub fn build_tflite(path: &Path, tensors: &[(&str, &[usize], TensorType, &[u8])]) -> Result<Vec<u8>, TfLiteError> {
-    for (name, shape, dtype, data) in tensors {
-        let want = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).zip(dtype.size()).and_then(|(n, w)| n.checked_mul(w));
-        let dims_fit = shape.iter().all(|&d| i32::try_from(d).is_ok());
-        if want != Some(data.len()) || !dims_fit {
-            return Err(TfLiteError::Tensor {
-                path: path.to_path_buf(),
-                tensor: name.to_string(),
-                reason: format!("{} bytes do not match shape {shape:?} of {dtype:?}", data.len()),
-            });
+    let tensors = tensors.iter().map(|&(name, shape, dtype, data)| GraphTensor { name, shape, dtype, data: Some(data) }).collect();
+    build_tflite_graph(path, &[GraphSubgraph { name: "main", tensors, ..Default::default() }])
+}
+
+/// Serialises a model of several subgraphs with operators, as the converter lays them out:
+/// every constant in a buffer of its own (numbered in order from 1, data inline and 16-aligned),
+/// activations in the empty buffer 0, one operator code per distinct builtin (in order of first
+/// use; `deprecated_builtin_code` = min(code, 127)). Tensor and operator indices are checked.
+pub fn build_tflite_graph(path: &Path, subgraphs: &[GraphSubgraph<'_>]) -> Result<Vec<u8>, TfLiteError> {
+    let bad = |tensor: &str, reason: String| TfLiteError::Tensor { path: path.to_path_buf(), tensor: tensor.to_string(), reason };
+    let mut opcodes: Vec<i32> = Vec::new();
+    for (s, g) in subgraphs.iter().enumerate() {
+        for t in &g.tensors {
+            let dims_fit = t.shape.iter().all(|&d| i32::try_from(d).is_ok());
+            if let Some(data) = t.data {
+                let want = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).zip(t.dtype.size()).and_then(|(n, w)| n.checked_mul(w));
+                if want != Some(data.len()) || !dims_fit {
+                    return Err(bad(t.name, format!("{} bytes do not match shape {:?} of {:?}", data.len(), t.shape, t.dtype)));
+                }
+            } else if !dims_fit {
+                return Err(bad(t.name, format!("shape {:?} does not fit i32", t.shape)));
+            }
+        }
+        let n = g.tensors.len() as i32;
+        let indices = g.inputs.iter().chain(&g.outputs).chain(g.operators.iter().flat_map(|o| o.inputs.iter().chain(&o.outputs)));
+        if let Some(i) = indices.copied().find(|&i| i < -1 || i >= n) {
+            return Err(bad(g.name, format!("subgraph {s}: tensor index {i} outside its {n} tensors")));
+        }
+        for op in &g.operators {
+            if let Some((c, b)) = op.while_subgraphs.filter(|&(c, b)| c >= subgraphs.len() || b >= subgraphs.len()) {
+                return Err(bad(g.name, format!("subgraph {s}: WHILE names subgraphs {c} / {b} of {}", subgraphs.len())));
+            }
+            if !opcodes.contains(&op.builtin) {
+                opcodes.push(op.builtin);
+            }
         }
     }
     let mut b = Builder::default();
@@ -569,39 +759,72 @@ pub fn build_tflite(path: &Path, tensors: &[(&str, &[usize], TensorType, &[u8])]
 
     let (model, r) = b.table(&[(0, Field::U32(3)), (1, Field::Ref), (2, Field::Ref), (3, Field::Ref), (4, Field::Ref)]);
     b.patch(0, model);
-    let (opcodes, subgraphs, description, buffers) = (r[0], r[1], r[2], r[3]);
-    let v = b.vec_refs(0).0;
-    b.patch(opcodes, v);
+    let (opcodes_slot, subgraphs_slot, description, buffers_slot) = (r[0], r[1], r[2], r[3]);
+    let (v, code_slots) = b.vec_refs(opcodes.len());
+    b.patch(opcodes_slot, v);
+    for (slot, &code) in code_slots.iter().zip(&opcodes) {
+        let deprecated = code.clamp(0, 127) as u8;
+        let (t, _) = b.table(&[(0, Field::U8(deprecated)), (2, Field::U32(1)), (3, Field::U32(code as u32))]);
+        b.patch(*slot, t);
+    }
     let s = b.string("MRT Live tflite writer");
     b.patch(description, s);
 
-    let (v, sg_slots) = b.vec_refs(1);
-    b.patch(subgraphs, v);
-    let (sg, r) = b.table(&[(0, Field::Ref), (1, Field::Ref), (2, Field::Ref), (3, Field::Ref), (4, Field::Ref)]);
-    b.patch(sg_slots[0], sg);
-    let (v, t_slots) = b.vec_refs(tensors.len());
-    b.patch(r[0], v);
-    for slot in &r[1..4] {
-        let v = b.vec_refs(0).0;
-        b.patch(*slot, v);
-    }
-    let s = b.string("main");
-    b.patch(r[4], s);
-    for (i, (name, shape, dtype, _)) in tensors.iter().enumerate() {
-        let (t, tr) = b.table(&[(0, Field::Ref), (1, Field::U8(dtype.code())), (2, Field::U32(i as u32 + 1)), (3, Field::Ref)]);
-        b.patch(t_slots[i], t);
-        let dims: Vec<i32> = shape.iter().map(|&d| d as i32).collect();
-        let v = b.vec_i32(&dims);
-        b.patch(tr[0], v);
-        let s = b.string(name);
-        b.patch(tr[1], s);
+    let ints = |b: &mut Builder, slot: usize, v: &[i32]| {
+        let p = b.vec_i32(v);
+        b.patch(slot, p);
+    };
+    let (v, sg_slots) = b.vec_refs(subgraphs.len());
+    b.patch(subgraphs_slot, v);
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    for (g, slot) in subgraphs.iter().zip(sg_slots) {
+        let (sg, r) = b.table(&[(0, Field::Ref), (1, Field::Ref), (2, Field::Ref), (3, Field::Ref), (4, Field::Ref)]);
+        b.patch(slot, sg);
+        let (v, t_slots) = b.vec_refs(g.tensors.len());
+        b.patch(r[0], v);
+        ints(&mut b, r[1], &g.inputs);
+        ints(&mut b, r[2], &g.outputs);
+        let (v, op_slots) = b.vec_refs(g.operators.len());
+        b.patch(r[3], v);
+        let s = b.string(g.name);
+        b.patch(r[4], s);
+        for (t, slot) in g.tensors.iter().zip(t_slots) {
+            let buffer = match t.data {
+                Some(d) => {
+                    payloads.push(d);
+                    payloads.len() as u32
+                }
+                None => 0,
+            };
+            let (tt, tr) = b.table(&[(0, Field::Ref), (1, Field::U8(t.dtype.code())), (2, Field::U32(buffer)), (3, Field::Ref)]);
+            b.patch(slot, tt);
+            let dims: Vec<i32> = t.shape.iter().map(|&d| d as i32).collect();
+            ints(&mut b, tr[0], &dims);
+            let s = b.string(t.name);
+            b.patch(tr[1], s);
+        }
+        for (op, slot) in g.operators.iter().zip(op_slots) {
+            let index = opcodes.iter().position(|&c| c == op.builtin).unwrap_or(0) as u32;
+            let mut fields = vec![(0, Field::U32(index)), (1, Field::Ref), (2, Field::Ref)];
+            if op.while_subgraphs.is_some() {
+                fields.extend([(3, Field::U8(builtin::WHILE_OPTIONS_TAG)), (4, Field::Ref)]);
+            }
+            let (o, or) = b.table(&fields);
+            b.patch(slot, o);
+            ints(&mut b, or[0], &op.inputs);
+            ints(&mut b, or[1], &op.outputs);
+            if let Some((cond, body)) = op.while_subgraphs {
+                let (w, _) = b.table(&[(0, Field::U32(cond as u32)), (1, Field::U32(body as u32))]);
+                b.patch(or[2], w);
+            }
+        }
     }
 
-    let (v, b_slots) = b.vec_refs(tensors.len() + 1);
-    b.patch(buffers, v);
+    let (v, b_slots) = b.vec_refs(payloads.len() + 1);
+    b.patch(buffers_slot, v);
     let (empty, _) = b.table(&[]);
     b.patch(b_slots[0], empty);
-    for (i, (_, _, _, data)) in tensors.iter().enumerate() {
+    for (i, data) in payloads.iter().enumerate() {
         let (t, tr) = b.table(&[(0, Field::Ref)]);
         b.patch(b_slots[i + 1], t);
         let v = b.vec_bytes16(data);
@@ -609,6 +832,17 @@ pub fn build_tflite(path: &Path, tensors: &[(&str, &[usize], TensorType, &[u8])]
     }
     b.pad(16, 0);
     Ok(b.buf)
+}
+
+/// Writes a model built with [`build_tflite_graph`].
+pub fn write_tflite_graph(path: &Path, subgraphs: &[GraphSubgraph<'_>]) -> Result<(), TfLiteError> {
+    let buf = build_tflite_graph(path, subgraphs)?;
+    fs::write(path, buf).map_err(|source| TfLiteError::Io { path: path.to_path_buf(), source })
+}
+
+/// Little-endian bytes of f32 values (for [`GraphTensor::data`]).
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Writes an f32 model with [`build_tflite`].
@@ -664,6 +898,108 @@ mod tests {
         assert_eq!(bytes.len() % 16, 0);
         let d = m.data(m.get("text/token_emb").unwrap());
         assert_eq!((d.as_ptr() as usize - m.bytes.as_ptr() as usize) % 16, 0);
+    }
+
+    #[test]
+    fn subgraphs_operators_and_while_bodies_round_trip() {
+        let path = Path::new("graph.tflite");
+        let table = f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let w = f32_bytes(&[0.5; 6]);
+        let bias = f32_bytes(&[-1.0, 1.0]);
+        let arg = f32_bytes(&[7.0; 4]);
+        let t = |name, shape, data| GraphTensor { name, shape, dtype: TensorType::Float32, data };
+        let main = GraphSubgraph {
+            name: "main",
+            tensors: vec![
+                t("x", &[1, 3], None),
+                t("codebook/gather;other/op", &[2, 3], Some(&table)),
+                t("ids", &[1], None),
+                t("fc/weight", &[2, 3], Some(&w)),
+                t("fc/bias", &[2], Some(&bias)),
+                t("y", &[1, 2], None),
+            ],
+            inputs: vec![0],
+            outputs: vec![5],
+            operators: vec![
+                GraphOp { builtin: builtin::GATHER, inputs: vec![1, 2], outputs: vec![0], ..Default::default() },
+                GraphOp { builtin: builtin::FULLY_CONNECTED, inputs: vec![0, 3, 4], outputs: vec![5], ..Default::default() },
+                GraphOp { builtin: builtin::WHILE, inputs: vec![5], outputs: vec![5], while_subgraphs: Some((1, 2)) },
+            ],
+        };
+        let cond = GraphSubgraph { name: "cond", tensors: vec![t("c", &[], None)], ..Default::default() };
+        let body = GraphSubgraph {
+            name: "body",
+            tensors: vec![t("jax2tf_arg_0/x", &[2, 2], Some(&arg)), t("out", &[2, 2], None)],
+            operators: vec![GraphOp { builtin: 0, inputs: vec![0, 0], outputs: vec![1], ..Default::default() }],
+            ..Default::default()
+        };
+        let m = TfLite::from_bytes(path, build_tflite_graph(path, &[main, cond, body]).unwrap()).unwrap();
+        let names: Vec<&str> = m.subgraphs().iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["main", "cond", "body"]);
+        let g = &m.subgraphs()[0];
+        assert_eq!((g.inputs.as_slice(), g.outputs.as_slice()), (&[0][..], &[5][..]));
+        let ops: Vec<_> = g.operators.iter().map(|o| (o.builtin, o.inputs.as_slice(), o.while_subgraphs)).collect();
+        assert_eq!(ops, [(36, &[1, 2][..], None), (9, &[0, 3, 4][..], None), (119, &[5][..], Some((1, 2)))]);
+        let gathered = m.tensor(0, g.operators[0].inputs[0]).unwrap();
+        assert_eq!((gathered.first_name(), gathered.shape.as_slice()), ("codebook/gather", &[2, 3][..]));
+        assert_eq!(m.read_f32(gathered).unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(m.read_f32(m.tensor(0, 4).unwrap()).unwrap(), [-1.0, 1.0]);
+        assert!(m.tensor(0, -1).is_none() && m.tensor(0, 6).is_none() && m.tensor(7, 0).is_none());
+        assert!(!m.tensor(0, 0).unwrap().is_constant());
+        let body: Vec<(&str, usize, usize)> = m.subgraph_tensors(2).iter().map(|t| (t.name.as_str(), t.subgraph, t.index)).collect();
+        assert_eq!(body, [("jax2tf_arg_0/x", 2, 0), ("out", 2, 1)]);
+        assert_eq!(m.read_f32(&m.subgraph_tensors(2)[0]).unwrap(), [7.0; 4]);
+        assert_eq!(m.subgraphs()[2].operators[0].builtin, 0);
+        assert_eq!(m.tensors().count(), 9);
+
+        // Out-of-range indices are writer errors naming the subgraph.
+        let broken = GraphSubgraph { name: "main", operators: vec![GraphOp { inputs: vec![3], ..Default::default() }], ..Default::default() };
+        let err = build_tflite_graph(path, &[broken]).unwrap_err().to_string();
+        assert!(err.contains("tensor index 3"), "{err}");
+        let broken = GraphSubgraph {
+            name: "main",
+            operators: vec![GraphOp { builtin: builtin::WHILE, while_subgraphs: Some((1, 5)), ..Default::default() }],
+            ..Default::default()
+        };
+        let err = build_tflite_graph(path, &[broken]).unwrap_err().to_string();
+        assert!(err.contains("WHILE names subgraphs 1 / 5"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_operators_are_errors() {
+        let path = Path::new("ops.tflite");
+        let d = f32_bytes(&[1.0, 2.0]);
+        let g = GraphSubgraph {
+            name: "main",
+            tensors: vec![GraphTensor { name: "w", shape: &[2], dtype: TensorType::Float32, data: Some(&d) }],
+            operators: vec![GraphOp { builtin: builtin::GATHER, inputs: vec![0, -1], outputs: vec![0], ..Default::default() }],
+            ..Default::default()
+        };
+        let good = build_tflite_graph(path, &[g]).unwrap();
+        let m = TfLite::from_bytes(path, good.clone()).unwrap();
+        assert_eq!(m.subgraphs()[0].operators[0].inputs, [0, -1]);
+        // Find the operator's inputs vector [0, -1] and point it at tensor 5.
+        let pat: Vec<u8> = [2u32, 0, u32::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let at = good.windows(pat.len()).position(|w| w == pat).unwrap();
+        let mut bad = good.clone();
+        bad[at + 4..at + 8].copy_from_slice(&5u32.to_le_bytes());
+        let err = TfLite::from_bytes(path, bad).unwrap_err().to_string();
+        assert!(err.contains("ops.tflite") && err.contains("operator 0") && err.contains("tensor index 5"), "{err}");
+        for i in 0..good.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] ^= x;
+                if let Ok(m) = TfLite::from_bytes(path, bad) {
+                    for (s, g) in m.subgraphs().iter().enumerate() {
+                        for op in &g.operators {
+                            for &i in &op.inputs {
+                                let _ = m.tensor(s, i).map(|t| m.read_f32(t));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

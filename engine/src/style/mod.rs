@@ -6,22 +6,28 @@
 //! - [`params`]: the towers' parameters and their place among the v1 SavedModel's 80 leaves.
 //! - [`towers`]: the text and audio transformers with attention pooling, on burn.
 //! - [`model`]: [`StyleModel`]: loading, text/audio embeddings, the style RVQ.
+//! - [`mrt2`]: MRT2's own MusicCoCa, read from its TFLite files into the same parameters.
+//! - [`mapper`]: MRT2's optional text → audio embedding mapper (`mapper.tflite`).
 //! - [`audio`]: audio prompt files, streamed to 16 kHz mono clips with bounded memory.
 //! - [`prompt`]: prompts (text, audio file, audio) and the style codes of weighted prompts.
 //! - [`blend`]: weighted blends `Σ wᵢ·eᵢ / Σ wᵢ`.
 
 pub mod audio;
 pub mod blend;
+pub mod mapper;
 pub mod mel;
 pub mod model;
+pub mod mrt2;
 pub mod params;
 pub mod prompt;
 pub mod tokenizer;
 pub mod tiny;
+pub mod tiny_mrt2;
 pub mod towers;
 
 pub use blend::{blend, lerp, Weighted};
-pub use model::{ClipAccumulator, StyleModel, StylePaths};
+pub use model::{ClipAccumulator, StyleFiles, StyleModel, StylePaths};
+pub use mrt2::Mrt2StylePaths;
 pub use prompt::{blend_prompts, style_codes, Prompt};
 pub use tokenizer::{SentencePiece, TokenizerError};
 

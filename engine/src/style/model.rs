@@ -8,6 +8,10 @@
 //!                                                       string-sorted order "0","1","10","11","2",…
 //!  resources/musiccoca/audio_preprocessor.tflite (MRT2) Hann window + mel matrix constants
 //! ```
+//!
+//! MRT2 ships its own MusicCoCa (`resources/musiccoca/{text_encoder, music_encoder,
+//! pretrained_vector_quantizer}.tflite` + `spm.model`, read by [`super::mrt2`]): which files a
+//! model is loaded from is a [`StyleFiles`].
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +42,33 @@ pub struct StylePaths {
     pub preprocessor: Option<PathBuf>,
 }
 
+/// Which style model's files: v1's SavedModels or MRT2's TFLite files. One [`StyleModel`]
+/// serves both: the towers and quantizer are the same math, the text input differs
+/// ([`super::params::TextEmbedding`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StyleFiles {
+    V1(StylePaths),
+    Mrt2(super::mrt2::Mrt2StylePaths),
+}
+
+impl StyleFiles {
+    /// "v1" or "mrt2".
+    pub fn family(&self) -> &'static str {
+        match self {
+            StyleFiles::V1(_) => "v1",
+            StyleFiles::Mrt2(_) => "mrt2",
+        }
+    }
+
+    /// The file that names this model in messages (the SavedModel, or the text encoder).
+    pub fn main_path(&self) -> &Path {
+        match self {
+            StyleFiles::V1(p) => &p.savedmodel,
+            StyleFiles::Mrt2(p) => &p.text_encoder,
+        }
+    }
+}
+
 /// Clips embedded per batch (bounds memory on long files).
 const CLIP_BATCH: usize = 4;
 
@@ -48,6 +79,8 @@ pub struct StyleModel {
     towers: Towers,
     front_end: Result<LogMel, String>,
     rvq: Rvq,
+    /// MRT2's text → audio mapper and its noise (text prompts only).
+    mapper: Option<(super::mapper::Mapper, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for StyleModel {
@@ -171,18 +204,64 @@ pub fn read_front_end(path: &Path) -> Result<LogMel, StyleError> {
     LogMel::new(&window, &matrix, rows, cols).map_err(err)
 }
 
+fn front_end_of(preprocessor: Option<&Path>) -> Result<LogMel, String> {
+    match preprocessor {
+        Some(p) => read_front_end(p).map_err(|e| e.to_string()),
+        None => Err("audio prompts need MRT2's resources/musiccoca/audio_preprocessor.tflite (its mel matrix and \
+                     window); it is not installed"
+            .into()),
+    }
+}
+
 impl StyleModel {
+    /// v1's MusicCoCa (SavedModels + vocabulary).
     pub fn load(paths: &StylePaths, device: &Device) -> Result<Self, StyleError> {
         let tokenizer = SentencePiece::open(&paths.vocab)?;
         let params = read_v1_params(&paths.savedmodel)?;
-        let codebooks = read_codebooks(&paths.quantizer, params.text.softmax_w.shape[0])?;
-        let front_end = match &paths.preprocessor {
-            Some(p) => read_front_end(p).map_err(|e| e.to_string()),
-            None => Err("audio prompts need MRT2's resources/musiccoca/audio_preprocessor.tflite (its mel matrix and \
-                         window); it is not installed"
-                .into()),
+        let codebooks = read_codebooks(&paths.quantizer, params.text.embedding.d_vocab().0)?;
+        let front_end = front_end_of(paths.preprocessor.as_deref());
+        Self::from_parts(params, tokenizer, codebooks, front_end, device).map_err(|e| pairing(e, &paths.vocab, &paths.savedmodel))
+    }
+
+    /// MRT2's own MusicCoCa (its TFLite files + `spm.model`), with its mapper when
+    /// `paths.mapper` names one.
+    pub fn load_mrt2(paths: &super::mrt2::Mrt2StylePaths, device: &Device) -> Result<Self, StyleError> {
+        let tokenizer = SentencePiece::open(&paths.vocab)?;
+        let params = super::mrt2::read_params(paths)?;
+        let codebooks = super::mrt2::read_quantizer(&paths.quantizer)?;
+        let front_end = front_end_of(paths.preprocessor.as_deref());
+        let mut model =
+            Self::from_parts(params, tokenizer, codebooks, front_end, device).map_err(|e| pairing(e, &paths.vocab, &paths.text_encoder))?;
+        if let Some(p) = &paths.mapper {
+            model.set_mapper(Some(super::mapper::Mapper::open(p)?))?;
+        }
+        Ok(model)
+    }
+
+    /// Maps text embeddings through `mapper` from now on (`None`: not at all), with the official
+    /// noise (`RandomState(0).randn(d)`).
+    pub fn set_mapper(&mut self, mapper: Option<super::mapper::Mapper>) -> Result<(), StyleError> {
+        self.mapper = match mapper {
+            Some(m) if m.embed != self.dim() => {
+                return Err(StyleError::Weights(format!("the mapper maps {}-d embeddings, the towers make {}-d", m.embed, self.dim())))
+            }
+            Some(m) => Some((m, super::mapper::numpy_randn(super::mapper::NOISE_SEED, self.dim()))),
+            None => None,
         };
-        Self::from_parts(params, tokenizer, codebooks, front_end, device)
+        Ok(())
+    }
+
+    /// Whether text embeddings go through MRT2's mapper.
+    pub fn maps_text(&self) -> bool {
+        self.mapper.is_some()
+    }
+
+    /// Either family's files.
+    pub fn load_files(files: &StyleFiles, device: &Device) -> Result<Self, StyleError> {
+        match files {
+            StyleFiles::V1(p) => Self::load(p, device),
+            StyleFiles::Mrt2(p) => Self::load_mrt2(p, device),
+        }
     }
 
     /// Assembles a model from loaded parts (tests, tiny models).
@@ -194,9 +273,12 @@ impl StyleModel {
         device: &Device,
     ) -> Result<Self, StyleError> {
         let dims = params.dims().map_err(StyleError::Weights)?;
-        if tokenizer.vocab_size() > dims.vocab {
+        // MRT2's spm.model (16000 pieces) and v1's vocabulary (64000) must each meet their own
+        // tower: a smaller vocabulary would run, silently embedding the wrong rows.
+        if tokenizer.vocab_size() != dims.vocab {
             return Err(StyleError::Weights(format!(
-                "the vocabulary has {} pieces but the text tower embeds only {}: vocabulary and weights do not belong together",
+                "the vocabulary has {} pieces but the text tower's table has {} rows: vocabulary and weights do not belong together \
+                 (MRT2's spm.model goes with its text_encoder.tflite, v1's musiccoca_mv212f_vocab.model with its SavedModel)",
                 tokenizer.vocab_size(),
                 dims.vocab
             )));
@@ -204,7 +286,7 @@ impl StyleModel {
         if codebooks.dim != dims.d {
             return Err(StyleError::Weights(format!("style codebooks are {}-d, the towers {}-d", codebooks.dim, dims.d)));
         }
-        Ok(Self { dims, tokenizer, towers: Towers::new(&params, device), front_end, rvq: Rvq::new(codebooks) })
+        Ok(Self { dims, tokenizer, towers: Towers::new(&params, device), front_end, rvq: Rvq::new(codebooks), mapper: None })
     }
 
     pub fn dim(&self) -> usize {
@@ -224,12 +306,16 @@ impl StyleModel {
         self.rvq.codebook_size()
     }
 
-    /// The embedding of a text prompt. An empty prompt is embedded as the reference does (the
-    /// SOS token alone).
+    /// The embedding of a text prompt (through MRT2's mapper when one is set). An empty prompt
+    /// is embedded as the reference does (the SOS token alone).
     pub fn embed_text(&self, text: &str) -> Result<Vec<f32>, StyleError> {
         let (ids, paddings) = self.tokenizer.musiccoca_ids(text);
         let real = paddings.iter().take_while(|&&p| p == 0.0).count();
-        self.towers.embed_ids(&ids[..real]).map_err(StyleError::BadInput)
+        let e = self.towers.embed_ids(&ids[..real]).map_err(StyleError::BadInput)?;
+        match &self.mapper {
+            Some((m, noise)) => m.map(&e, noise),
+            None => Ok(e),
+        }
     }
 
     fn front_end(&self) -> Result<&LogMel, StyleError> {
@@ -265,6 +351,16 @@ impl StyleModel {
             return Err(StyleError::BadInput(format!("style embedding value {i} is not finite")));
         }
         self.rvq.encode(embedding, self.rvq.levels()).map_err(|e| StyleError::BadInput(e.to_string()))
+    }
+}
+
+/// Names both files in a vocabulary/weights mismatch.
+fn pairing(e: StyleError, vocab: &Path, weights: &Path) -> StyleError {
+    match e {
+        StyleError::Weights(m) if m.starts_with("the vocabulary has") => {
+            StyleError::Weights(format!("{} with {}: {m}", vocab.display(), weights.display()))
+        }
+        e => e,
     }
 }
 

@@ -81,10 +81,68 @@ pub struct PoolParams {
     pub query: HostTensor,
 }
 
+impl PoolParams {
+    /// A pooler whose query was projected and scaled ahead of time (MRT2's exports constant-fold
+    /// `(query·Wq + bq) · 1.442695/√Dp · softplus(per_dim_scale)` into one `[Hp, Dp]` tensor).
+    /// Stored in the learned form so that one pooler serves both: `query` and `query_w` zero,
+    /// `per_dim_scale` zero (softplus(0) = ln 2, so the scale is exactly 1/√Dp) and
+    /// `query_b = folded · √Dp`; the pooler's f64 arithmetic then gives back `folded` to within
+    /// f64 rounding before the f32 result.
+    #[allow(clippy::too_many_arguments)] // the pooler's parts, each named at the call site
+    pub fn with_folded_query(
+        folded: HostTensor,
+        key_w: HostTensor,
+        key_b: HostTensor,
+        value_w: HostTensor,
+        value_b: HostTensor,
+        post_w: HostTensor,
+        post_b: HostTensor,
+        norm: NormParams,
+    ) -> Self {
+        let (d, hp, dp) = (key_w.shape[0], key_w.shape[1], key_w.shape[2]);
+        let root = (dp as f64).sqrt();
+        let query_b = HostTensor::new(folded.shape.clone(), folded.data.iter().map(|&v| (f64::from(v) * root) as f32).collect());
+        Self {
+            key_b,
+            key_w,
+            per_dim_scale: HostTensor::new(vec![dp], vec![0.0; dp]),
+            post_b,
+            post_w,
+            query_b,
+            query_w: HostTensor::new(vec![d, hp, dp], vec![0.0; d * hp * dp]),
+            value_b,
+            value_w,
+            norm,
+            query: HostTensor::new(vec![1, d], vec![0.0; d]),
+        }
+    }
+}
+
+/// How the text tower turns ids into its input rows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextEmbedding {
+    /// v1: the shared embedding-softmax kernel `[d, vocab]`; a row is its transpose × √d, plus a
+    /// computed sinusoid of the position.
+    Softmax(HostTensor),
+    /// MRT2 (`text_encoder.tflite`): a learned table `[vocab, d]` and learned positions
+    /// `[positions, d]`, added as they are (no √d, no sinusoid).
+    Learned { table: HostTensor, positions: HostTensor },
+}
+
+impl TextEmbedding {
+    /// `(d, vocab)`.
+    pub fn d_vocab(&self) -> (usize, usize) {
+        let dim = |t: &HostTensor, i: usize| t.shape.get(i).copied().unwrap_or(0);
+        match self {
+            TextEmbedding::Softmax(w) => (dim(w, 0), dim(w, 1)),
+            TextEmbedding::Learned { table, .. } => (dim(table, 1), dim(table, 0)),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextParams {
-    /// `[d, vocab]` (the shared embedding-softmax kernel; the embedding is its transpose × √d).
-    pub softmax_w: HostTensor,
+    pub embedding: TextEmbedding,
     pub layers: StackParams,
     pub exit_norm: NormParams,
     pub pool: PoolParams,
@@ -332,7 +390,7 @@ pub fn from_v1_leaves(mut take: impl FnMut(usize) -> HostTensor) -> MusicCocaPar
         pool: music_pool,
     };
     let text = TextParams {
-        softmax_w: take(27),
+        embedding: TextEmbedding::Softmax(take(27)),
         layers: text_layers,
         exit_norm: NormParams { bias: take(62), scale: take(63) },
         pool: text_pool,
@@ -359,7 +417,9 @@ impl MusicCocaParams {
                 leaves[base + k] = Some(t);
             }
         }
-        leaves[27] = Some(&self.text.softmax_w);
+        if let TextEmbedding::Softmax(w) = &self.text.embedding {
+            leaves[27] = Some(w);
+        }
         leaves[41] = Some(&self.audio.patch_b);
         leaves[42] = Some(&self.audio.patch_w);
         leaves[43] = Some(&self.audio.pos_emb);
@@ -376,15 +436,25 @@ impl MusicCocaParams {
         self.v1_leaf_refs().into_iter().map(|t| t.cloned().unwrap_or_else(|| HostTensor::new(vec![1], vec![0.0]))).collect()
     }
 
-    /// The widths, read off the shapes; every used leaf's shape is checked against them.
+    /// The widths, read off the shapes; every used leaf's shape is checked against them (a
+    /// learned text table stands in for leaf 27 with its `[d, vocab]`).
     pub fn dims(&self) -> Result<Dims, String> {
         let refs = self.v1_leaf_refs();
-        let dims = Dims::from_v1_shapes(|i| refs[i].map(|t| t.shape.clone()))?;
+        let (d, vocab) = self.text.embedding.d_vocab();
+        let dims = Dims::from_v1_shapes(|i| if i == 27 { Some(vec![d, vocab]) } else { refs[i].map(|t| t.shape.clone()) })?;
         for (i, t) in refs.iter().enumerate() {
             if let (Some(t), Some(want)) = (t, dims.v1_shape(i)) {
                 if t.shape != want {
                     return Err(format!("{} has shape {:?}, expected {want:?}", v1_role(i).describe(), t.shape));
                 }
+            }
+        }
+        if let TextEmbedding::Learned { table, positions } = &self.text.embedding {
+            if table.shape.len() != 2 || table.numel() != table.data.len() {
+                return Err(format!("the text embedding table has shape {:?}, expected [vocab, d]", table.shape));
+            }
+            if positions.shape.len() != 2 || positions.shape[1] != d || positions.shape[0] == 0 || positions.numel() != positions.data.len() {
+                return Err(format!("the text position embedding has shape {:?}, expected [positions, {d}]", positions.shape));
             }
         }
         Ok(dims)

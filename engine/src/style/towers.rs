@@ -1,7 +1,8 @@
 //! MusicCoCa's text and audio towers on burn (Praxis CoCa; spec §3.2–3.3, recipe in NOTES.md).
 //!
 //! ```text
-//!  text:  ids ─ E[ids]·√d + [sin | cos](pos · 10000^(−i/(d/2 − 1))) ─┐
+//!  text:  ids ─ E[ids]·√d + [sin | cos](pos · 10000^(−i/(d/2 − 1))) ─┐   (v1)
+//!         ids ─ T[ids] + P[pos] ─────────────────────────────────────┤   (MRT2: learned table and positions)
 //!  audio: log-mel [992, 128] ─ 16×16 patches (time-major grid) ─ ·W + b + pos_emb ─┤
 //!     L × pre-LN layer:  x += post(softmax(50·tanh(q·kᵀ/50) + mask)·v),  q = (LN(x)·Wq + bq)/√Dh
 //!                        x += W2·gelu_erf(W1·LN(x) + b1) + b2
@@ -16,7 +17,7 @@
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams};
+use super::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams, TextEmbedding};
 
 const LN_EPS: f64 = 1e-6;
 const LOGIT_CAP: f64 = 50.0;
@@ -239,8 +240,10 @@ impl Stack {
 #[derive(Clone, Debug)]
 pub struct Towers {
     device: Device,
-    /// The text embedding table `[vocab, d]`, already × √d (host: only a prompt's rows are used).
+    /// The text embedding table `[vocab, d]`, v1's already × √d (host: only a prompt's rows are used).
     embedding: Vec<f32>,
+    /// MRT2's learned positions `[positions, d]`; `None`: v1's sinusoid.
+    positions: Option<Vec<f32>>,
     vocab: usize,
     d: usize,
     text: Stack,
@@ -252,14 +255,20 @@ pub struct Towers {
 
 impl Towers {
     pub fn new(p: &MusicCocaParams, device: &Device) -> Self {
-        let (d, vocab) = (p.text.softmax_w.shape[0], p.text.softmax_w.shape[1]);
-        let scale = (d as f32).sqrt();
-        let embedding = transpose(&p.text.softmax_w.data, d, vocab).into_iter().map(|v| v * scale).collect();
+        let (d, vocab) = p.text.embedding.d_vocab();
+        let (embedding, positions) = match &p.text.embedding {
+            TextEmbedding::Softmax(w) => {
+                let scale = (d as f32).sqrt();
+                (transpose(&w.data, d, vocab).into_iter().map(|v| v * scale).collect(), None)
+            }
+            TextEmbedding::Learned { table, positions } => (table.data.clone(), Some(positions.data.clone())),
+        };
         let patch_in = p.audio.patch_w.shape[0];
         let patches = p.audio.pos_emb.shape[0];
         Self {
             device: device.clone(),
             embedding,
+            positions,
             vocab,
             d,
             text: Stack::new(&p.text.layers, &p.text.exit_norm, &p.text.pool, device),
@@ -289,6 +298,11 @@ impl Towers {
         if n == 0 {
             return Err("no text ids (the SOS id at least is required)".into());
         }
+        if let Some(p) = &self.positions {
+            if n > p.len() / d {
+                return Err(format!("{n} text ids but the text tower has {} learned positions", p.len() / d));
+            }
+        }
         let half = d / 2;
         let increment = (10000f64).ln() / ((half as f64) - 1.0).max(1.0);
         let mut x = vec![0f32; n * d];
@@ -296,10 +310,15 @@ impl Towers {
             let row = usize::try_from(id).ok().filter(|&i| i < self.vocab).ok_or_else(|| format!("text id {id} at position {pos} is outside the vocabulary of {}", self.vocab))?;
             let out = &mut x[pos * d..(pos + 1) * d];
             out.copy_from_slice(&self.embedding[row * d..(row + 1) * d]);
-            for i in 0..half {
-                let t = pos as f64 * (-(i as f64) * increment).exp();
-                out[i] += t.sin() as f32;
-                out[half + i] += t.cos() as f32;
+            match &self.positions {
+                Some(p) => out.iter_mut().zip(&p[pos * d..(pos + 1) * d]).for_each(|(o, &e)| *o += e),
+                None => {
+                    for i in 0..half {
+                        let t = pos as f64 * (-(i as f64) * increment).exp();
+                        out[i] += t.sin() as f32;
+                        out[half + i] += t.cos() as f32;
+                    }
+                }
             }
         }
         let x = Tensor::<3>::from_data(TensorData::new(x, [1, n, d]), &self.device);

@@ -134,6 +134,10 @@ impl Hub {
             HubFile { bytes: (0..20_000u32).map(|i| (i % 253) as u8).collect(), lfs: true },
         );
         v2.insert("resources/musiccoca/mapper.tflite".into(), HubFile { bytes: vec![3; 4000], lfs: true });
+        // MRT2's own MusicCoCa (what `fetch --model mrt2` downloads besides the checkpoint).
+        for (i, name) in ["text_encoder.tflite", "music_encoder.tflite", "pretrained_vector_quantizer.tflite", "spm.model"].into_iter().enumerate() {
+            v2.insert(format!("resources/musiccoca/{name}"), HubFile { bytes: vec![10 + i as u8; 3000], lfs: true });
+        }
 
         Hub::with_repos(v1, v2)
     }

@@ -250,3 +250,26 @@ pub fn prompt_weights(n: usize, weights: &[f32]) -> Result<Vec<f32>> {
         k => bail!("{k} weights for {n} prompts: give one --weight per prompt"),
     }
 }
+
+/// Loads the style model from `files`, saying on stderr which one it is (MRT2's own MusicCoCa,
+/// or v1's for MRT2 when MRT2's files are absent) and whether text goes through MRT2's mapper
+/// (`mapper`: use it where installed).
+pub fn load_style(files: &mrt::style::StyleFiles, mapper: bool, device: &burn::tensor::Device) -> Result<mrt::style::StyleModel> {
+    let mut files = files.clone();
+    let which = match &mut files {
+        mrt::style::StyleFiles::V1(p) => format!("v1's MusicCoCa ({})", p.savedmodel.display()),
+        mrt::style::StyleFiles::Mrt2(p) => {
+            let note = match (&p.mapper, mapper) {
+                (Some(_), true) => "; text through mapper.tflite",
+                (Some(_), false) => "; mapper.tflite not used (--no-mapper)",
+                (None, _) => "; no mapper.tflite",
+            };
+            if !mapper {
+                p.mapper = None;
+            }
+            format!("MRT2's MusicCoCa ({}{note})", p.text_encoder.parent().unwrap_or(&p.text_encoder).display())
+        }
+    };
+    eprintln!("style model: {which}");
+    mrt::style::StyleModel::load_files(&files, device).with_context(|| format!("loading {which}"))
+}

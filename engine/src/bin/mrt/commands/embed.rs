@@ -17,13 +17,18 @@ pub struct Args {
     weights: Vec<f32>,
     #[command(flatten)]
     model: ModelArgs,
-    /// v1 (the 12 style tokens) or mrt2 (the same embedding as MRT2 is conditioned on: the 6
-    /// coarsest tokens, the finer levels masked, as the official engine sends them).
+    /// v1 (v1's MusicCoCa, the 12 style tokens) or mrt2 (MRT2's own MusicCoCa from
+    /// `resources/musiccoca/*.tflite` when present, else v1's; the 6 coarsest tokens, the finer
+    /// levels masked, as the official engine sends them).
     #[arg(long = "model", value_enum, default_value = "v1")]
     family: ModelFamily,
     /// Print the whole embedding too.
     #[arg(long)]
     full: bool,
+    /// MRT2: embed text without MRT2's mapper.tflite even where it is installed (the official
+    /// Python's default; the C++ engine maps text).
+    #[arg(long = "no-mapper")]
+    no_mapper: bool,
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -32,13 +37,19 @@ fn norm(v: &[f32]) -> f64 {
 
 impl Args {
     pub fn run(self) -> Result<ExitCode> {
-        let Self { prompts, weights, model, family, full } = self;
+        let Self { prompts, weights, model, family, full, no_mapper } = self;
+        if no_mapper && family == ModelFamily::V1 {
+            anyhow::bail!("--no-mapper is an MRT2 setting: add --model mrt2");
+        }
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
         // Only the style model's files: no LM or codec is needed to embed.
-        let style_paths = mrt::assets::locate_style(model.model_dir.as_deref(), &settings())?;
+        let files = match family {
+            ModelFamily::V1 => mrt::style::StyleFiles::V1(mrt::assets::locate_style(model.model_dir.as_deref(), &settings())?),
+            ModelFamily::Mrt2 => mrt::assets::locate_mrt2_style(model.model_dir.as_deref(), &settings())?,
+        };
         let device = pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
-        let style = mrt::style::StyleModel::load(&style_paths, &device)?;
+        let style = crate::args::load_style(&files, !no_mapper, &device)?;
         // What the chosen family is conditioned on.
         let shown = |tokens: Vec<i32>| -> Vec<i32> {
             match family {

@@ -80,6 +80,10 @@ pub struct Args {
     /// first, so the music continues it (needs the codec files, resources/spectrostream/).
     #[arg(long)]
     prefill: Option<PathBuf>,
+    /// MRT2: embed text prompts without MRT2's mapper.tflite even where it is installed (the
+    /// official Python's default; the C++ engine maps them).
+    #[arg(long = "no-mapper")]
+    no_mapper: bool,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -120,6 +124,7 @@ impl Args {
             ("--onset-mode", self.onset_mode.is_some()),
             ("--unmask-width", self.unmask_width.is_some()),
             ("--prefill", self.prefill.is_some()),
+            ("--no-mapper", self.no_mapper),
         ];
         if let Some((flag, _)) = mrt2_only.iter().find(|(_, given)| *given) {
             bail!("{flag} is an MRT2 setting: add --model mrt2");
@@ -150,7 +155,8 @@ impl Args {
     }
 
     fn run_mrt2(self, temperature: f32) -> Result<ExitCode> {
-        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, prefill, model, lm, .. } = self;
+        let Self { prompts, weights, seconds, seed, top_k, guidance, midi, drums, output, save_state, resume, prefill, no_mapper, model, lm, .. } =
+            self;
         // `--depth-logits` is v1's: MRT2 always computes only the current level's logits, which
         // is exact there (its sampler masks the other levels).
         if guidance.is_some() {
@@ -197,9 +203,9 @@ impl Args {
         let style_codes = if prompts.is_empty() {
             None
         } else {
-            let style_paths = mrt::assets::locate_style(model.model_dir.as_deref(), &settings)?;
+            let files = mrt::assets::locate_mrt2_style(model.model_dir.as_deref(), &settings)?;
             let device = crate::args::pick_device(model.device)?.device().map_err(anyhow::Error::msg)?;
-            let style = mrt::style::StyleModel::load(&style_paths, &device)?;
+            let style = crate::args::load_style(&files, !no_mapper, &device)?;
             let weighted: Vec<(Prompt, f32)> = prompts.into_iter().zip(weights).collect();
             mrt::style::style_codes(&style, &weighted)?
         };
