@@ -142,12 +142,22 @@ pub struct Mrt2Controls<'a> {
     pub prompt_adherence: f64,
     pub note_adherence: f64,
     pub drum_adherence: f64,
+    /// The style codes' coarsest levels sent, the finer ones masked: 6 as the official C++
+    /// engine ([`MUSICCOCA_KEPT_LEVELS`]), up to all 12 as the Python systems.
+    pub style_levels: usize,
 }
 
 impl Default for Mrt2Controls<'_> {
-    /// The AUv3's defaults: no notes, drums auto, adherence 3 / 1 / 1.
+    /// The AUv3's defaults: no notes, drums auto, adherence 3 / 1 / 1, 6 style levels.
     fn default() -> Self {
-        Self { pianoroll: None, drums: DrumFlag::Auto, prompt_adherence: 3.0, note_adherence: 1.0, drum_adherence: 1.0 }
+        Self {
+            pianoroll: None,
+            drums: DrumFlag::Auto,
+            prompt_adherence: 3.0,
+            note_adherence: 1.0,
+            drum_adherence: 1.0,
+            style_levels: MUSICCOCA_KEPT_LEVELS,
+        }
     }
 }
 
@@ -156,7 +166,7 @@ impl Mrt2Controls<'_> {
     pub fn condition_frame(&self, style: Option<&[i32]>, musiccoca_levels: usize) -> ConditionFrame {
         let mut f = ConditionFrame::masked(musiccoca_levels);
         if let Some(codes) = style {
-            f.set_musiccoca_coarse(codes, MUSICCOCA_KEPT_LEVELS);
+            f.set_musiccoca_coarse(codes, self.style_levels.min(musiccoca_levels));
         }
         if let Some(roll) = self.pianoroll {
             f.pianoroll = *roll;
@@ -321,7 +331,7 @@ mod tests {
         let mut roll = [-1; NUM_PITCHES];
         roll[60] = 2;
         let style: Vec<i32> = (100..112).collect();
-        let c = Mrt2Controls { pianoroll: Some(&roll), drums: DrumFlag::Off, prompt_adherence: 7.0, note_adherence: -1.0, drum_adherence: 2.0 };
+        let c = Mrt2Controls { pianoroll: Some(&roll), drums: DrumFlag::Off, prompt_adherence: 7.0, note_adherence: -1.0, drum_adherence: 2.0, ..Default::default() };
         let f = c.condition_frame(Some(&style), 12);
         assert_eq!(f.musiccoca, vec![100, 101, 102, 103, 104, 105, -1, -1, -1, -1, -1, -1]);
         let mut raw = Vec::new();

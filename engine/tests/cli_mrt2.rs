@@ -69,6 +69,36 @@ fn embed_reads_mrt2s_own_musiccoca() {
     assert_ne!(tokens_of(&text), mapped, "the mapper moves text embeddings");
 }
 
+#[test]
+fn style_levels_choose_how_many_style_tokens_mrt2_is_sent() {
+    let dir = tiny().to_str().unwrap().to_string();
+    let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--size", "tiny", "--model-dir", &dir, "--device", "flex", "--style-levels", "12"]);
+    assert!(ok && text.contains("the 12 coarsest levels"), "{text}");
+    let line = text.lines().find(|l| l.contains("funky bass") && l.contains("tokens [")).unwrap_or_else(|| panic!("{text}"));
+    let list = &line[line.find("tokens [").unwrap() + 8..line.rfind(']').unwrap()];
+    let tokens: Vec<i32> = list.split(',').map(|t| t.trim().parse().unwrap()).collect();
+    assert!(tokens.len() == 12 && tokens.iter().all(|t| (0..1024).contains(t)), "all 12 levels sent: {line}");
+    for bad in ["0", "13"] {
+        let (ok, text) = mrt(&["embed", "funky bass", "--model", "mrt2", "--size", "tiny", "--model-dir", &dir, "--device", "flex", "--style-levels", bad]);
+        assert!(!ok && text.contains(&format!("--style-levels {bad}: expected 1 to 12")), "{text}");
+    }
+    let (ok, text) = mrt(&["embed", "funky bass", "--model-dir", &dir, "--style-levels", "12"]);
+    assert!(!ok && text.contains("--style-levels is an MRT2 setting"), "{text}");
+    // All 12 levels change what MRT2 plays.
+    let out = |levels: &str| {
+        let wav = std::env::temp_dir().join(format!("mrt-style-levels-{levels}-{}.wav", std::process::id()));
+        let (ok, text) = mrt(&[
+            "generate", "--model", "mrt2", "--size", "tiny", "--model-dir", &dir, "--prompt", "funky bass", "--seconds", "0.8", "--seed", "3",
+            "--style-levels", levels, "-o", wav.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        let bytes = std::fs::read(&wav).unwrap();
+        std::fs::remove_file(&wav).ok();
+        bytes
+    };
+    assert_ne!(out("6"), out("12"), "sending 12 style levels instead of 6 changes the audio");
+}
+
 /// A format-0 MIDI file: C4 for 0.25 s, then a G4–B4 dyad to 0.75 s (120 bpm, 96 ticks/beat).
 fn song() -> PathBuf {
     fn vlq(mut v: u32) -> Vec<u8> {

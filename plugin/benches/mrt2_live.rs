@@ -115,8 +115,8 @@ fn main() {
         device: mrt::DeviceChoice::Flex,
         lm: settings.lm_options(),
     };
-    let style_paths = mrt::assets::locate_style(Some(&dir), &mrt_live::params::asset_settings()).expect("the tiny style model");
-    let style = mrt::style::StyleModel::load(&style_paths, &mrt::Target::host().device).expect("the tiny style model");
+    let style_files = mrt::assets::locate_mrt2_style(Some(&dir), &mrt_live::params::asset_settings()).expect("the tiny style model");
+    let style = mrt::style::StyleModel::load_files(&style_files, &mrt::Target::host().device).expect("the tiny style model");
     let models: Arc<Models> = registry::models()
         .get_or_load(&key, || {
             Ok::<_, ()>(Models {
@@ -124,7 +124,7 @@ fn main() {
                 style,
                 device: mrt::DeviceChoice::Flex,
                 description: format!("mrt2_{size} (random weights, {precision})"),
-                style_id: style_paths.savedmodel.display().to_string(),
+                style_id: style_files.main_path().display().to_string(),
             })
         })
         .expect("registering the random model");

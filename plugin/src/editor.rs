@@ -310,6 +310,9 @@ impl EditorApp {
             ui.label("Buffer");
             ui.add(ParamSlider::for_param(&p.frames_ahead, setter).with_width(120.0));
             ui.end_row();
+            ui.label("Style levels");
+            ui.add(ParamSlider::for_param(&p.style_levels, setter).with_width(120.0));
+            ui.end_row();
         });
         let held = self.shared.notes_held.load(Ordering::Relaxed);
         let dropped = self.shared.notes_dropped.load(Ordering::Relaxed);

@@ -45,7 +45,7 @@ pub const SEED_MAX: i32 = 1_000_000;
 
 /// Every parameter id, in declaration order. A test pins this list: changing it breaks saved
 /// projects and automation.
-pub const PARAM_IDS: [&str; 25] = [
+pub const PARAM_IDS: [&str; 26] = [
     "slot1_weight",
     "slot2_weight",
     "slot3_weight",
@@ -71,6 +71,7 @@ pub const PARAM_IDS: [&str; 25] = [
     "midi_gate",
     "frames_ahead",
     "render_mode",
+    "style_levels",
 ];
 
 /// Version of [`SavedState`]'s layout. 1: prompts, settings, context. 2: + prompt embeddings.
@@ -423,6 +424,9 @@ pub struct MrtLiveParams {
     /// When `process()` waits for generated audio ([`RenderMode`]).
     #[id = "render_mode"]
     pub render_mode: EnumParam<RenderMode>,
+    /// MRT2: style levels sent, the coarsest first (6 as the official engine; 12 = all).
+    #[id = "style_levels"]
+    pub style_levels: IntParam,
 
     /// Prompts, model settings and the generation context.
     #[persist = "mrt-live-state"]
@@ -476,6 +480,11 @@ impl Default for MrtLiveParams {
                 .with_value_to_string(Arc::new(|v| format!("{v} frames ({} ms)", v * 40)))
                 .non_automatable(),
             render_mode: EnumParam::new("Render Mode", RenderMode::Auto).non_automatable(),
+            style_levels: IntParam::new(
+                "Style Levels",
+                mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS as i32,
+                IntRange::Linear { min: 1, max: 12 },
+            ),
             saved: Persisted::new(SavedState::default()),
         }
     }
@@ -505,6 +514,7 @@ impl MrtLiveParams {
             prompt_adherence: f64::from(self.prompt_adherence.value()),
             note_adherence: f64::from(self.note_adherence.value()),
             drum_adherence: f64::from(self.drum_adherence.value()),
+            style_levels: self.style_levels.value().clamp(1, 12) as usize,
         }
     }
 

@@ -178,11 +178,17 @@ fn load_mrt2(key: &ModelKey) -> Result<Models, LoadFailure> {
     let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), precision).map_err(|e| {
         LoadFailure::Error(format!("loading MRT2 {} from {}: {}", paths.size, paths.checkpoint.path.display(), mrt::error_chain(&e)))
     })?;
-    let style_paths = mrt::assets::locate_style(key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
+    // MRT2's own MusicCoCa (its tflite towers and quantizer) where installed, else v1's.
+    let style_files = mrt::assets::locate_mrt2_style(key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
     let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
-    let style = mrt::style::StyleModel::load(&style_paths, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
-    let description = format!("MRT2 {} from {} (LM and codec on the CPU, {precision} weights)", paths.size, paths.checkpoint.source);
-    let style_id = style_paths.savedmodel.display().to_string();
+    let style = mrt::style::StyleModel::load_files(&style_files, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
+    let description = format!(
+        "MRT2 {} from {} (LM and codec on the CPU, {precision} weights; {} MusicCoCa)",
+        paths.size,
+        paths.checkpoint.source,
+        style_files.family()
+    );
+    let style_id = style_files.main_path().display().to_string();
     Ok(Models { generator: mrt::stream::Generator::Mrt2(system), style, device: key.device, description, style_id })
 }
 

@@ -120,6 +120,9 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// A blend's recipe (prompt keys and weight bits, sidechain embedding id) and its tokens.
+type StyleMemo = (Vec<(String, u32)>, Option<Vec<i32>>);
+
 /// The chunk side of the current activation.
 struct ChunkIo {
     host_rate: u32,
@@ -160,7 +163,7 @@ struct Worker {
     style_cache: HashMap<String, Vec<f32>>,
     /// What the last style was made of (prompt keys, weights, sidechain embedding) and its
     /// tokens: an unchanged blend is not re-quantised every 40 ms frame.
-    style_memo: Option<(Vec<(String, u32)>, Option<Vec<i32>>)>,
+    style_memo: Option<StyleMemo>,
     /// Generation failed; no retry until the model, the context or the settings change.
     failed: bool,
     /// `Shared::reload` last acted on, and when the model was last looked for.

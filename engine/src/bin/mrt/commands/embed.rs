@@ -29,6 +29,9 @@ pub struct Args {
     /// Python's default; the C++ engine maps text).
     #[arg(long = "no-mapper")]
     no_mapper: bool,
+    /// MRT2: how many style levels are sent, the coarsest first (default 6; 12 = all).
+    #[arg(long = "style-levels")]
+    style_levels: Option<usize>,
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -37,10 +40,14 @@ fn norm(v: &[f32]) -> f64 {
 
 impl Args {
     pub fn run(self) -> Result<ExitCode> {
-        let Self { prompts, weights, model, family, full, no_mapper } = self;
+        let Self { prompts, weights, model, family, full, no_mapper, style_levels } = self;
         if no_mapper && family == ModelFamily::V1 {
             anyhow::bail!("--no-mapper is an MRT2 setting: add --model mrt2");
         }
+        if style_levels.is_some() && family == ModelFamily::V1 {
+            anyhow::bail!("--style-levels is an MRT2 setting: add --model mrt2");
+        }
+        let kept = super::generate::style_levels(style_levels)?;
         let prompts: Vec<Prompt> = prompts.iter().map(|p| Prompt::parse(p)).collect();
         let weights = prompt_weights(prompts.len(), &weights)?;
         // Only the style model's files: no LM or codec is needed to embed.
@@ -55,13 +62,12 @@ impl Args {
             match family {
                 ModelFamily::V1 => tokens,
                 ModelFamily::Mrt2 => {
-                    let kept = mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS;
                     tokens.iter().enumerate().map(|(i, &t)| if i < kept { t } else { -1 }).collect()
                 }
             }
         };
         if family == ModelFamily::Mrt2 {
-            println!("MRT2 tokens: the {} coarsest levels, the rest masked (-1)", mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS);
+            println!("MRT2 tokens: the {kept} coarsest levels, the rest masked (-1)");
         }
         let mut embeddings = Vec::new();
         for p in &prompts {

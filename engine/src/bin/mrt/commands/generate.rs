@@ -68,6 +68,10 @@ pub struct Args {
     /// (127: every pitch; default 0: the rest stay up to the model).
     #[arg(long = "unmask-width")]
     unmask_width: Option<usize>,
+    /// MRT2: how many of the 12 style levels to send, the coarsest first (default 6, as the
+    /// official engine; 12 sends all, as the Python systems).
+    #[arg(long = "style-levels")]
+    style_levels: Option<usize>,
     #[arg(short, long)]
     output: PathBuf,
     /// Save the streaming state here afterwards (JSON), to continue later with --resume.
@@ -123,6 +127,7 @@ impl Args {
             ("--drum-adherence", self.drum_adherence.is_some()),
             ("--onset-mode", self.onset_mode.is_some()),
             ("--unmask-width", self.unmask_width.is_some()),
+            ("--style-levels", self.style_levels.is_some()),
             ("--prefill", self.prefill.is_some()),
             ("--no-mapper", self.no_mapper),
         ];
@@ -173,6 +178,7 @@ impl Args {
             bail!("--onset-mode {onset_mode}: expected 0 or 1");
         }
         let unmask_width = self.unmask_width.unwrap_or(0);
+        let style_levels = style_levels(self.style_levels)?;
         let drums = match drums.unwrap_or(Drums::Auto) {
             Drums::Auto => DrumFlag::Auto,
             Drums::Off => DrumFlag::Off,
@@ -214,7 +220,7 @@ impl Args {
             let (codec_dir, codec_config) = mrt::assets::locate_codec(model.model_dir.as_deref(), &settings)?;
             let encoder = mrt::codec::Codec::load(&codec_dir.path, codec_config, &mrt::Target::host())
                 .with_context(|| format!("loading the codec from {}", codec_dir.path.display()))?;
-            let first = Mrt2Controls { drums, prompt_adherence, note_adherence, drum_adherence, pianoroll: None };
+            let first = Mrt2Controls { drums, prompt_adherence, note_adherence, drum_adherence, pianoroll: None, style_levels };
             let mut tokens = Vec::new();
             system.condition_tokens(&first.condition_frame(style_codes.as_deref(), system.config().musiccoca_levels), &mut tokens);
             let frames = system.prefill_audio(st, &tokens, &encoder, audio).with_context(|| format!("prefill from {}", path.display()))?;
@@ -224,7 +230,7 @@ impl Args {
         let frame_seconds = generator.block_seconds();
         let roll = events.map(|ev| mrt::mrt2::notes::pianoroll_frames(&ev, blocks, frame_seconds, onset_mode, unmask_width));
         let sampling = mrt::v1::lm::SamplingParams { temperature, top_k, guidance_weight: 0.0, seed: 0 };
-        let base = Mrt2Controls { pianoroll: None, drums, prompt_adherence, note_adherence, drum_adherence };
+        let base = Mrt2Controls { pianoroll: None, drums, prompt_adherence, note_adherence, drum_adherence, style_levels };
         let style = style_codes.as_deref();
         let controls = |i: usize| Controls { style, sampling, mrt2: Mrt2Controls { pianoroll: roll.as_ref().map(|r| &r[i]), ..base } };
         let frames = write(&generator, &mut state, controls, seconds, &output, "frames")?;
@@ -274,4 +280,13 @@ fn finish(state: &StreamState, save_state: Option<&Path>, output: &Path, frames:
     }
     println!("{}: {frames} frames ({:.2} s) at 48 kHz stereo", output.display(), frames as f64 / 48_000.0);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--style-levels`: 1–12 (default [`mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS`]).
+pub fn style_levels(given: Option<usize>) -> Result<usize> {
+    let n = given.unwrap_or(mrt::mrt2::system::MUSICCOCA_KEPT_LEVELS);
+    if !(1..=12).contains(&n) {
+        bail!("--style-levels {n}: expected 1 to 12 (MusicCoCa has 12 levels; the official engine sends 6)");
+    }
+    Ok(n)
 }
