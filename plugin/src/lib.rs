@@ -228,7 +228,12 @@ impl MrtLive {
             None => io.sidechain.idle(n),
         }
         let free_run = self.params.free_run.value();
-        let playing = free_run || transport_playing;
+        // A host running ahead of the wall clock with its transport stopped is a batch render
+        // (pedalboard: a stopped transport, blocks as fast as it can): it plays. DAWs call a
+        // stopped plugin in real time.
+        // (A host that says offline is trusted: its stopped transport stops the render.)
+        let batch = !self.offline && !transport_playing && self.pace.ahead && self.params.render_mode.value() != params::RenderMode::Live;
+        let playing = free_run || transport_playing || batch;
         if !free_run && transport_playing {
             // A jump back to the start (or play from the start) begins a new context.
             let jumped = !self.was_playing || matches!((self.last_pos, pos_samples), (Some(a), Some(b)) if b < a);
@@ -361,7 +366,10 @@ impl Plugin for MrtLive {
             context.set_latency_samples(latency);
         }
         let transport = context.transport();
-        let (playing, pos) = (transport.playing, transport.pos_samples());
+        // A host that sends no transport at all (pedalboard; no tempo, no position) is not
+        // "stopped": it plays as long as it calls.
+        let no_transport = transport.tempo.is_none() && transport.pos_samples().is_none() && transport.pos_beats().is_none();
+        let (playing, pos) = (transport.playing || no_transport, transport.pos_samples());
         let sidechain = aux.inputs.first_mut().map(|b| b.as_slice_immutable());
         let sidechain = match sidechain {
             Some([l, r, ..]) => Some((&l[..], &r[..])),

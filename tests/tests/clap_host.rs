@@ -103,6 +103,9 @@ fn descriptor_and_audio_ports() {
             "Onset Mode",
             "Unmask Width",
             "MIDI Gate",
+            "MRT2 Buffer",
+            "Render Mode",
+            "Style Levels",
         ]
         .map(String::from),
     );

@@ -136,6 +136,66 @@ def test_dawdreamer_mrt2() -> None:
     check(True, "MRT2's parameters are exposed")
 
 
+def check_render_from_the_start(audio: np.ndarray, what: str, block_seconds: float) -> None:
+    """An 8 s render by a host running ahead of the wall clock (without saying offline): audio
+    from the first chunk or frame on. The plugin's auto render mode needs the first half second
+    to see the pace, so the first block's audio may start up to then."""
+    check(bool(np.all(np.isfinite(audio))), f"{what}: finite output")
+    first = int(np.argmax(np.any(audio != 0.0, axis=0))) if np.any(audio != 0.0) else audio.shape[1]
+    print(f"  {what}: first audio at {first / RATE:.3f} s, RMS {rms(audio):.4f}")
+    check(first <= int(0.55 * RATE), f"{what}: audio from the first {'chunk' if block_seconds > 1 else 'frame'} on (first sample at {first / RATE:.3f} s)")
+    hop = int(block_seconds * RATE)
+    for k in range(audio.shape[1] // hop):
+        seg = audio[:, k * hop:(k + 1) * hop]
+        if (k + 1) * hop > first + int(0.1 * RATE):
+            check(rms(seg) > 1e-3 or hop < RATE, f"{what}: block {k + 1} is audible (RMS {rms(seg):.4f})")
+    tail = audio[:, first + int(0.1 * RATE):]
+    windows = tail[:, : tail.shape[1] // 4800 * 4800].reshape(2, -1, 4800)
+    silent = int(np.sum(np.all(windows == 0.0, axis=(0, 2))))
+    check(silent == 0, f"{what}: no silent 100 ms window after the first audio ({silent} found)")
+
+
+def test_dawdreamer_renders_8_s_ahead_of_the_clock() -> None:
+    """DawDreamer renders as fast as it can while calling itself realtime; one 8 s render must
+    carry audio from the first chunk on (v1) and from the first frames on (MRT2); in "bounce"
+    render mode two renders are identical."""
+    import dawdreamer as dd
+
+    for family in ["v1", "mrt2"]:
+        os.environ["MRT_MODEL"] = family
+        try:
+            engine = dd.RenderEngine(RATE, BLOCK)
+            synth = engine.make_plugin_processor(f"mrt-{family}", bundle())
+        finally:
+            os.environ.pop("MRT_MODEL", None)
+        synth.add_midi_note(60, 100, 0.0, 8.0)
+        engine.load_graph([(synth, [])])
+        engine.render(8.0)
+        check_render_from_the_start(engine.get_audio(), f"DawDreamer {family} 8 s (render mode auto)", 2.0 if family == "v1" else 0.04)
+
+    engine = dd.RenderEngine(RATE, BLOCK)
+    synth = engine.make_plugin_processor("mrt-bounce", bundle())
+    synth.set_parameter(param_index(synth, "Render Mode"), 1.0)  # auto | live | bounce
+    check(synth.get_parameter_text(param_index(synth, "Render Mode")).lower().startswith("bounce"), "DawDreamer: render mode set to bounce")
+    engine.load_graph([(synth, [])])
+    engine.render(8.0)
+    a = engine.get_audio()
+    check_render_from_the_start(a, "DawDreamer v1 8 s (render mode bounce)", 2.0)
+    check(bool(np.any(a[:, : int(0.1 * RATE)] != 0.0)), "DawDreamer bounce: audio from the first 100 ms")
+    engine.render(8.0)  # the transport restarts at 0: a fresh stream with the same seed
+    b = engine.get_audio()
+    check(bool(np.array_equal(a, b)), "DawDreamer bounce: two 8 s renders are identical")
+
+
+def test_pedalboard_renders_8_s_ahead_of_the_clock() -> None:
+    import pedalboard
+
+    plugin = pedalboard.load_plugin(bundle())
+    notes = [(bytes([0x90, 60, 100]), 0.0), (bytes([0x80, 60, 0]), 7.5)]
+    audio = plugin(notes, duration=8.0, sample_rate=RATE)
+    check_render_from_the_start(audio, "pedalboard v1 8 s (render mode auto)", 2.0)
+
+
 def test_pedalboard() -> None:
     import pedalboard
 
@@ -154,7 +214,13 @@ def test_pedalboard() -> None:
 
 
 def main() -> int:
-    tests = [test_dawdreamer, test_dawdreamer_mrt2, test_pedalboard]
+    tests = [
+        test_dawdreamer,
+        test_dawdreamer_mrt2,
+        test_dawdreamer_renders_8_s_ahead_of_the_clock,
+        test_pedalboard,
+        test_pedalboard_renders_8_s_ahead_of_the_clock,
+    ]
     failed = 0
     for t in tests:
         try:
