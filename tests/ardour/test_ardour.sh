@@ -18,11 +18,12 @@
 # the bundle is linked into its ~/.vst3 and indexed there with Ardour's own ardour-vst3-scanner
 # (ardour*-lua refreshes plugins from that cache only). Exit status 0 = every family passed.
 #
-# Two exports per family: "paced" runs the freewheeling export at MRT_ARDOUR_PACE times real time
-# (the "MRT Test Pace" Lua processor after the instrument sleeps in the process callback) and is
-# checked; "fast" runs it at full speed and is only reported. Ardour sets kOffline only in each
-# process call's ProcessData, not in setupProcessing, so MRT Live renders an Ardour export as
-# live playback (engine/NOTES.md, "Ardour").
+# Two exports per family, both checked: "fast" is Ardour's export as a user gets it (freewheeling
+# at full speed) and "paced" runs it at MRT_ARDOUR_PACE times real time (the "MRT Test Pace" Lua
+# processor after the instrument sleeps in the process callback). Ardour sets kOffline only in
+# each process call's ProcessData, not in setupProcessing, so MRT Live is told "realtime"; its
+# auto render mode sees the export run ahead of the wall clock and waits for the audio
+# (engine/NOTES.md, "Ardour").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -183,19 +184,19 @@ def check(cond, what):
 loads = open(os.path.join(folder, "loads.log")).read() if os.path.exists(os.path.join(folder, "loads.log")) else ""
 check(f"family={family}" in loads, f"the plugin loaded the {family} model (load log: {loads.strip()!r})")
 
-audio, rate = read_float_wav(os.path.join(folder, "out", "paced.wav"))
-check(rate == RATE and audio.shape[1] == 2, f"paced export: stereo at {RATE} Hz (got {audio.shape[1]} ch, {rate} Hz)")
-check(abs(len(audio) - seconds * RATE) <= 1, f"paced export: {seconds:.0f} s long ({len(audio)} samples)")
-check(bool(np.all(np.isfinite(audio))), "paced export: every sample finite")
-print(f"  paced export RMS per second: {per_second(audio)}")
-after = rms(audio[CHUNK:])
-check(after > 1e-3, f"paced export: audible after the first chunk (RMS {after:.4f} > 1e-3)")
-check(float(np.max(np.abs(audio))) < 4.0, f"paced export: peak {float(np.max(np.abs(audio))):.3f} is sane")
-
-fast, _ = read_float_wav(os.path.join(folder, "out", "fast.wav"))
-check(bool(np.all(np.isfinite(fast))), "full-speed export: every sample finite")
-print(f"  full-speed export (not checked for sound; the plugin renders it as live playback) "
-      f"RMS {rms(fast):.4f}, per second: {per_second(fast)}")
+for name, what in [("fast", "full-speed export"), ("paced", "paced export")]:
+    audio, rate = read_float_wav(os.path.join(folder, "out", f"{name}.wav"))
+    check(rate == RATE and audio.shape[1] == 2, f"{what}: stereo at {RATE} Hz (got {audio.shape[1]} ch, {rate} Hz)")
+    check(abs(len(audio) - seconds * RATE) <= 1, f"{what}: {seconds:.0f} s long ({len(audio)} samples)")
+    check(bool(np.all(np.isfinite(audio))), f"{what}: every sample finite")
+    print(f"  {what} RMS per second: {per_second(audio)}")
+    check(float(np.max(np.abs(audio))) < 4.0, f"{what}: peak {float(np.max(np.abs(audio))):.3f} is sane")
+    # Audible from the first chunk (v1) or frames (MRT2) on: the plugin's auto render mode waits
+    # for the audio once it sees the export run ahead of the wall clock (within its first half
+    # second; Ardour's pre-roll usually covers it). Every half second after 0.6 s carries sound.
+    half = RATE // 2
+    quiet = [i / RATE for i in range(int(0.6 * RATE), len(audio) - half + 1, half) if rms(audio[i:i + half]) <= 1e-3]
+    check(not quiet, f"{what}: audible from 0.6 s on (silent half-seconds at {quiet})")
 sys.exit(0 if ok else 1)
 EOF
     echo "PASS ardour $family ($(($(date +%s) - start)) s)"
