@@ -57,6 +57,9 @@ pub struct LmBenchReport {
     /// Host issue time (from each sync's return to the last launch before the next sync, host
     /// sampling excluded) ÷ dispatches, µs; `None` on flex.
     pub host_us_per_dispatch: Option<f64>,
+    /// The counted chunk's host issue time and the time it then waited in readbacks, seconds.
+    pub host_issue_s_per_chunk: f64,
+    pub sync_wait_s_per_chunk: f64,
     /// burn operations registered with the fusion server, and the blocks it ran (one fused
     /// kernel's worth, or one unfused operation); `None` without fusion (flex).
     pub burn_ops_per_chunk: Option<u64>,
@@ -267,6 +270,8 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         h2d_uploads_per_chunk: counts.total.uploads,
         h2d_bytes_per_chunk: counts.total.h2d_bytes,
         host_us_per_dispatch: counts.total.dispatches.filter(|&n| n > 0).map(|n| counts.issue_s / n as f64 * 1e6),
+        host_issue_s_per_chunk: counts.issue_s,
+        sync_wait_s_per_chunk: counts.wait_s,
         burn_ops_per_chunk: counts.total.burn_ops,
         fused_blocks_per_chunk: counts.total.fused_blocks,
         dispatches_per_temporal_step: counts.by_part.temporal.dispatches.map(|n| n as f64 / c.chunk_frames as f64),
@@ -467,7 +472,11 @@ impl LmBenchReport {
         writeln!(f, "    device → host           {:.3} MB", self.d2h_bytes_per_chunk as f64 / 1e6)?;
         writeln!(f, "    host → device           {} uploads, {:.3} MB", self.h2d_uploads_per_chunk, self.h2d_bytes_per_chunk as f64 / 1e6)?;
         if let Some(us) = self.host_us_per_dispatch {
-            writeln!(f, "    host issue / dispatch   {us:.2} µs")?;
+            writeln!(
+                f,
+                "    host issue / dispatch   {us:.2} µs  (issue {:.3} s, then waiting in readbacks {:.3} s)",
+                self.host_issue_s_per_chunk, self.sync_wait_s_per_chunk
+            )?;
         }
         let a = &self.prediction;
         writeln!(
@@ -709,6 +718,31 @@ mod tests {
         assert!((large - 1608.0).abs() < 5.0, "{large}");
         let c = LmConfig::base();
         assert!(once_per_chunk_weight_bytes(&c) < bytes_per_chunk(&c, &LmOptions::default(), 2));
+    }
+
+    #[test]
+    fn the_gpu_prediction_is_bytes_over_bandwidth_plus_dispatch_sync_and_encoder_terms() {
+        use crate::kernels::counters::PartCounts;
+        let c = LmConfig::base();
+        let part = |n: u64, syncs: u64| PartCounts { dispatches: Some(n), syncs, ..PartCounts::default() };
+        let counts = ChunkCounts {
+            total: PartCounts { dispatches: Some(10_000), syncs: 800, d2h_bytes: 1000, ..PartCounts::default() },
+            by_part: CountsByPart { encoder: part(100, 0), temporal: part(5_000, 0), depth: part(4_800, 800), sampling: part(0, 0) },
+            ..ChunkCounts::default()
+        };
+        let p = GpuPrediction::new(&c, &LmOptions::default(), &counts);
+        let m = p.measured.as_ref().expect("dispatches were counted");
+        let bytes = bytes_per_chunk(&c, &LmOptions::default(), 2) as f64;
+        let rest = 10_000.0 * 4e-6 + 800.0 * 20e-6 + encoder_flops_per_chunk(&c, 2) / 200e12;
+        assert!((m.h100_chunk_s - (bytes / 3.35e12 + rest)).abs() < 1e-12, "{m:?}");
+        assert!((m.h200_chunk_s - (bytes / 4.8e12 + rest)).abs() < 1e-12, "{m:?}");
+        // Measured on base itself: scaling to base changes nothing.
+        let base = &p.scaled[0];
+        assert_eq!((base.size.as_str(), base.dispatches, base.syncs), ("base", 9_900.0, 800.0));
+        // Without dispatch counts (flex) there is no prediction.
+        let flex = ChunkCounts { total: PartCounts { syncs: 1, ..PartCounts::default() }, ..ChunkCounts::default() };
+        let p = GpuPrediction::new(&c, &LmOptions::default(), &flex);
+        assert!(p.measured.is_none() && p.scaled.is_empty());
     }
 
     #[test]

@@ -310,30 +310,3 @@ impl burn::backend::fusion::observer::FusionObserver for Observer {
     }
     fn block_ran(&self) {}
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readbacks_and_uploads_count_only_while_counting() {
-        let device = crate::DeviceChoice::Flex.device().expect("flex");
-        let t: Tensor<1> = upload(TensorData::new(vec![1f32, 2.0, 3.0], [3]), &device);
-        let _ = read_back(t.clone());
-        let counting = Counting::start(false, false);
-        let before = counting.snapshot();
-        enter(Part::Depth, &device);
-        let u: Tensor<1> = upload(TensorData::new(vec![1f32; 5], [5]), &device);
-        let _ = read_back(t * 2.0);
-        drop(u);
-        enter(Part::Sampling, &device);
-        let after = counting.snapshot();
-        let depth = after.part_since(&before, Some(Part::Depth));
-        drop(counting);
-        assert_eq!(
-            depth,
-            PartCounts { dispatches: None, syncs: 1, d2h_bytes: 12, uploads: 1, h2d_bytes: 20, burn_ops: None, fused_blocks: None }
-        );
-        assert_eq!(after.part_since(&before, None), depth);
-    }
-}
