@@ -344,9 +344,9 @@ pub fn count_chunk(model: &Depthformer, target: &Target, ids: &[i32], params: &S
     })
 }
 
-/// A model of a GPU chunk from counts, not a measurement: `bytes / bandwidth + dispatches · t_gap
-/// + syncs · t_sync + encoder GFLOP / R`, with assumed constants (to be replaced by H100/H200
-/// measurements).
+/// A model of a GPU chunk from counts, not a measurement:
+/// `bytes / bandwidth + dispatches · t_gap + syncs · t_sync + encoder GFLOP / R`, with assumed
+/// constants (to be replaced by H100/H200 measurements).
 #[derive(Clone, Debug, Serialize)]
 pub struct GpuPrediction {
     /// Assumed HBM read bandwidth, bytes/s: H100 SXM 3.35e12, H200 4.8e12.
