@@ -57,6 +57,8 @@ pub struct LmBenchReport {
     /// Host issue time (from each sync's return to the last launch before the next sync, host
     /// sampling excluded) ÷ dispatches, µs; `None` on flex.
     pub host_us_per_dispatch: Option<f64>,
+    /// The same under cubecl's `DryRun` (launches compiled and dropped: no device work), µs.
+    pub host_us_per_dispatch_dry_run: Option<f64>,
     /// The counted chunk's host issue time and the time it then waited in readbacks, seconds.
     pub host_issue_s_per_chunk: f64,
     pub sync_wait_s_per_chunk: f64,
@@ -270,6 +272,7 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         h2d_uploads_per_chunk: counts.total.uploads,
         h2d_bytes_per_chunk: counts.total.h2d_bytes,
         host_us_per_dispatch: counts.total.dispatches.filter(|&n| n > 0).map(|n| counts.issue_s / n as f64 * 1e6),
+        host_us_per_dispatch_dry_run: counts.dry_run_us_per_dispatch,
         host_issue_s_per_chunk: counts.issue_s,
         sync_wait_s_per_chunk: counts.wait_s,
         burn_ops_per_chunk: counts.total.burn_ops,
@@ -312,6 +315,10 @@ pub struct ChunkCounts {
     pub issue_s: f64,
     /// Time it waited in readbacks after its last launches, seconds.
     pub wait_s: f64,
+    /// Host issue time ÷ dispatches of a third chunk under cubecl's `DryRun` (every launch
+    /// compiled and dropped, so the device executes nothing), µs; `None` on flex or when that
+    /// chunk failed (its readbacks are stale buffers).
+    pub dry_run_us_per_dispatch: Option<f64>,
 }
 
 /// Counts the device work of one chunk (after the warm-up): dispatches (cube devices), syncs and
@@ -336,12 +343,36 @@ pub fn count_chunk(model: &Depthformer, target: &Target, ids: &[i32], params: &S
     let split = counting.snapshot();
     drop(counting);
     let part = |p| split.part_since(&split_before, Some(p));
+    let dry_run_us_per_dispatch = if observe { dry_run_issue(model, device, ids, params, scratch) } else { None };
     Ok(ChunkCounts {
         total: after.part_since(&before, None),
         by_part: CountsByPart { encoder: part(Part::Encoder), temporal: part(Part::Temporal), depth: part(Part::Depth), sampling: part(Part::Sampling) },
         issue_s: after.issue_s_since(&before),
         wait_s: after.wait_s_since(&before),
+        dry_run_us_per_dispatch,
     })
+}
+
+/// Host issue time per dispatch of one chunk whose launches are compiled and dropped (cubecl's
+/// `DryRun`): the host side of a dispatch without the device (lavapipe runs kernels on the same
+/// CPU). The sampler then reads stale buffers; a chunk that fails on them gives `None`.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn dry_run_issue(model: &Depthformer, device: &Device, ids: &[i32], params: &SamplingParams, scratch: &mut LmScratch) -> Option<f64> {
+    let counting = crate::kernels::counters::Counting::start(true, false);
+    let before = counting.snapshot();
+    let dry = burn::cubecl::dry_run::DryRun::new();
+    let decoded = model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default());
+    drop(dry);
+    sync(device);
+    let after = counting.snapshot();
+    drop(counting);
+    let n = after.part_since(&before, None).dispatches?;
+    (decoded.is_ok() && n > 0).then(|| after.issue_s_since(&before) / n as f64 * 1e6)
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn dry_run_issue(_: &Depthformer, _: &Device, _: &[i32], _: &SamplingParams, _: &mut LmScratch) -> Option<f64> {
+    None
 }
 
 /// A model of a GPU chunk from counts, not a measurement:
@@ -380,6 +411,9 @@ pub struct PredictedChunk {
     pub encoder_gflop: f64,
     pub h100_chunk_s: f64,
     pub h200_chunk_s: f64,
+    /// `dispatches` × this machine's host issue time per dispatch under `DryRun`: the host side
+    /// alone at this host's speed, which the model's `t_gap` does not see (`None` without it).
+    pub host_issue_here_s: Option<f64>,
 }
 
 impl GpuPrediction {
@@ -389,7 +423,7 @@ impl GpuPrediction {
     pub const T_SYNC_S: f64 = 20e-6;
     pub const ENCODER_FLOPS_PER_S: f64 = 200e12;
 
-    fn chunk(size: &str, c: &LmConfig, options: &LmOptions, dispatches: f64, syncs: f64, d2h_bytes: f64) -> PredictedChunk {
+    fn chunk(size: &str, c: &LmConfig, options: &LmOptions, counts: &ChunkCounts, dispatches: f64, syncs: f64, d2h_bytes: f64) -> PredictedChunk {
         let gpu = LmOptions { precision: crate::v1::lm::WeightPrecision::F32, ..*options };
         let bytes = bytes_per_chunk(c, &gpu, 2);
         let encoder_gflop = encoder_flops_per_chunk(c, 2) / 1e9;
@@ -403,13 +437,14 @@ impl GpuPrediction {
             encoder_gflop,
             h100_chunk_s: bytes as f64 / Self::H100_BANDWIDTH + rest,
             h200_chunk_s: bytes as f64 / Self::H200_BANDWIDTH + rest,
+            host_issue_here_s: counts.dry_run_us_per_dispatch.map(|us| dispatches * us / 1e6),
         }
     }
 
     /// The prediction for the measured model `c` and, scaled from its counts, base and large.
     pub fn new(c: &LmConfig, options: &LmOptions, counts: &ChunkCounts) -> Self {
         let t = &counts.total;
-        let measured = t.dispatches.map(|n| Self::chunk("measured", c, options, n as f64, t.syncs as f64, t.d2h_bytes as f64));
+        let measured = t.dispatches.map(|n| Self::chunk("measured", c, options, counts, n as f64, t.syncs as f64, t.d2h_bytes as f64));
         let p = &counts.by_part;
         let scaled = match (p.encoder.dispatches, p.temporal.dispatches, p.depth.dispatches, t.dispatches) {
             (Some(enc), Some(temporal), Some(depth), Some(_)) => [("base", LmConfig::base()), ("large", LmConfig::large())]
@@ -422,7 +457,7 @@ impl GpuPrediction {
                     let dispatches = enc + per_frame * target.chunk_frames as f64 + per_token * target.chunk_tokens() as f64;
                     let tokens = ratio(target.chunk_tokens(), c.chunk_tokens());
                     let vocab = ratio(target.vocab_size, c.vocab_size);
-                    Self::chunk(name, &target, options, dispatches, t.syncs as f64 * tokens, t.d2h_bytes as f64 * tokens * vocab)
+                    Self::chunk(name, &target, options, counts, dispatches, t.syncs as f64 * tokens, t.d2h_bytes as f64 * tokens * vocab)
                 })
                 .collect(),
             _ => Vec::new(),
@@ -478,6 +513,9 @@ impl LmBenchReport {
                 self.host_issue_s_per_chunk, self.sync_wait_s_per_chunk
             )?;
         }
+        if let Some(us) = self.host_us_per_dispatch_dry_run {
+            writeln!(f, "    … under DryRun          {us:.2} µs  (launches compiled and dropped: host side only)")?;
+        }
         let a = &self.prediction;
         writeln!(
             f,
@@ -496,13 +534,14 @@ impl LmBenchReport {
                     let name = if p.size == "measured" { format!("{} (this run)", self.size) } else { format!("{} (scaled)", p.size) };
                     writeln!(
                         f,
-                        "    {name:<18} H100 {:.3} s, H200 {:.3} s  ({:.0} dispatches, {:.0} syncs, {:.1} GB read, {:.0} GFLOP encoder)",
+                        "    {name:<18} H100 {:.3} s, H200 {:.3} s  ({:.0} dispatches, {:.0} syncs, {:.1} GB read, {:.0} GFLOP encoder){}",
                         p.h100_chunk_s,
                         p.h200_chunk_s,
                         p.dispatches,
                         p.syncs,
                         p.bytes as f64 / 1e9,
-                        p.encoder_gflop
+                        p.encoder_gflop,
+                        p.host_issue_here_s.map_or(String::new(), |s| format!("; host issue alone at this host's DryRun rate {s:.1} s"))
                     )?;
                 }
             }
