@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Serialize;
 
+use crate::kernels::counters::PartCounts;
 use crate::kernels::host::stream_sum;
 use crate::v1::lm::weights::HostWeights;
 use crate::v1::lm::{DecodeHooks, DepthLogits, Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams, StepTimes};
@@ -42,8 +43,40 @@ pub struct LmBenchReport {
     pub real_time_factor: f64,
     pub peak_rss_bytes: Option<u64>,
     pub device_bytes_in_use: Option<u64>,
-    /// Kernel launches per chunk: not counted by any backend used here (burn exposes no counter).
+    /// Kernel launches per chunk: the same count as `dispatches_per_chunk` (kept for old readers).
     pub launches_per_chunk: Option<u64>,
+    /// Kernel dispatches of one chunk as generation runs it (cubecl's launch observer); `None`
+    /// on flex, where there are no kernel launches to count.
+    pub dispatches_per_chunk: Option<u64>,
+    /// Blocking device → host readbacks of one chunk.
+    pub syncs_per_chunk: u64,
+    pub d2h_bytes_per_chunk: u64,
+    /// Host → device copies (ids, activations) of one chunk and their bytes.
+    pub h2d_uploads_per_chunk: u64,
+    pub h2d_bytes_per_chunk: u64,
+    /// Host issue time (from each sync's return to the last launch before the next sync, host
+    /// sampling excluded) ÷ dispatches, µs; `None` on flex.
+    pub host_us_per_dispatch: Option<f64>,
+    /// The same under cubecl's `DryRun` (launches compiled and dropped: no device work), µs.
+    pub host_us_per_dispatch_dry_run: Option<f64>,
+    /// The counted chunk's host issue time and the time it then waited in readbacks, seconds.
+    pub host_issue_s_per_chunk: f64,
+    pub sync_wait_s_per_chunk: f64,
+    /// burn operations registered with the fusion server, and the blocks it ran (one fused
+    /// kernel's worth, or one unfused operation); `None` without fusion (flex).
+    pub burn_ops_per_chunk: Option<u64>,
+    pub fused_blocks_per_chunk: Option<u64>,
+    pub dispatches_per_temporal_step: Option<f64>,
+    pub dispatches_per_depth_step: Option<f64>,
+    /// The counts split by part of the loop (from a second chunk with the device drained at each
+    /// part boundary, so lazily fused work lands in the part that issued it).
+    pub counts_by_part: CountsByPart,
+    /// The chunk time a GPU would take by the model in [`GpuPrediction`] from this run's counts
+    /// (burn path, f32 weights); `None` without dispatch counts (flex).
+    pub predicted_h100_chunk_s: Option<f64>,
+    pub predicted_h200_chunk_s: Option<f64>,
+    /// The model's assumed constants and, scaled from these counts, the released sizes.
+    pub prediction: GpuPrediction,
     /// Bytes a chunk must read from memory: weights (encoder once, temporal × frames, depth and
     /// logits × tokens, at the stored precision) plus the cross-attention K/V every temporal step.
     pub bytes_per_chunk: u64,
@@ -183,6 +216,8 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
     // Warm-up: one full chunk (kernel autotuning on GPUs, page faults on CPUs).
     model.decode_chunk(&ids, &params, 0, &mut scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
 
+    let counts = count_chunk(&model, target, &ids, &params, &mut scratch)?;
+
     let mut times = StepTimes::default();
     let mut total_s = 0.0;
     for chunk in 0..chunks {
@@ -210,6 +245,7 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
     let tokens = c.chunk_tokens() as f64;
     let host = model.compute() == Compute::Host;
     let path = if host { format!("host kernels ({})", crate::kernels::host::simd_level()) } else { "burn ops".to_owned() };
+    let prediction = GpuPrediction::new(c, &options, &counts);
     Ok(LmBenchReport {
         size: size.to_owned(),
         device: target.choice.to_string(),
@@ -229,7 +265,24 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         real_time_factor: (c.chunk_frames as f64 / 25.0) / chunk_s,
         peak_rss_bytes: peak_rss,
         device_bytes_in_use: device.memory_pool_usage().map(|u| u.bytes_reserved),
-        launches_per_chunk: None,
+        launches_per_chunk: counts.total.dispatches,
+        dispatches_per_chunk: counts.total.dispatches,
+        syncs_per_chunk: counts.total.syncs,
+        d2h_bytes_per_chunk: counts.total.d2h_bytes,
+        h2d_uploads_per_chunk: counts.total.uploads,
+        h2d_bytes_per_chunk: counts.total.h2d_bytes,
+        host_us_per_dispatch: counts.total.dispatches.filter(|&n| n > 0).map(|n| counts.issue_s / n as f64 * 1e6),
+        host_us_per_dispatch_dry_run: counts.dry_run_us_per_dispatch,
+        host_issue_s_per_chunk: counts.issue_s,
+        sync_wait_s_per_chunk: counts.wait_s,
+        burn_ops_per_chunk: counts.total.burn_ops,
+        fused_blocks_per_chunk: counts.total.fused_blocks,
+        dispatches_per_temporal_step: counts.by_part.temporal.dispatches.map(|n| n as f64 / c.chunk_frames as f64),
+        dispatches_per_depth_step: counts.by_part.depth.dispatches.map(|n| n as f64 / tokens),
+        predicted_h100_chunk_s: prediction.measured.as_ref().map(|p| p.h100_chunk_s),
+        predicted_h200_chunk_s: prediction.measured.as_ref().map(|p| p.h200_chunk_s),
+        counts_by_part: counts.by_part,
+        prediction,
         bytes_per_chunk: bytes,
         measured_read_bandwidth_gbs: bandwidth,
         floor_chunk_s: bytes as f64 / (bandwidth * 1e9),
@@ -237,6 +290,264 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         measured_gemm_gflops: gemm_gflops,
         roofline_floor_chunk_s: encoder_flops / (gemm_gflops * 1e9) + decode_bytes as f64 / (bandwidth * 1e9),
     })
+}
+
+/// Device work of one chunk, split by part of the decode loop.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CountsByPart {
+    /// Encoder and cross-attention K/V (once per chunk).
+    pub encoder: PartCounts,
+    pub temporal: PartCounts,
+    /// Depth steps with the logits and their readback.
+    pub depth: PartCounts,
+    /// CFG combine, top-k and the draw (on the host today: no device work).
+    pub sampling: PartCounts,
+}
+
+/// What [`count_chunk`] measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChunkCounts {
+    /// One chunk run as generation runs it (no timing, no barriers).
+    pub total: PartCounts,
+    /// A second chunk with the device drained at part boundaries.
+    pub by_part: CountsByPart,
+    /// Host issue time of the first chunk, seconds ([`crate::kernels::counters::Snapshot::issue_s_since`]).
+    pub issue_s: f64,
+    /// Time it waited in readbacks after its last launches, seconds.
+    pub wait_s: f64,
+    /// Host issue time ÷ dispatches of a third chunk under cubecl's `DryRun` (every launch
+    /// compiled and dropped, so the device executes nothing), µs; `None` on flex or when that
+    /// chunk failed (its readbacks are stale buffers).
+    pub dry_run_us_per_dispatch: Option<f64>,
+}
+
+/// Counts the device work of one chunk (after the warm-up): dispatches (cube devices), syncs and
+/// host↔device bytes, then a second chunk split by part.
+pub fn count_chunk(model: &Depthformer, target: &Target, ids: &[i32], params: &SamplingParams, scratch: &mut LmScratch) -> Result<ChunkCounts, String> {
+    use crate::kernels::counters::{Counting, Part};
+    let device = &target.device;
+    let observe = target.choice != crate::DeviceChoice::Flex;
+    sync(device);
+    let counting = Counting::start(observe, false);
+    let before = counting.snapshot();
+    model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
+    sync(device);
+    counting.close_segment();
+    let after = counting.snapshot();
+    drop(counting);
+
+    let counting = Counting::start(observe, true);
+    let split_before = counting.snapshot();
+    model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
+    sync(device);
+    let split = counting.snapshot();
+    drop(counting);
+    let part = |p| split.part_since(&split_before, Some(p));
+    let dry_run_us_per_dispatch = if observe { dry_run_issue(model, device, ids, params, scratch) } else { None };
+    Ok(ChunkCounts {
+        total: after.part_since(&before, None),
+        by_part: CountsByPart { encoder: part(Part::Encoder), temporal: part(Part::Temporal), depth: part(Part::Depth), sampling: part(Part::Sampling) },
+        issue_s: after.issue_s_since(&before),
+        wait_s: after.wait_s_since(&before),
+        dry_run_us_per_dispatch,
+    })
+}
+
+/// Host issue time per dispatch of one chunk whose launches are compiled and dropped (cubecl's
+/// `DryRun`): the host side of a dispatch without the device (lavapipe runs kernels on the same
+/// CPU). The sampler then reads stale buffers; a chunk that fails on them gives `None`.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn dry_run_issue(model: &Depthformer, device: &Device, ids: &[i32], params: &SamplingParams, scratch: &mut LmScratch) -> Option<f64> {
+    let counting = crate::kernels::counters::Counting::start(true, false);
+    let before = counting.snapshot();
+    let dry = burn::cubecl::dry_run::DryRun::new();
+    let decoded = model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default());
+    drop(dry);
+    sync(device);
+    let after = counting.snapshot();
+    drop(counting);
+    let n = after.part_since(&before, None).dispatches?;
+    (decoded.is_ok() && n > 0).then(|| after.issue_s_since(&before) / n as f64 * 1e6)
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn dry_run_issue(_: &Depthformer, _: &Device, _: &[i32], _: &SamplingParams, _: &mut LmScratch) -> Option<f64> {
+    None
+}
+
+/// A model of a GPU chunk from counts, not a measurement:
+/// `bytes / bandwidth + dispatches · t_gap + syncs · t_sync + encoder GFLOP / R`, with assumed
+/// constants (to be replaced by H100/H200 measurements).
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuPrediction {
+    /// Assumed HBM read bandwidth, bytes/s: H100 SXM 3.35e12, H200 4.8e12.
+    pub h100_bandwidth_bytes_per_s: f64,
+    pub h200_bandwidth_bytes_per_s: f64,
+    /// Assumed gap per dispatch issued eagerly (no graph), seconds.
+    pub t_gap_s: f64,
+    /// Assumed cost of one blocking host↔device sync, seconds.
+    pub t_sync_s: f64,
+    /// Assumed rate of the encoder's products, FLOP/s.
+    pub encoder_flops_per_s: f64,
+    pub note: String,
+    /// The measured model from this run's counts (`None` without dispatch counts).
+    pub measured: Option<PredictedChunk>,
+    /// base and large with dispatches scaled per layer from this run's counts (temporal-step
+    /// dispatches × their temporal layers ÷ this model's, depth likewise, the encoder part × its
+    /// encoder + temporal layers ÷ this model's), syncs and readback bytes per token × their
+    /// tokens, and their own bytes and encoder arithmetic.
+    pub scaled: Vec<PredictedChunk>,
+}
+
+/// One predicted chunk.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictedChunk {
+    pub size: String,
+    pub dispatches: f64,
+    pub syncs: f64,
+    pub d2h_bytes: f64,
+    /// Bytes read per chunk at f32 (the GPU path's precision): weights and cross K/V.
+    pub bytes: u64,
+    pub encoder_gflop: f64,
+    pub h100_chunk_s: f64,
+    pub h200_chunk_s: f64,
+    /// `dispatches` × this machine's host issue time per dispatch under `DryRun`: the host side
+    /// alone at this host's speed, which the model's `t_gap` does not see (`None` without it).
+    pub host_issue_here_s: Option<f64>,
+}
+
+impl GpuPrediction {
+    pub const H100_BANDWIDTH: f64 = 3.35e12;
+    pub const H200_BANDWIDTH: f64 = 4.8e12;
+    pub const T_GAP_S: f64 = 4e-6;
+    pub const T_SYNC_S: f64 = 20e-6;
+    pub const ENCODER_FLOPS_PER_S: f64 = 200e12;
+
+    fn chunk(size: &str, c: &LmConfig, options: &LmOptions, counts: &ChunkCounts, dispatches: f64, syncs: f64, d2h_bytes: f64) -> PredictedChunk {
+        let gpu = LmOptions { precision: crate::v1::lm::WeightPrecision::F32, ..*options };
+        let bytes = bytes_per_chunk(c, &gpu, 2);
+        let encoder_gflop = encoder_flops_per_chunk(c, 2) / 1e9;
+        let rest = dispatches * Self::T_GAP_S + syncs * Self::T_SYNC_S + encoder_gflop * 1e9 / Self::ENCODER_FLOPS_PER_S;
+        PredictedChunk {
+            size: size.to_owned(),
+            dispatches,
+            syncs,
+            d2h_bytes,
+            bytes,
+            encoder_gflop,
+            h100_chunk_s: bytes as f64 / Self::H100_BANDWIDTH + rest,
+            h200_chunk_s: bytes as f64 / Self::H200_BANDWIDTH + rest,
+            host_issue_here_s: counts.dry_run_us_per_dispatch.map(|us| dispatches * us / 1e6),
+        }
+    }
+
+    /// The prediction for the measured model `c` and, scaled from its counts, base and large.
+    pub fn new(c: &LmConfig, options: &LmOptions, counts: &ChunkCounts) -> Self {
+        let t = &counts.total;
+        let measured = t.dispatches.map(|n| Self::chunk("measured", c, options, counts, n as f64, t.syncs as f64, t.d2h_bytes as f64));
+        let p = &counts.by_part;
+        let scaled = match (p.encoder.dispatches, p.temporal.dispatches, p.depth.dispatches, t.dispatches) {
+            (Some(enc), Some(temporal), Some(depth), Some(_)) => [("base", LmConfig::base()), ("large", LmConfig::large())]
+                .into_iter()
+                .map(|(name, target)| {
+                    let ratio = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+                    let per_frame = temporal as f64 / c.chunk_frames as f64 * ratio(target.temporal_layers, c.temporal_layers);
+                    let per_token = depth as f64 / c.chunk_tokens() as f64 * ratio(target.depth_layers, c.depth_layers);
+                    let enc = enc as f64 * ratio(target.encoder_layers + target.temporal_layers, c.encoder_layers + c.temporal_layers);
+                    let dispatches = enc + per_frame * target.chunk_frames as f64 + per_token * target.chunk_tokens() as f64;
+                    let tokens = ratio(target.chunk_tokens(), c.chunk_tokens());
+                    let vocab = ratio(target.vocab_size, c.vocab_size);
+                    Self::chunk(name, &target, options, counts, dispatches, t.syncs as f64 * tokens, t.d2h_bytes as f64 * tokens * vocab)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            h100_bandwidth_bytes_per_s: Self::H100_BANDWIDTH,
+            h200_bandwidth_bytes_per_s: Self::H200_BANDWIDTH,
+            t_gap_s: Self::T_GAP_S,
+            t_sync_s: Self::T_SYNC_S,
+            encoder_flops_per_s: Self::ENCODER_FLOPS_PER_S,
+            note: "a model from counts with assumed constants, not a measurement".to_owned(),
+            measured,
+            scaled,
+        }
+    }
+}
+
+/// `12345` or `—` (not counted on this device).
+fn count_or_dash(v: Option<u64>) -> String {
+    v.map_or("— (flex: no kernel launches)".to_owned(), |n| n.to_string())
+}
+
+impl LmBenchReport {
+    /// The counters and the predicted GPU times, as lines of the text report.
+    fn write_counters(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  device work of one chunk (counted):")?;
+        writeln!(f, "    dispatches              {}", count_or_dash(self.dispatches_per_chunk))?;
+        let p = &self.counts_by_part;
+        if let (Some(t), Some(d)) = (self.dispatches_per_temporal_step, self.dispatches_per_depth_step) {
+            writeln!(
+                f,
+                "      by part               encoder {}, temporal {} ({t:.1} / step), depth {} ({d:.1} / step), sampling {}",
+                count_or_dash(p.encoder.dispatches),
+                count_or_dash(p.temporal.dispatches),
+                count_or_dash(p.depth.dispatches),
+                count_or_dash(p.sampling.dispatches)
+            )?;
+        }
+        if let (Some(ops), Some(blocks)) = (self.burn_ops_per_chunk, self.fused_blocks_per_chunk) {
+            writeln!(f, "    burn ops / fused blocks {ops} / {blocks}")?;
+        }
+        writeln!(
+            f,
+            "    syncs (readbacks)       {}  (encoder {}, temporal {}, depth {}, sampling {})",
+            self.syncs_per_chunk, p.encoder.syncs, p.temporal.syncs, p.depth.syncs, p.sampling.syncs
+        )?;
+        writeln!(f, "    device → host           {:.3} MB", self.d2h_bytes_per_chunk as f64 / 1e6)?;
+        writeln!(f, "    host → device           {} uploads, {:.3} MB", self.h2d_uploads_per_chunk, self.h2d_bytes_per_chunk as f64 / 1e6)?;
+        if let Some(us) = self.host_us_per_dispatch {
+            writeln!(
+                f,
+                "    host issue / dispatch   {us:.2} µs  (issue {:.3} s, then waiting in readbacks {:.3} s)",
+                self.host_issue_s_per_chunk, self.sync_wait_s_per_chunk
+            )?;
+        }
+        if let Some(us) = self.host_us_per_dispatch_dry_run {
+            writeln!(f, "    … under DryRun          {us:.2} µs  (launches compiled and dropped: host side only)")?;
+        }
+        let a = &self.prediction;
+        writeln!(
+            f,
+            "  predicted GPU chunk (assumed: bandwidth H100 {:.2e} / H200 {:.2e} B/s, t_gap {} µs eager, t_sync {} µs, encoder {} TFLOP/s; {}):",
+            a.h100_bandwidth_bytes_per_s,
+            a.h200_bandwidth_bytes_per_s,
+            a.t_gap_s * 1e6,
+            a.t_sync_s * 1e6,
+            a.encoder_flops_per_s / 1e12,
+            a.note
+        )?;
+        match &a.measured {
+            None => writeln!(f, "    — (no dispatch counts on this device)")?,
+            Some(m) => {
+                for p in std::iter::once(m).chain(&a.scaled) {
+                    let name = if p.size == "measured" { format!("{} (this run)", self.size) } else { format!("{} (scaled)", p.size) };
+                    writeln!(
+                        f,
+                        "    {name:<18} H100 {:.3} s, H200 {:.3} s  ({:.0} dispatches, {:.0} syncs, {:.1} GB read, {:.0} GFLOP encoder){}",
+                        p.h100_chunk_s,
+                        p.h200_chunk_s,
+                        p.dispatches,
+                        p.syncs,
+                        p.bytes as f64 / 1e9,
+                        p.encoder_gflop,
+                        p.host_issue_here_s.map_or(String::new(), |s| format!("; host issue alone at this host's DryRun rate {s:.1} s"))
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for LmBenchReport {
@@ -263,7 +574,7 @@ impl std::fmt::Display for LmBenchReport {
         if let Some(b) = self.device_bytes_in_use {
             writeln!(f, "  device memory reserved  {:>9.2} GB", gb(b))?;
         }
-        writeln!(f, "  launches / chunk        {:>9}", self.launches_per_chunk.map_or("not counted".to_owned(), |n| n.to_string()))?;
+        self.write_counters(f)?;
         writeln!(f, "  bytes read / chunk      {:>9.1} GB (weights + cross K/V)", gb(self.bytes_per_chunk))?;
         writeln!(f, "  measured read bandwidth {:>9.1} GB/s", self.measured_read_bandwidth_gbs)?;
         writeln!(f, "  memory floor / chunk    {:>9.2} s   (measured is {:.2}× the floor)", self.floor_chunk_s, self.chunk_s / self.floor_chunk_s)?;
@@ -330,7 +641,7 @@ impl std::fmt::Display for AllBenchReport {
         if let Some(b) = l.device_bytes_in_use {
             writeln!(f, "  device memory reserved {:.2} GB", b as f64 / 1e9)?;
         }
-        writeln!(f, "  launches / chunk: {}", l.launches_per_chunk.map_or("not counted".to_owned(), |n| n.to_string()))?;
+        l.write_counters(f)?;
         write!(
             f,
             "  LM memory floor {:.2} s ({:.1} GB at {:.1} GB/s): LM measured {:.2}× the floor",
@@ -446,6 +757,31 @@ mod tests {
         assert!((large - 1608.0).abs() < 5.0, "{large}");
         let c = LmConfig::base();
         assert!(once_per_chunk_weight_bytes(&c) < bytes_per_chunk(&c, &LmOptions::default(), 2));
+    }
+
+    #[test]
+    fn the_gpu_prediction_is_bytes_over_bandwidth_plus_dispatch_sync_and_encoder_terms() {
+        use crate::kernels::counters::PartCounts;
+        let c = LmConfig::base();
+        let part = |n: u64, syncs: u64| PartCounts { dispatches: Some(n), syncs, ..PartCounts::default() };
+        let counts = ChunkCounts {
+            total: PartCounts { dispatches: Some(10_000), syncs: 800, d2h_bytes: 1000, ..PartCounts::default() },
+            by_part: CountsByPart { encoder: part(100, 0), temporal: part(5_000, 0), depth: part(4_800, 800), sampling: part(0, 0) },
+            ..ChunkCounts::default()
+        };
+        let p = GpuPrediction::new(&c, &LmOptions::default(), &counts);
+        let m = p.measured.as_ref().expect("dispatches were counted");
+        let bytes = bytes_per_chunk(&c, &LmOptions::default(), 2) as f64;
+        let rest = 10_000.0 * 4e-6 + 800.0 * 20e-6 + encoder_flops_per_chunk(&c, 2) / 200e12;
+        assert!((m.h100_chunk_s - (bytes / 3.35e12 + rest)).abs() < 1e-12, "{m:?}");
+        assert!((m.h200_chunk_s - (bytes / 4.8e12 + rest)).abs() < 1e-12, "{m:?}");
+        // Measured on base itself: scaling to base changes nothing.
+        let base = &p.scaled[0];
+        assert_eq!((base.size.as_str(), base.dispatches, base.syncs), ("base", 9_900.0, 800.0));
+        // Without dispatch counts (flex) there is no prediction.
+        let flex = ChunkCounts { total: PartCounts { syncs: 1, ..PartCounts::default() }, ..ChunkCounts::default() };
+        let p = GpuPrediction::new(&c, &LmOptions::default(), &flex);
+        assert!(p.measured.is_none() && p.scaled.is_empty());
     }
 
     #[test]

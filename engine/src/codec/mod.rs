@@ -101,7 +101,7 @@ pub struct Codec {
 }
 
 pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, CodecError> {
-    t.into_data().try_into_vec::<f32>().map_err(|e| CodecError::Backend(format!("tensor readback failed: {e:?}")))
+    crate::kernels::counters::read_back(t).try_into_vec::<f32>().map_err(|e| CodecError::Backend(format!("tensor readback failed: {e:?}")))
 }
 
 impl Codec {

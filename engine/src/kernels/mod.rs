@@ -3,12 +3,14 @@
 //! ```text
 //!  kernels/
 //!  ├── mod.rs    WeightPrecision (how weights are held), re-exports of the host layout
+//!  ├── counters.rs  dispatches, syncs and host↔device bytes of the device paths (`mrt bench`)
 //!  └── host/     the CPU path: streaming GEMV over f32/bf16/int8 rows, attention of one query,
 //!                norms, vectorised exp/softmax/GELU/ELU, the checked GEMM, the pool helper
 //! ```
 //!
 //! A GPU path (`kernels/gpu/`) goes beside `host/` and reads the same [`Matrix`] layout.
 
+pub mod counters;
 pub mod host;
 
 pub use host::gemv::{Bf16, Matrix};

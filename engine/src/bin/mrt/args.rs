@@ -11,32 +11,6 @@ use clap::ValueEnum;
 use mrt::v1::lm::LmConfig;
 use mrt::{DeviceChoice, Target};
 
-/// A benchmark's model size: v1 base or large, MRT2 small or base.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Size {
-    Small,
-    Base,
-    Large,
-}
-
-impl Size {
-    /// The v1 LM preset (v1 has base and large).
-    pub fn config(self) -> Result<LmConfig> {
-        match self {
-            Size::Small => bail!("v1 has sizes base and large (small is an MRT2 size: add --model mrt2)"),
-            Size::Base => Ok(LmConfig::base()),
-            Size::Large => Ok(LmConfig::large()),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Size::Small => "small",
-            Size::Base => "base",
-            Size::Large => "large",
-        }
-    }
-}
-
 /// The model family (`--model`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelFamily {
@@ -113,7 +87,7 @@ pub struct LmFlags {
     #[arg(long = "depth-logits", env = "MRT_DEPTH_LOGITS", default_value = "all")]
     pub depth_logits: mrt::v1::lm::DepthLogits,
     /// The CPU path's kernels: host (our kernels, the default) or burn (burn ops, the reference).
-    #[arg(long, env = "MRT_LM_KERNELS", default_value = "host", value_parser = mrt::device::parse_host_kernels)]
+    #[arg(long, env = "MRT_LM_KERNELS", default_value = "host", action = clap::ArgAction::Set, value_parser = mrt::device::parse_host_kernels)]
     pub kernels: bool,
 }
 
@@ -131,9 +105,13 @@ impl LmFlags {
 /// What an LM benchmark runs: model size, device, chunks, threads and LM options.
 #[derive(clap::Args, Clone)]
 pub struct BenchRun {
-    /// v1: base, large; MRT2: small, base.
-    #[arg(long, value_enum, default_value_t = Size::Base)]
-    pub size: Size,
+    /// v1: base, large; MRT2: small, base; or a v1 size the --model-dir's mrt-live.json names
+    /// (the tiny model's "tiny"): its config, with random weights like the released sizes.
+    #[arg(long, default_value = "base")]
+    pub size: String,
+    /// The model dir whose mrt-live.json names --size (default: $MRT_MODEL_DIR).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
     #[arg(long)]
     pub device: Option<DeviceChoice>,
     #[arg(long, default_value_t = 1)]
@@ -146,6 +124,21 @@ pub struct BenchRun {
 }
 
 impl BenchRun {
+    /// The v1 LM config of `--size`: base and large are built in, any other size comes from the
+    /// model dir's manifest (nothing else of the model is read: the weights are random).
+    pub fn config(&self) -> Result<LmConfig> {
+        match self.size.as_str() {
+            "base" => Ok(LmConfig::base()),
+            "large" => Ok(LmConfig::large()),
+            "small" => bail!("v1 has sizes base and large (small is an MRT2 size: add --model mrt2)"),
+            other => {
+                let paths = mrt::assets::ModelPaths::locate_with(other, self.model_dir.as_deref(), &settings())
+                    .with_context(|| format!("v1 size `{other}` (base, large, or one the --model-dir's mrt-live.json names)"))?;
+                Ok(paths.lm_config)
+            }
+        }
+    }
+
     /// Checks the chunk count, sizes the thread pool and resolves the target.
     pub fn prepare(&self) -> Result<Target> {
         if self.chunks == 0 {

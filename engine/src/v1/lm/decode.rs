@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::kernels::counters::{self, Part};
+
 use super::model::{ChunkState, Depthformer, LmScratch};
 use super::sampling::{cfg_combine, SamplingParams, Sampler};
 use super::LmError;
@@ -88,6 +90,8 @@ impl Depthformer {
             started.elapsed()
         };
         let mut times = StepTimes::default();
+        let device = self.device();
+        counters::enter(Part::Encoder, device);
         let t0 = Instant::now();
         let mut state = self.begin_chunk(self.encode_ids(&encoder_ids[..b * s], b, scratch)?)?;
         times.encoder += lap(t0);
@@ -108,16 +112,19 @@ impl Depthformer {
                     row.copy_from_slice(frame);
                 }
             }
+            counters::enter(Part::Temporal, device);
             let t0 = Instant::now();
             self.step_frame(&mut state, (t > 0).then_some(prev_frame.as_slice()))?;
             times.temporal += lap(t0);
             for q in 0..levels {
                 let step = t * levels + q;
                 let prev = (q > 0).then(|| [tokens[step - 1]]);
+                counters::enter(Part::Depth, device);
                 let t0 = Instant::now();
                 self.step_level(&mut state, q, prev.as_ref().map(|p| p.as_slice()), &mut logits)?;
                 let t1 = Instant::now();
                 times.depth += lap(t0);
+                counters::enter(Part::Sampling, device);
                 let rows = self.logit_rows(q);
                 let n = rows.len();
                 let guided = &mut guided[..n];
@@ -138,6 +145,7 @@ impl Depthformer {
                 tokens[step] = id as i32;
             }
         }
+        counters::enter(Part::Other, device);
         if let ChunkState::Host(chunk) = &state {
             times.logits = chunk.logits_time;
         }

@@ -20,6 +20,7 @@ use super::host_decoder::{HostChunk, HostDecoder, HostMlp, HostSelfAttention};
 use super::host_encoder::{Dense, EncoderScratch, HostEncoder};
 use super::depth::DepthLayer;
 use super::encoder::{sinusoid_positions, EncoderLayer};
+use crate::kernels::counters::{read_back, upload};
 use crate::kernels::{Matrix, WeightPrecision};
 use super::layers::{project_memory, CrossAttention, GeGlu, Linear, RmsNorm, SelfAttention};
 use super::temporal::{CrossKv, TemporalLayer};
@@ -367,7 +368,7 @@ impl Depthformer {
 
     /// Uploads host ids as an `[rows, cols]` int tensor.
     pub fn ids_tensor(&self, ids: &[i32], rows: usize, cols: usize) -> Tensor<2, Int> {
-        Tensor::from_data(TensorData::new(ids.to_vec(), [rows, cols]), &self.device)
+        upload(TensorData::new(ids.to_vec(), [rows, cols]), &self.device)
     }
 
     /// Encoder: `ids: [b, encoder_len] -> [b, encoder_len, d]` (after `encoder_norm`).
@@ -378,7 +379,7 @@ impl Depthformer {
     pub fn encode(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         if let LmPath::Host { .. } = self.path {
             let b = ids.dims()[0];
-            let host = ids.into_data().convert::<i32>().try_into_vec::<i32>().expect("int ids");
+            let host = read_back(ids).convert::<i32>().try_into_vec::<i32>().expect("int ids");
             return self.encode_ids(&host, b, &mut LmScratch::default()).unwrap_or_else(|e| panic!("encoder: {e}"));
         }
         self.encode_burn(ids)
@@ -408,7 +409,7 @@ impl Depthformer {
         match &self.path {
             LmPath::Host { encoder, decoder, .. } => {
                 let out = encoder.encode(&decoder.embedding, ids, batch, &mut scratch.encoder)?;
-                Ok(Tensor::from_data(TensorData::new(out, [batch, s, d]), &self.device))
+                Ok(upload(TensorData::new(out, [batch, s, d]), &self.device))
             }
             LmPath::Burn(_) => Ok(self.encode_burn(self.ids_tensor(ids, batch, s))),
         }
@@ -474,7 +475,7 @@ impl Depthformer {
         match prev_frame {
             Some(ids) if cache.frames() > 0 => self.embed2(ids).mean_dim(1), // [b, 1, d]
             _ => self
-                .embed(Tensor::from_data(TensorData::new(vec![0i32], [1]), &self.device))
+                .embed(upload(TensorData::new(vec![0i32], [1]), &self.device))
                 .reshape([1, 1, d])
                 .expand([b, 1, d]),
         }
@@ -543,7 +544,7 @@ impl Depthformer {
             return Ok(ChunkState::Burn { cache: self.start_chunk(encoded), input: None });
         };
         let b = encoded.dims()[0];
-        let host = encoded.into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
+        let host = read_back(encoded).try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
         Ok(ChunkState::Host(decoder.start_chunk(b, encoder.cross_key_values(&host, b))?))
     }
 
@@ -578,11 +579,11 @@ impl Depthformer {
                 let x = match prev {
                     Some(ids) => {
                         let per_row: Vec<i32> = (0..b).map(|r| ids[r.min(ids.len() - 1)]).collect();
-                        self.depth_input(Tensor::from_data(TensorData::new(per_row, [b]), &self.device))
+                        self.depth_input(upload(TensorData::new(per_row, [b]), &self.device))
                     }
                     None => input.take().ok_or_else(|| LmError::BadInput("depth step before the frame's temporal step".into()))?,
                 };
-                let all = self.depth_step(cache, x).into_data().try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
+                let all = read_back(self.depth_step(cache, x)).try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
                 let vocab = self.config.vocab_size;
                 logits.clear();
                 for r in 0..b {

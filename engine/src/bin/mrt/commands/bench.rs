@@ -95,21 +95,21 @@ impl BenchWhat {
                     anyhow::bail!("MRT2 runs on the host kernels (CPU) only so far");
                 }
                 run.prepare()?;
-                let report = mrt::bench::bench_mrt2(run.size.name(), run.lm.precision, frames).map_err(anyhow::Error::msg)?;
+                let report = mrt::bench::bench_mrt2(&run.size, run.lm.precision, frames).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 write_json(&json, &report)?;
                 println!("JSON: {}", json.display());
             }
             BenchWhat::All { run, json, .. } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_all(run.size.name(), run.size.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                let report = mrt::bench::bench_all(&run.size, run.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 write_json(&json, &report)?;
                 println!("JSON: {}", json.display());
             }
             BenchWhat::Lm { run, json } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_lm(run.size.name(), run.size.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
+                let report = mrt::bench::bench_lm(&run.size, run.config()?, &target, run.lm.options(), run.chunks).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 if let Some(path) = json {
                     write_json(&path, &report)?;
@@ -117,7 +117,7 @@ impl BenchWhat {
             }
             BenchWhat::Streams { run, streams, json } => {
                 let target = run.prepare()?;
-                let report = mrt::bench::bench_streams(run.size.name(), run.size.config()?, &target, run.lm.options(), streams, run.chunks)
+                let report = mrt::bench::bench_streams(&run.size, run.config()?, &target, run.lm.options(), streams, run.chunks)
                     .map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 if let Some(path) = json {

@@ -1,0 +1,62 @@
+//! `mrt bench lm` on the tiny model (`mrt dev tiny-model`, `--model-dir DIR --size tiny`): the
+//! device-work counters and the predicted GPU time are in the JSON.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn mrt(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mrt")).args(args).env_remove("MRT_MODEL_DIR").env_remove("MRT_DEVICE").env_remove("MRT_LM_KERNELS").output().expect("mrt runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mrt-cli-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn bench_lm_on_the_tiny_model_reports_the_counters_in_json() {
+    let root = scratch("tiny");
+    let tiny = root.join("tiny");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+    let (ok, text) = mrt(&["dev", "tiny-model", tiny.to_str().unwrap(), "--fixtures", fixtures]);
+    assert!(ok, "{text}");
+    let json = root.join("bench.json");
+    let (ok, text) = mrt(&["bench", "lm", "--model-dir", tiny.to_str().unwrap(), "--size", "tiny", "--device", "flex", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("syncs (readbacks)") && text.contains("t_gap 4 µs eager"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "dispatches_per_chunk",
+        "syncs_per_chunk",
+        "d2h_bytes_per_chunk",
+        "host_us_per_dispatch",
+        "predicted_h100_chunk_s",
+        "predicted_h200_chunk_s",
+        "counts_by_part",
+        "prediction",
+        "launches_per_chunk",
+        "chunk_s",
+        "bytes_per_chunk",
+    ] {
+        assert!(j.get(key).is_some(), "no `{key}` in {j}");
+    }
+    assert_eq!(j["size"], "tiny");
+    // flex: no kernel launches, so no dispatches, host time per dispatch or prediction.
+    for key in ["dispatches_per_chunk", "host_us_per_dispatch", "predicted_h100_chunk_s", "predicted_h200_chunk_s"] {
+        assert!(j[key].is_null(), "{key} = {} on flex", j[key]);
+    }
+    // The host kernels read back only the encoder output: [2, 1006, 32] f32.
+    assert_eq!(j["syncs_per_chunk"], 1, "{j}");
+    assert_eq!(j["d2h_bytes_per_chunk"], 2 * 1006 * 32 * 4, "{j}");
+    assert_eq!(j["counts_by_part"]["depth"]["syncs"], 0, "{j}");
+    assert_eq!(j["prediction"]["t_gap_s"], 4e-6);
+    assert_eq!(j["prediction"]["t_sync_s"], 20e-6);
+    assert_eq!(j["prediction"]["h100_bandwidth_bytes_per_s"], 3.35e12);
+    assert_eq!(j["prediction"]["h200_bandwidth_bytes_per_s"], 4.8e12);
+    assert_eq!(j["prediction"]["encoder_flops_per_s"], 200e12);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,68 @@
+//! `kernels::counters` on a whole tiny decode (flex, no GPU): the syncs, readback bytes and
+//! uploads the decode loop does, counted exactly, and no dispatch counts where there are no
+//! kernel launches.
+
+use mrt::bench::count_chunk;
+use mrt::v1::lm::weights::HostWeights;
+use mrt::v1::lm::{Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams};
+
+/// The L1 fixture's dimensions (the tiny model's): 50 frames × 16 levels, the full vocabulary.
+fn tiny_config() -> LmConfig {
+    LmConfig {
+        d_model: 32,
+        num_heads: 2,
+        head_dim: 16,
+        mlp_dim: 48,
+        depth_mlp_dim: 48,
+        encoder_layers: 2,
+        temporal_layers: 2,
+        depth_layers: 2,
+        ..LmConfig::base()
+    }
+}
+
+fn encoder_rows(c: &LmConfig) -> Vec<i32> {
+    let s = c.encoder_len();
+    (0..2 * s).map(|i| (2 + (i * 131) % 4096) as i32).collect()
+}
+
+fn counts(host_kernels: bool) -> (LmConfig, mrt::bench::ChunkCounts) {
+    let c = tiny_config();
+    let target = mrt::Target::with_kernels(mrt::DeviceChoice::Flex, host_kernels).unwrap();
+    let model = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 5), &target, LmOptions::default()).unwrap();
+    let params = SamplingParams { seed: 3, ..SamplingParams::default() };
+    let counts = count_chunk(&model, &target, &encoder_rows(&c), &params, &mut LmScratch::default()).unwrap();
+    (c, counts)
+}
+
+#[test]
+fn the_burn_step_path_reads_back_both_rows_logits_once_per_token() {
+    let (c, n) = counts(false);
+    let (frames, levels, vocab, s) = (c.chunk_frames as u64, c.num_levels as u64, c.vocab_size as u64, c.encoder_len() as u64);
+    let tokens = frames * levels;
+    assert_eq!(tokens, 800);
+    let t = n.total;
+    assert_eq!(t.syncs, tokens, "{t:?}");
+    assert_eq!(t.d2h_bytes, tokens * 2 * vocab * 4, "{t:?}");
+    // Encoder ids, E[BOS], the previous frame's ids per later frame, the previous level's id per
+    // later level (one per CFG row).
+    assert_eq!(t.uploads, 1 + 1 + (frames - 1) + frames * (levels - 1), "{t:?}");
+    assert_eq!(t.h2d_bytes, 4 * (2 * s + 1 + (frames - 1) * 2 * levels + frames * (levels - 1) * 2), "{t:?}");
+    assert_eq!((t.dispatches, t.burn_ops, t.fused_blocks), (None, None, None), "flex has no kernel launches to count");
+    // The split chunk: every readback is a depth step's, nothing in the sampler.
+    let p = n.by_part;
+    assert_eq!((p.encoder.syncs, p.temporal.syncs, p.depth.syncs, p.sampling.syncs), (0, 0, tokens, 0), "{p:?}");
+    assert_eq!(p.depth.d2h_bytes, t.d2h_bytes);
+    assert_eq!(p.encoder.uploads + p.temporal.uploads + p.depth.uploads + p.sampling.uploads, t.uploads, "{p:?}");
+    assert_eq!(p.depth.uploads, frames * (levels - 1));
+}
+
+#[test]
+fn the_host_path_reads_back_only_the_encoder_output() {
+    let (c, n) = counts(true);
+    let t = n.total;
+    assert_eq!(t.syncs, 1, "{t:?}");
+    assert_eq!(t.d2h_bytes, 2 * (c.encoder_len() * c.d_model) as u64 * 4, "{t:?}");
+    assert_eq!(n.by_part.encoder.syncs, 1);
+    assert_eq!(t.dispatches, None);
+}
