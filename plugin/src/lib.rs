@@ -67,6 +67,8 @@ pub struct MrtLive {
     latency: u32,
     /// Whether the host runs ahead of the wall clock (a bounce it does not call offline).
     pace: Pace,
+    /// The host's transport played since the activation (a stop after that is a stop).
+    transport_seen: bool,
 }
 
 /// Watches how fast the host calls `process()`: over windows of [`PACE_WINDOW`] seconds of audio,
@@ -125,6 +127,7 @@ impl Default for MrtLive {
             notes: Vec::with_capacity(midi::NOTES_PER_BLOCK),
             latency: 0,
             pace: Pace::default(),
+            transport_seen: false,
         }
     }
 }
@@ -172,6 +175,7 @@ impl MrtLive {
         self.active_rate = Some(sample_rate);
         self.offline = offline;
         self.pace.reset();
+        self.transport_seen = false;
         self.offline_reset_pending = self.offline;
         let (player_io, worker_io) = worker::plumbing(sample_rate, self.offline, &self.shared);
         if let Some(w) = &self.worker {
@@ -228,11 +232,14 @@ impl MrtLive {
             None => io.sidechain.idle(n),
         }
         let free_run = self.params.free_run.value();
-        // A host running ahead of the wall clock with its transport stopped is a batch render
-        // (pedalboard: a stopped transport, blocks as fast as it can): it plays. DAWs call a
-        // stopped plugin in real time.
-        // (A host that says offline is trusted: its stopped transport stops the render.)
-        let batch = !self.offline && !transport_playing && self.pace.ahead && self.params.render_mode.value() != params::RenderMode::Live;
+        // A host rendering offline (said, or running ahead of the wall clock) whose transport has
+        // not played since the activation is a batch render (pedalboard: offline, a stopped
+        // transport): it plays. DAWs call a stopped plugin in real time, and a transport that
+        // played and stopped is a stop.
+        self.transport_seen |= transport_playing;
+        let batch = !self.transport_seen
+            && (self.offline || self.pace.ahead)
+            && self.params.render_mode.value() != params::RenderMode::Live;
         let playing = free_run || transport_playing || batch;
         if !free_run && transport_playing {
             // A jump back to the start (or play from the start) begins a new context.

@@ -239,14 +239,14 @@ pub fn write_mapper(path: &Path, m: TinyMapper, seed: u64) -> Result<(), StyleEr
     body.activation("jax2tf_arg_1", &[1, 1, c]);
     let shapes: [(usize, Vec<usize>, f64, f64); 14] = [
         (2, vec![l, 2, d], 0.05, 0.0),
-        (3, vec![l, c, 2, d], 0.3 * inv(c), 0.0),
+        (3, vec![l, c, 2, d], 3.0 * inv(c), 0.0),
         (4, vec![l, d], 0.1, 1.0),
         (5, vec![l, d, 3, n, h], inv(d), 0.0),
         (6, vec![l, 1, n, h], 0.5, 0.0),
         (7, vec![l, 1, n, h], 0.5, 0.0),
         (8, vec![l, d, n, h], inv(n * h), 0.0),
         (9, vec![l, 2, d], 0.05, 0.0),
-        (10, vec![l, c, 2, d], 0.3 * inv(c), 0.0),
+        (10, vec![l, c, 2, d], 3.0 * inv(c), 0.0),
         (11, vec![l, f], 0.05, 0.0),
         (12, vec![l, d, f], inv(d), 0.0),
         (13, vec![l, d], 0.05, 0.0),
