@@ -5,6 +5,8 @@
 // A direct transcription indexes by design.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+use common::reference::{gelu, softmax};
 use std::path::PathBuf;
 
 use mrt::style::params::{HostTensor, MusicCocaParams, NormParams, PoolParams, StackParams, TextEmbedding};
@@ -49,27 +51,6 @@ fn dense(x: &[Vec<f64>], w: &HostTensor, b: &HostTensor, l: usize, out: usize) -
                 .collect()
         })
         .collect()
-}
-
-fn softmax(v: &mut [f64]) {
-    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = v.iter().map(|x| (x - m).exp()).sum();
-    v.iter_mut().for_each(|x| *x = (*x - m).exp() / s);
-}
-
-fn gelu(x: f64) -> f64 {
-    // erf via a high-accuracy series is overkill here: use libm-free Abramowitz–Stegun 7.1.26
-    // would be too coarse, so integrate erf numerically (Simpson, fine grid).
-    let z = x / std::f64::consts::SQRT_2;
-    let n = 2000;
-    let h = z / n as f64;
-    let f = |t: f64| (-t * t).exp();
-    let mut s = f(0.0) + f(z);
-    for i in 1..n {
-        s += f(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
-    }
-    let erf = 2.0 / std::f64::consts::PI.sqrt() * s * h / 3.0;
-    0.5 * x * (1.0 + erf)
 }
 
 fn stack(mut x: Vec<Vec<f64>>, p: &StackParams) -> Vec<Vec<f64>> {

@@ -7,6 +7,8 @@
 // A direct transcription indexes by design.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+use common::reference::{gelu, softmax};
 use std::path::{Path, PathBuf};
 
 use mrt::formats::tflite::{self, builtin, GraphOp, GraphSubgraph, GraphTensor, TensorType, TfLite};
@@ -63,25 +65,6 @@ fn ln(x: &[f64], gain: &[f64], bias: &[f64]) -> Vec<f64> {
     let mean = x.iter().sum::<f64>() / d;
     let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d;
     x.iter().enumerate().map(|(i, v)| (v - mean) / (var + 1e-6).sqrt() * gain[i] + bias[i]).collect()
-}
-
-fn softmax(v: &mut [f64]) {
-    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = v.iter().map(|x| (x - m).exp()).sum();
-    v.iter_mut().for_each(|x| *x = (*x - m).exp() / s);
-}
-
-/// Exact GELU through erf (Simpson's rule on a fine grid).
-fn gelu(x: f64) -> f64 {
-    let z = x / std::f64::consts::SQRT_2;
-    let n = 2000;
-    let h = z / n as f64;
-    let f = |t: f64| (-t * t).exp();
-    let mut s = f(0.0) + f(z);
-    for i in 1..n {
-        s += f(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
-    }
-    0.5 * x * (1.0 + 2.0 / std::f64::consts::PI.sqrt() * s * h / 3.0)
 }
 
 /// The text tower as the exported graph computes it: table + positions, unrolled pre-LN layers
