@@ -12,7 +12,7 @@
 #   MRT_BIN          the mrt CLI (default: target/debug/mrt); needs the fixtures ($MRT_FIXTURES or
 #                    ../shared/fixtures)
 #   ARDOUR_LUA       Ardour's headless Lua interpreter (default: the newest ardour*-lua on PATH)
-#   MRT_ARDOUR_PACE  export speed for the checked export, in multiples of real time (default 0.5)
+#   MRT_ARDOUR_PACE  export speed for the checked export, in multiples of real time (default 0.5; at 1.0 Ardour lost a few note-ons in 1 of 3 runs)
 #
 # Ardour never sees the user's configuration: HOME and the XDG folders point into a scratch dir,
 # the bundle is linked into its ~/.vst3 and indexed there with Ardour's own ardour-vst3-scanner

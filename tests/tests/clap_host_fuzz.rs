@@ -6,7 +6,7 @@
 //!
 //! The bundle is built with `assert_process_allocs`, so an allocation in `process()` aborts the
 //! test binary; a panic across the plugin boundary does too. The run is bounded by time
-//! (`MRT_FUZZ_SECONDS`, default 40) and reproducible by seed (`MRT_FUZZ_SEED`; every failure
+//! (`MRT_FUZZ_SECONDS`, default 25) and reproducible by seed (`MRT_FUZZ_SEED`; every failure
 //! message names the seed and the iteration).
 
 use std::time::{Duration, Instant};
@@ -121,7 +121,7 @@ fn state_parts(state: &Value) -> Vec<(String, Value)> {
 fn seeded_fuzz_keeps_output_finite_state_loadable_and_process_allocation_free() {
     let _x = exclusive();
     let seed: u64 = env_or("MRT_FUZZ_SEED", 0x5EED_F022);
-    let budget = Duration::from_secs(env_or("MRT_FUZZ_SECONDS", 40));
+    let budget = Duration::from_secs(env_or("MRT_FUZZ_SECONDS", 25));
     let mut rng = Rng(seed);
     let mut p = Plugin::new();
     p.configure(|s| s["prompts"][0] = json!("warm ambient piano"), &[]);
