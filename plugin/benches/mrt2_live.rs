@@ -32,15 +32,11 @@ use mrt_live::registry::{self, ModelKey, Models};
 use mrt_live::{MrtLive, Status};
 use nice_plug::prelude::*;
 
+mod common;
+use common::{arg, json_path, tiny_model_dir};
+
 const BLOCK: usize = 512;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v:?}")))
-        .unwrap_or(default)
-}
 
 /// Resident memory of this process in MB (Linux; 0 elsewhere).
 fn rss_mb() -> f64 {
@@ -75,15 +71,10 @@ fn main() {
         .split(',')
         .map(|b| b.trim().parse().unwrap_or_else(|_| panic!("--buffers: {b:?} is not a number of frames")))
         .collect();
-    let json: Option<PathBuf> = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let json: Option<PathBuf> = json_path(&args);
 
     // The tiny model's files: its style model, and a model folder for the key.
-    let fixtures = std::env::var_os("MRT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    let dir = std::env::temp_dir().join(format!("mrt-live-bench-mrt2-{}", std::process::id()));
-    std::env::set_var("MRT_CACHE_DIR", dir.join("cache"));
-    mrt::tiny_model::write(&dir, &fixtures).expect("writing the tiny model from the golden fixtures");
+    let dir = tiny_model_dir("mrt2");
 
     let cfg = match size.as_str() {
         "small" => Mrt2Config::mrt2_small(),

@@ -19,28 +19,19 @@ use std::time::{Duration, Instant};
 use mrt_live::{MrtLive, Status};
 use nice_plug::prelude::*;
 
+mod common;
+use common::{arg, json_path, tiny_model_dir};
+
 const BLOCK: usize = 512;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v:?}")))
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rate: f32 = arg(&args, "--rate", 48_000.0);
     let seconds: f32 = arg(&args, "--seconds", 12.0);
-    let json: Option<PathBuf> = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let json: Option<PathBuf> = json_path(&args);
 
-    let fixtures = std::env::var_os("MRT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    let dir = std::env::temp_dir().join(format!("mrt-live-bench-tiny-{}", std::process::id()));
-    std::env::set_var("MRT_CACHE_DIR", dir.join("cache"));
-    mrt::tiny_model::write(&dir, &fixtures).expect("writing the tiny model from the golden fixtures");
+    let dir = tiny_model_dir("tiny");
 
     let mut p = MrtLive::default();
     p.mrt_params().saved.update(|s| {
