@@ -73,17 +73,21 @@ pub enum Compute {
     /// Host kernels on the CPU (`kernels/host`); burn-flex serves what has no host kernel yet
     /// (the codec encoder, the style model).
     Host,
-    /// burn ops on the device: every GPU, and the CPU with `--kernels burn` (the reference).
+    /// burn ops on the device: the CPU with `--kernels burn` and GPUs with `--kernels burn` (the
+    /// reference paths), and what has no kernel of ours yet on GPUs (encoders, codec).
     Burn,
+    /// Our own decode kernels on a GPU (`kernels/gpu`, CubeCL through the device's cubecl client).
+    Gpu,
 }
 
 impl Compute {
-    /// The path for `choice`: host kernels on the CPU unless `host_kernels` is off; burn on GPUs.
-    pub fn resolve(choice: DeviceChoice, host_kernels: bool) -> Self {
-        if choice == DeviceChoice::Flex && host_kernels {
-            Compute::Host
-        } else {
-            Compute::Burn
+    /// The path for `choice`: our own kernels (host kernels on the CPU, GPU kernels elsewhere)
+    /// unless `own_kernels` is off, then burn ops.
+    pub fn resolve(choice: DeviceChoice, own_kernels: bool) -> Self {
+        match (choice, own_kernels) {
+            (_, false) => Compute::Burn,
+            (DeviceChoice::Flex, true) => Compute::Host,
+            (_, true) => Compute::Gpu,
         }
     }
 }
@@ -93,6 +97,7 @@ impl fmt::Display for Compute {
         f.write_str(match self {
             Compute::Host => "host kernels",
             Compute::Burn => "burn ops",
+            Compute::Gpu => "GPU kernels",
         })
     }
 }
@@ -168,7 +173,8 @@ mod tests {
         assert!(best.is_compiled());
         assert_eq!(Target::new(DeviceChoice::Flex).unwrap().compute, Compute::Host);
         assert_eq!(Compute::resolve(DeviceChoice::Flex, false), Compute::Burn);
-        assert_eq!(Compute::resolve(DeviceChoice::Wgpu, true), Compute::Burn);
+        assert_eq!(Compute::resolve(DeviceChoice::Wgpu, true), Compute::Gpu);
+        assert_eq!(Compute::resolve(DeviceChoice::Wgpu, false), Compute::Burn);
         assert_eq!((parse_host_kernels("host"), parse_host_kernels("cpu"), parse_host_kernels("burn")), (Ok(true), Ok(true), Ok(false)));
         assert!(parse_host_kernels("gpu").is_err());
     }

@@ -129,7 +129,7 @@ impl Codec {
         let device = &target.device;
         let decoder = match target.compute {
             Compute::Host => DecoderPath::Host(HostDecoder::new(&config, &weights.decoder)?),
-            Compute::Burn => DecoderPath::Burn(Decoder::new(&config, &weights.decoder, device)?),
+            Compute::Burn | Compute::Gpu => DecoderPath::Burn(Decoder::new(&config, &weights.decoder, device)?),
         };
         Ok(Self {
             stft: Stft::new(&config),

@@ -103,6 +103,31 @@ pub fn read_back<const D: usize, K: Basic>(tensor: Tensor<D, K>) -> TensorData {
     data
 }
 
+/// A blocking read of `bytes` bytes done by `read` (the GPU path's raw buffer reads): counted
+/// like [`read_back`].
+pub fn time_sync<T>(bytes: usize, read: impl FnOnce() -> T) -> T {
+    let out = read();
+    if counting() {
+        let end = now_ns();
+        let c = cells();
+        let p = part();
+        c.syncs[p].fetch_add(1, Relaxed);
+        c.d2h_bytes[p].fetch_add(bytes as u64, Relaxed);
+        close_segment(end);
+    }
+    out
+}
+
+/// An upload of `bytes` bytes into a raw device buffer (the GPU path): counted like [`upload`].
+pub fn note_upload(bytes: usize) {
+    if counting() {
+        let c = cells();
+        let p = part();
+        c.uploads[p].fetch_add(1, Relaxed);
+        c.h2d_bytes[p].fetch_add(bytes as u64, Relaxed);
+    }
+}
+
 /// Ends a segment at a sync that returned at `end`: the host issued until the last launch (or,
 /// without launches, until the sync), and waited from then on.
 fn close_segment(end: u64) {

@@ -11,6 +11,8 @@
 //! A GPU path (`kernels/gpu/`) goes beside `host/` and reads the same [`Matrix`] layout.
 
 pub mod counters;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod gpu;
 pub mod host;
 
 pub use host::gemv::{Bf16, Matrix};

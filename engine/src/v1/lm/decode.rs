@@ -97,6 +97,24 @@ impl Depthformer {
         times.encoder += lap(t0);
 
         let mut rng = params.rng_for_chunk(chunk_index);
+        // GPU kernels: the whole chunk on the device, the host's uniforms drawn up front (one per
+        // token, none when greedy: the host sampler's exact use of the stream).
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let ChunkState::Gpu(chunk) = &mut state {
+            let greedy = params.is_greedy();
+            let uniforms: Vec<f32> = (0..frames * levels).map(|_| if greedy { 0.0 } else { rng.next_f64() as f32 }).collect();
+            let t0 = Instant::now();
+            let mut observer = hooks.observer.take();
+            let observe = observer.as_mut().map(|o| &mut **o as &mut dyn FnMut(usize, &[f32]));
+            let tokens = self.gpu_decoder()?.run_chunk(chunk, params, &uniforms, observe, hooks.cancel, |part| counters::enter(part, device))?;
+            let _ = device.sync();
+            times.depth += t0.elapsed();
+            if let Some(out) = hooks.times {
+                out.encoder += times.encoder;
+                out.depth += times.depth;
+            }
+            return Ok(tokens);
+        }
         let mut sampler = Sampler::default();
         let mut guided = vec![0f32; vocab];
         let mut logits = Vec::with_capacity(b * vocab);

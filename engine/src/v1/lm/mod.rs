@@ -8,6 +8,8 @@ pub mod host_encoder;
 pub mod decode;
 pub mod depth;
 pub mod encoder;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod gpu_decoder;
 pub mod layers;
 pub mod model;
 pub mod relpos;

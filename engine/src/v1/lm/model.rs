@@ -18,6 +18,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::cache::KvCache;
 use super::host_decoder::{HostChunk, HostDecoder, HostMlp, HostSelfAttention};
 use super::host_encoder::{Dense, EncoderScratch, HostEncoder};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use super::gpu_decoder::{GpuChunk, GpuDecoder, LogitRows};
 use super::depth::DepthLayer;
 use super::encoder::{sinusoid_positions, EncoderLayer};
 use crate::kernels::counters::{read_back, upload};
@@ -44,6 +46,10 @@ enum LmPath {
     Host { encoder: HostEncoder, decoder: HostDecoder, reference: OnceLock<BurnStacks> },
     /// burn ops on the device, f32.
     Burn(BurnStacks),
+    /// Our decode kernels on a GPU ([`GpuDecoder`]); the encoder (and the reference steps) on
+    /// burn.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    Gpu { stacks: BurnStacks, decoder: GpuDecoder },
 }
 
 /// The whole model as burn modules.
@@ -215,8 +221,13 @@ impl LmOptions {
     /// The one rule of which options a path supports: reduced-precision weights exist on the host
     /// path only. The CLI reports the error; the plugin falls back to f32 and says so.
     pub fn check(&self, compute: Compute) -> Result<(), String> {
-        if self.precision != WeightPrecision::F32 && compute != Compute::Host {
-            return Err(format!("{} weights are implemented for the host kernels (the CPU); {compute} run f32", self.precision));
+        let supported = match compute {
+            Compute::Host => true,
+            Compute::Gpu => self.precision != WeightPrecision::Int8,
+            Compute::Burn => self.precision == WeightPrecision::F32,
+        };
+        if !supported {
+            return Err(format!("{} weights are not implemented for {compute} (host kernels: f32, bf16, int8; GPU kernels: f32, bf16; burn ops: f32)", self.precision));
         }
         Ok(())
     }
@@ -279,6 +290,8 @@ pub enum ChunkState {
         input: Option<Tensor<3>>,
     },
     Host(HostChunk),
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    Gpu(GpuChunk),
 }
 
 /// Column blocks per linear map of the burn path: twice the CPU threads on the CPU (so the
@@ -309,6 +322,14 @@ impl Depthformer {
         let path = match target.compute {
             Compute::Host => LmPath::Host { encoder, decoder, reference: OnceLock::new() },
             Compute::Burn => LmPath::Burn(BurnStacks::from_host(&encoder, &decoder, c, &target.device, linear_blocks(target))),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            Compute::Gpu => {
+                let gpu = crate::kernels::gpu::Gpu::new(&target.device).map_err(|e| LmError::Backend(e.to_string()))?;
+                let fast = GpuDecoder::new(gpu, c, &decoder, &encoder, options.precision)?;
+                LmPath::Gpu { stacks: BurnStacks::from_host(&encoder, &decoder, c, &target.device, linear_blocks(target)), decoder: fast }
+            }
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+            Compute::Gpu => return Err(LmError::Backend("GPU kernels need a GPU backend (features wgpu or cuda)".into())),
         };
         Ok(Self { config, options, device: target.device.clone(), path })
     }
@@ -323,6 +344,8 @@ impl Depthformer {
         match self.path {
             LmPath::Host { .. } => Compute::Host,
             LmPath::Burn(_) => Compute::Burn,
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            LmPath::Gpu { .. } => Compute::Gpu,
         }
     }
 
@@ -330,7 +353,7 @@ impl Depthformer {
     pub fn host_decoder(&self) -> Option<&HostDecoder> {
         match &self.path {
             LmPath::Host { decoder, .. } => Some(decoder),
-            LmPath::Burn(_) => None,
+            _ => None,
         }
     }
 
@@ -338,6 +361,8 @@ impl Depthformer {
     fn burn(&self) -> &BurnStacks {
         match &self.path {
             LmPath::Burn(b) => b,
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            LmPath::Gpu { stacks, .. } => stacks,
             LmPath::Host { encoder, decoder, reference } => {
                 let target = Target { choice: crate::DeviceChoice::Flex, device: self.device.clone(), compute: Compute::Burn };
                 reference.get_or_init(|| BurnStacks::from_host(encoder, decoder, &self.config, &self.device, linear_blocks(&target)))
@@ -411,7 +436,7 @@ impl Depthformer {
                 let out = encoder.encode(&decoder.embedding, ids, batch, &mut scratch.encoder)?;
                 Ok(upload(TensorData::new(out, [batch, s, d]), &self.device))
             }
-            LmPath::Burn(_) => Ok(self.encode_burn(self.ids_tensor(ids, batch, s))),
+            _ => Ok(self.encode_burn(self.ids_tensor(ids, batch, s))),
         }
     }
 
@@ -540,6 +565,13 @@ impl Depthformer {
     /// Starts decoding a chunk for `encoded: [b, encoder_len, d]` on the model's path: the
     /// cross-attention keys and values of every temporal layer are computed here, once.
     pub fn begin_chunk(&self, encoded: Tensor<3>) -> Result<ChunkState, LmError> {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let LmPath::Gpu { decoder, .. } = &self.path {
+            let b = encoded.dims()[0];
+            let host = read_back(encoded).try_into_vec::<f32>().map_err(|e| LmError::Backend(format!("{e:?}")))?;
+            let rows = LogitRows::from_ranges(self.logit_rows(0), self.logit_rows(1));
+            return Ok(ChunkState::Gpu(decoder.start_chunk(b, &host, rows)?));
+        }
         let LmPath::Host { encoder, decoder, .. } = &self.path else {
             return Ok(ChunkState::Burn { cache: self.start_chunk(encoded), input: None });
         };
@@ -565,6 +597,8 @@ impl Depthformer {
                 cpu.temporal_step(chunk);
                 Ok(())
             }
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            ChunkState::Gpu(chunk) => self.gpu_decoder()?.step_frame(chunk, prev_frame),
         }
     }
 
@@ -600,6 +634,20 @@ impl Depthformer {
                 cpu.depth_step(chunk, rows, logits);
                 Ok(())
             }
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            ChunkState::Gpu(chunk) => {
+                let _ = level;
+                self.gpu_decoder()?.step_level(chunk, prev, logits)
+            }
+        }
+    }
+
+    /// The GPU decoder, when decode steps run with the GPU kernels.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    pub fn gpu_decoder(&self) -> Result<&GpuDecoder, LmError> {
+        match &self.path {
+            LmPath::Gpu { decoder, .. } => Ok(decoder),
+            _ => Err(LmError::BadInput("a GPU chunk on a model without GPU kernels".into())),
         }
     }
 }

@@ -1,0 +1,762 @@
+//! The decode kernels, written once in CubeCL (WGSL on wgpu, CUDA C++/PTX on CUDA): a few launches
+//! per layer, every position read from a device step counter so that every step of a chunk issues
+//! the same launches with the same arguments (the precondition for graph capture and replay).
+//!
+//! ```text
+//!  gemv          y (+)= W · rms(x)   RMS folded in (recomputed by every cube), f32 or packed bf16
+//!                                    rows; epilogues: store, add (residual), GeGLU (gate ⊙ linear)
+//!  attend_self   one query per (row, head) over the cached positions 0..=pos, + bias row, and the
+//!                new key/value written into the cache at pos
+//!  attend_cross  one query per (row, head) over the encoder's keys/values
+//!  cross_kv      the cross-attention keys/values of one layer from the encoder output (a tiled
+//!                GEMM, once per chunk)
+//!  embed_mean    x[b] = mean of E[ids[b, ..n]] (E[BOS], teacher-forced inputs)
+//!  sample        CFG, top-k, temperature and the draw with the host's uniform; writes the token,
+//!                the next step's input (E[id], or at the frame's last level the temporal input)
+//!                and advances the counter
+//! ```
+//!
+//! Weights are `u32` words: an f32's bits, or two bf16 (element `2j` in the low half of word `j`,
+//! widened exactly with `<< 16`). Activations, accumulators and the sampler run in f32.
+
+// The `#[cube]` expansion refers to `cubecl::…`.
+use burn::cubecl;
+use burn::cubecl::prelude::*;
+
+/// Threads of the reduction kernels (`gemv` uses `LANES × ROWS`; the tree reductions assume 256).
+pub const THREADS: u32 = 256;
+/// `gemv`: lanes per output row and output rows per cube.
+pub const LANES: u32 = 32;
+pub const ROWS: u32 = 8;
+/// `cross_kv`: the GEMM tile edge.
+pub const TILE: u32 = 16;
+
+/// `gemv` epilogues.
+pub const STORE: u32 = 0;
+pub const ADD: u32 = 1;
+pub const GEGLU: u32 = 2;
+
+/// `gelu_tanh(g) · l`, the host's formula (`kernels::host::vmath::gelu_mul`).
+#[cube]
+fn gelu_mul(g: f32, l: f32) -> f32 {
+    let u = 0.797_884_6f32 * (g + 0.044_715f32 * g * g * g);
+    g * l / (1.0f32 + f32::exp(-2.0f32 * u))
+}
+
+/// `out[b, o] (+)= Σ_i W[row(o), i] · x̂[b, i]` for `o < n_out`, with `x̂ = rms(x) ⊙ norm` when
+/// `rms`, else `x`. `row(o) = row_base + (counter % levels) · level_rows + o` (a level's logits
+/// rows; `levels = 1` for a plain product). GeGLU reads rows `o` (gate) and `o + n_out` (linear).
+/// Cubes: `ceil(n_out / ROWS)`, cube dim `(LANES, ROWS)`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemv(
+    x: &[f32],
+    norm: &[f32],
+    w: &[u32],
+    out: &mut [f32],
+    counter: &[u32],
+    cols: u32,
+    words: u32,
+    n_out: u32,
+    out_stride: u32,
+    eps: f32,
+    row_base: u32,
+    level_rows: u32,
+    levels: u32,
+    #[comptime] batch: usize,
+    #[comptime] rms: bool,
+    #[comptime] bf16: bool,
+    #[comptime] mode: u32,
+) {
+    let tid = UNIT_POS as usize;
+    let lane = UNIT_POS_X as usize;
+    let lanes = CUBE_DIM_X as usize;
+    let threads = (CUBE_DIM_X * CUBE_DIM_Y) as usize;
+    let cols = cols as usize;
+    let words = words as usize;
+    let mut red = Shared::<[f32]>::new_slice(1024usize);
+    let mut inv = Shared::<[f32]>::new_slice(2usize);
+
+    if comptime![rms] {
+        for b in 0..batch {
+            let mut s = 0.0f32;
+            let mut i = tid;
+            while i < cols {
+                let v = x[b * cols + i];
+                s += v * v;
+                i += threads;
+            }
+            red[b * 256 + tid] = s;
+        }
+        sync_cube();
+        let mut half = threads / 2;
+        while half > 0 {
+            if tid < half {
+                for b in 0..batch {
+                    red[b * 256 + tid] += red[b * 256 + tid + half];
+                }
+            }
+            sync_cube();
+            half /= 2;
+        }
+        if tid == 0 {
+            for b in 0..batch {
+                inv[b] = 1.0f32 / f32::sqrt(red[b * 256] / (cols as f32) + eps);
+            }
+        }
+        sync_cube();
+    }
+
+    let o = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
+    let live = o < n_out as usize;
+    let first = (row_base + (counter[0] % levels) * level_rows) as usize;
+    let row_a = (first + o) * words;
+    let row_b = (first + o + n_out as usize) * words;
+    let mut a0 = 0.0f32;
+    let mut a1 = 0.0f32;
+    let mut l0 = 0.0f32;
+    let mut l1 = 0.0f32;
+    if live {
+        let mut j = lane;
+        while j < words {
+            // Elements of word j: one (f32) or two (bf16).
+            let wa = w[row_a + j];
+            let mut wb = 0u32;
+            if comptime![mode == GEGLU] {
+                wb = w[row_b + j];
+            }
+            if comptime![bf16] {
+                let i = 2 * j;
+                let ga = f32::reinterpret(wa << 16u32);
+                let gb = f32::reinterpret(wa & 0xFFFF_0000u32);
+                let la = f32::reinterpret(wb << 16u32);
+                let lb = f32::reinterpret(wb & 0xFFFF_0000u32);
+                let has_b = i + 1 < cols;
+                let mut x0a = x[i];
+                let mut x0b = 0.0f32;
+                if has_b {
+                    x0b = x[i + 1];
+                }
+                if comptime![rms] {
+                    x0a = x0a * inv[0] * norm[i];
+                    if has_b {
+                        x0b = x0b * inv[0] * norm[i + 1];
+                    }
+                }
+                a0 += ga * x0a + gb * x0b;
+                if comptime![mode == GEGLU] {
+                    l0 += la * x0a + lb * x0b;
+                }
+                if comptime![batch == 2] {
+                    let mut x1a = x[cols + i];
+                    let mut x1b = 0.0f32;
+                    if has_b {
+                        x1b = x[cols + i + 1];
+                    }
+                    if comptime![rms] {
+                        x1a = x1a * inv[1] * norm[i];
+                        if has_b {
+                            x1b = x1b * inv[1] * norm[i + 1];
+                        }
+                    }
+                    a1 += ga * x1a + gb * x1b;
+                    if comptime![mode == GEGLU] {
+                        l1 += la * x1a + lb * x1b;
+                    }
+                }
+            } else {
+                let ga = f32::reinterpret(wa);
+                let la = f32::reinterpret(wb);
+                let mut x0 = x[j];
+                if comptime![rms] {
+                    x0 = x0 * inv[0] * norm[j];
+                }
+                a0 += ga * x0;
+                if comptime![mode == GEGLU] {
+                    l0 += la * x0;
+                }
+                if comptime![batch == 2] {
+                    let mut x1 = x[cols + j];
+                    if comptime![rms] {
+                        x1 = x1 * inv[1] * norm[j];
+                    }
+                    a1 += ga * x1;
+                    if comptime![mode == GEGLU] {
+                        l1 += la * x1;
+                    }
+                }
+            }
+            j += lanes;
+        }
+    }
+    // Sum the lanes of each row: slots [acc][row][lane].
+    let slot = UNIT_POS_Y as usize * lanes + lane;
+    red[slot] = a0;
+    red[threads + slot] = a1;
+    red[2 * threads + slot] = l0;
+    red[3 * threads + slot] = l1;
+    sync_cube();
+    let mut half = lanes / 2;
+    while half > 0 {
+        if lane < half {
+            red[slot] += red[slot + half];
+            red[threads + slot] += red[threads + slot + half];
+            red[2 * threads + slot] += red[2 * threads + slot + half];
+            red[3 * threads + slot] += red[3 * threads + slot + half];
+        }
+        sync_cube();
+        half /= 2;
+    }
+    if live && lane == 0 {
+        let stride = out_stride as usize;
+        for b in 0..batch {
+            let acc = red[b * threads + slot];
+            let at = b * stride + o;
+            if comptime![mode == GEGLU] {
+                out[at] = gelu_mul(acc, red[(2 + b) * threads + slot]);
+            } else if comptime![mode == ADD] {
+                out[at] += acc;
+            } else {
+                out[at] = acc;
+            }
+        }
+    }
+}
+
+/// Self-attention of one position: cube `b · heads + head` attends with the query of `qkv[b]`
+/// (`[q | k | v]`, each `heads · dh`) over the cache positions `0..pos` and the new key/value
+/// (`pos = counter / levels` for the temporal stack, `counter % levels` for the depth stack),
+/// adds the causal bias row `bias[head, pos, ..]`, writes the context into `ctx[b]` and the new
+/// key/value into the cache `[b, heads, cap, dh]` at `pos`. Cube dim 64.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn attend_self(
+    qkv: &[f32],
+    keys: &mut [f32],
+    values: &mut [f32],
+    bias: &[f32],
+    ctx: &mut [f32],
+    counter: &[u32],
+    levels: u32,
+    #[comptime] depth: bool,
+    #[comptime] cap: usize,
+    #[comptime] dh: usize,
+    #[comptime] heads: usize,
+) {
+    let tid = UNIT_POS as usize;
+    let threads = CUBE_DIM_X as usize;
+    let bh = CUBE_POS_X as usize;
+    let b = bh / heads;
+    let head = bh % heads;
+    let inner = heads * dh;
+    let mut pos = (counter[0] / levels) as usize;
+    if comptime![depth] {
+        pos = (counter[0] % levels) as usize;
+    }
+    let q_at = b * 3 * inner + head * dh;
+    let k_at = q_at + inner;
+    let v_at = q_at + 2 * inner;
+    let base = bh * cap * dh;
+    let mut scores = Shared::<[f32]>::new_slice(cap);
+
+    let mut j = tid;
+    while j <= pos {
+        let mut s = 0.0f32;
+        if j < pos {
+            for t in 0..dh {
+                s += qkv[q_at + t] * keys[base + j * dh + t];
+            }
+        } else {
+            for t in 0..dh {
+                s += qkv[q_at + t] * qkv[k_at + t];
+            }
+        }
+        scores[j] = s + bias[(head * cap + pos) * cap + j];
+        j += threads;
+    }
+    sync_cube();
+    if tid == 0 {
+        let mut m = scores[0];
+        for j in 1..pos + 1 {
+            m = select(scores[j] > m, scores[j], m);
+        }
+        let mut sum = 0.0f32;
+        for j in 0..pos + 1 {
+            let e = f32::exp(scores[j] - m);
+            scores[j] = e;
+            sum += e;
+        }
+        let r = 1.0f32 / sum;
+        for j in 0..pos + 1 {
+            scores[j] *= r;
+        }
+    }
+    sync_cube();
+    let mut t = tid;
+    while t < dh {
+        let mut acc = 0.0f32;
+        for j in 0..pos {
+            acc += scores[j] * values[base + j * dh + t];
+        }
+        let v_new = qkv[v_at + t];
+        acc += scores[pos] * v_new;
+        ctx[b * inner + head * dh + t] = acc;
+        keys[base + pos * dh + t] = qkv[k_at + t];
+        values[base + pos * dh + t] = v_new;
+        t += threads;
+    }
+}
+
+/// Cross-attention of one position: cube `b · heads + head`, query `q[b, head]`, keys and values
+/// `[b, heads, s_len, dh]`, context into `ctx[b, head]`. Cube dim 256.
+#[cube(launch)]
+pub fn attend_cross(q: &[f32], keys: &[f32], values: &[f32], ctx: &mut [f32], #[comptime] s_len: usize, #[comptime] dh: usize, #[comptime] heads: usize) {
+    let tid = UNIT_POS as usize;
+    let threads = CUBE_DIM_X as usize;
+    let bh = CUBE_POS_X as usize;
+    let b = bh / heads;
+    let head = bh % heads;
+    let inner = heads * dh;
+    let q_at = b * inner + head * dh;
+    let base = bh * s_len * dh;
+    let mut scores = Shared::<[f32]>::new_slice(s_len);
+    let mut red = Shared::<[f32]>::new_slice(256usize);
+
+    let mut m = f32::reinterpret(0xFF80_0000u32);
+    let mut j = tid;
+    while j < s_len {
+        let mut s = 0.0f32;
+        for t in 0..dh {
+            s += q[q_at + t] * keys[base + j * dh + t];
+        }
+        scores[j] = s;
+        m = select(s > m, s, m);
+        j += threads;
+    }
+    red[tid] = m;
+    sync_cube();
+    let mut half = threads / 2;
+    while half > 0 {
+        if tid < half {
+            red[tid] = select(red[tid + half] > red[tid], red[tid + half], red[tid]);
+        }
+        sync_cube();
+        half /= 2;
+    }
+    let top = red[0];
+    sync_cube();
+    let mut sum = 0.0f32;
+    let mut j = tid;
+    while j < s_len {
+        let e = f32::exp(scores[j] - top);
+        scores[j] = e;
+        sum += e;
+        j += threads;
+    }
+    red[tid] = sum;
+    sync_cube();
+    let mut half = threads / 2;
+    while half > 0 {
+        if tid < half {
+            red[tid] += red[tid + half];
+        }
+        sync_cube();
+        half /= 2;
+    }
+    let r = 1.0f32 / red[0];
+    sync_cube();
+    // Groups of dh threads split the positions; then the groups are summed in order.
+    let groups = threads / dh;
+    let g = tid / dh;
+    let c = tid % dh;
+    let mut acc = 0.0f32;
+    if g < groups {
+        let mut j = g;
+        while j < s_len {
+            acc += scores[j] * values[base + j * dh + c];
+            j += groups;
+        }
+    }
+    red[tid] = acc;
+    sync_cube();
+    if tid < dh {
+        let mut total = 0.0f32;
+        for k in 0..groups {
+            total += red[k * dh + tid];
+        }
+        ctx[b * inner + head * dh + tid] = total * r;
+    }
+}
+
+/// The cross-attention keys and values of one layer: `[B·s_len, d] · W[d, 2·inner]` (the kernel
+/// layout, `[in, out]`), written as keys and values `[b, heads, s_len, dh]`. Tiled GEMM, cube dim
+/// `(TILE, TILE)`, cubes `(ceil(2·inner / TILE), ceil(B·s_len / TILE))`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn cross_kv(encoded: &[f32], w: &[f32], keys: &mut [f32], values: &mut [f32], m_rows: u32, d: u32, #[comptime] s_len: usize, #[comptime] dh: usize, #[comptime] heads: usize) {
+    let tile = 16usize;
+    let tx = UNIT_POS_X as usize;
+    let ty = UNIT_POS_Y as usize;
+    let n = CUBE_POS_X as usize * tile + tx;
+    let m = CUBE_POS_Y as usize * tile + ty;
+    let inner = heads * dh;
+    let outs = 2 * inner;
+    let d = d as usize;
+    let m_rows = m_rows as usize;
+    let mut a_tile = Shared::<[f32]>::new_slice(256usize);
+    let mut w_tile = Shared::<[f32]>::new_slice(256usize);
+    let mut acc = 0.0f32;
+    let mut k0 = 0usize;
+    while k0 < d {
+        // a_tile[ty][tx] = A[m, k0 + tx]; w_tile[ty][tx] = W[k0 + ty, n].
+        let am = CUBE_POS_Y as usize * tile + ty;
+        let mut av = 0.0f32;
+        if am < m_rows && k0 + tx < d {
+            av = encoded[am * d + k0 + tx];
+        }
+        a_tile[ty * tile + tx] = av;
+        let mut wv = 0.0f32;
+        if k0 + ty < d && n < outs {
+            wv = w[(k0 + ty) * outs + n];
+        }
+        w_tile[ty * tile + tx] = wv;
+        sync_cube();
+        for k in 0..16usize {
+            acc += a_tile[ty * tile + k] * w_tile[k * tile + tx];
+        }
+        sync_cube();
+        k0 += tile;
+    }
+    if m < m_rows && n < outs {
+        let b = m / s_len;
+        let p = m % s_len;
+        let col = n % inner;
+        let head = col / dh;
+        let c = col % dh;
+        let at = ((b * heads + head) * s_len + p) * dh + c;
+        if n < inner {
+            keys[at] = acc;
+        } else {
+            values[at] = acc;
+        }
+    }
+}
+
+/// `x[b] = (Σ_j E[ids[b·n + j]]) / n` for every row `b` (cube `b`, cube dim 256): `E[BOS]` for
+/// frame 0, a teacher-forced depth input (`n = 1`), the temporal input from given ids.
+#[cube(launch)]
+pub fn embed_mean(ids: &[u32], table: &[f32], x: &mut [f32], n: u32, d: u32) {
+    let b = CUBE_POS_X as usize;
+    let n = n as usize;
+    let d = d as usize;
+    let mut i = UNIT_POS as usize;
+    while i < d {
+        let mut acc = 0.0f32;
+        for j in 0..n {
+            acc += table[ids[b * n + j] as usize * d + i];
+        }
+        x[b * d + i] = acc / (n as f32);
+        i += CUBE_DIM_X as usize;
+    }
+}
+
+/// A float's bits mapped so that unsigned order is `f32::total_cmp` order.
+#[cube]
+fn order_key(v: f32) -> u32 {
+    let bits = u32::reinterpret(v);
+    let mut key = bits | 0x8000_0000u32;
+    if bits >= 0x8000_0000u32 {
+        key = !bits;
+    }
+    key
+}
+
+/// The guided logit of candidate `i`: `(1 + w)·cond − w·uncond`, or `cond` with one row.
+#[cube]
+fn guided_at(logits: &[f32], i: usize, n: usize, w: f32, #[comptime] batch: usize) -> f32 {
+    let c = logits[i];
+    let mut g = c;
+    if comptime![batch == 2] {
+        g = (1.0f32 + w) * c - w * logits[n + i];
+    }
+    g
+}
+
+/// One token per launch, single cube of 256 threads, exactly the host sampler's rule
+/// (`v1::lm::sampling::Sampler::sample`): guided logits of the step's candidates
+/// (`logits: [batch, n]`, candidate `i` is id `row_base + level · level_rows + i`), greedy = first
+/// index of the maximum; else the k largest (ties to the lower id, `f32::total_cmp` order; `top_k`
+/// 0 or ≥ n keeps all), `exp((g − top) · inv_t)` summed in id order and the first id whose running
+/// sum exceeds `u · total`, with `u = uniforms[step]` drawn on the host. Writes `tokens[step]`,
+/// the guided logits (`guided[..n]`, for observers), the next input `x[b]` for every row (`E[id]`,
+/// or at the frame's last level the mean of the frame's embeddings), the first non-finite logit
+/// into `tokens[0..2]` (`[step + 1, id]`, once; the tokens follow), and advances the counter.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn sample(
+    logits: &[f32],
+    uniforms: &[f32],
+    table: &[f32],
+    tokens: &mut [u32],
+    x: &mut [f32],
+    guided: &mut [f32],
+    counter: &mut [u32],
+    n: u32,
+    d: u32,
+    levels: u32,
+    row_base: u32,
+    level_rows: u32,
+    top_k: u32,
+    inv_t: f32,
+    w: f32,
+    greedy: u32,
+    #[comptime] batch: usize,
+) {
+    let tid = UNIT_POS as usize;
+    let threads = CUBE_DIM_X as usize;
+    let n = n as usize;
+    let d = d as usize;
+    let mut red_f = Shared::<[f32]>::new_slice(256usize);
+    let mut red_u = Shared::<[u32]>::new_slice(256usize);
+    let mut red_i = Shared::<[u32]>::new_slice(256usize);
+    let mut pick_s = Shared::<[u32]>::new_slice(1usize);
+    let mut tgt = Shared::<[f32]>::new_slice(1usize);
+
+    let step = counter[0];
+    let level = step % levels;
+    let start = row_base + level * level_rows;
+
+    // Guided logits, the first non-finite one, and the maximum (first index on ties) in one pass.
+    let mut bad = n as u32;
+    let mut best_v = f32::reinterpret(0xFF80_0000u32); // −∞ (WGSL has no literal for it)
+    let mut best_i = 0u32;
+    let mut i = tid;
+    while i < n {
+        let g = guided_at(logits, i, n, w, batch);
+        guided[i] = g;
+        if (g.is_nan() || g.is_inf()) && (i as u32) < bad {
+            bad = i as u32;
+        }
+        if g > best_v {
+            best_v = g;
+            best_i = i as u32;
+        }
+        i += threads;
+    }
+    red_u[tid] = bad;
+    red_f[tid] = best_v;
+    red_i[tid] = best_i;
+    sync_cube();
+    let mut half = threads / 2;
+    while half > 0 {
+        if tid < half {
+            red_u[tid] = select(red_u[tid + half] < red_u[tid], red_u[tid + half], red_u[tid]);
+            let v = red_f[tid + half];
+            let o = red_i[tid + half];
+            if v > red_f[tid] || (v == red_f[tid] && o < red_i[tid]) {
+                red_f[tid] = v;
+                red_i[tid] = o;
+            }
+        }
+        sync_cube();
+        half /= 2;
+    }
+    let first_bad = red_u[0];
+    let top = red_f[0];
+    let argmax = red_i[0];
+    sync_cube();
+    if tid == 0 && first_bad < n as u32 && tokens[0] == 0 {
+        tokens[0] = step + 1;
+        tokens[1] = start + first_bad;
+    }
+
+    if greedy == 1u32 {
+        if tid == 0 {
+            pick_s[0] = argmax;
+        }
+    } else {
+        // The k-th largest key by bisection over its bits: the largest t with #(key ≥ t) ≥ k.
+        let all = top_k == 0 || top_k as usize >= n;
+        let k = top_k;
+        let mut thr = 0u32;
+        if !all {
+            let mut bit = 32u32;
+            while bit > 0 {
+                bit -= 1;
+                let cand = thr | (1u32 << bit);
+                let mut count = 0u32;
+                let mut i = tid;
+                while i < n {
+                    if order_key(guided_at(logits, i, n, w, batch)) >= cand {
+                        count += 1;
+                    }
+                    i += threads;
+                }
+                red_u[tid] = count;
+                sync_cube();
+                let mut half = threads / 2;
+                while half > 0 {
+                    if tid < half {
+                        red_u[tid] += red_u[tid + half];
+                    }
+                    sync_cube();
+                    half /= 2;
+                }
+                if red_u[0] >= k {
+                    thr = cand;
+                }
+                sync_cube();
+            }
+        }
+        // Keys above the threshold are kept, and the first `need` ties in id order.
+        let mut above = 0u32;
+        if !all {
+            let mut i = tid;
+            let mut count = 0u32;
+            while i < n {
+                if order_key(guided_at(logits, i, n, w, batch)) > thr {
+                    count += 1;
+                }
+                i += threads;
+            }
+            red_u[tid] = count;
+            sync_cube();
+            let mut half = threads / 2;
+            while half > 0 {
+                if tid < half {
+                    red_u[tid] += red_u[tid + half];
+                }
+                sync_cube();
+                half /= 2;
+            }
+            above = red_u[0];
+            sync_cube();
+        }
+        let need = k - above;
+        // Contiguous blocks of ids per thread, so running sums follow the id order.
+        let chunk = (n + threads - 1) / threads;
+        let lo = select(tid * chunk < n, tid * chunk, n);
+        let hi = select(lo + chunk < n, lo + chunk, n);
+        let mut ties = 0u32;
+        if !all {
+            for i in lo..hi {
+                if order_key(guided_at(logits, i, n, w, batch)) == thr {
+                    ties += 1;
+                }
+            }
+        }
+        red_u[tid] = ties;
+        sync_cube();
+        if tid == 0 {
+            let mut run = 0u32;
+            for t in 0..threads {
+                let c = red_u[t];
+                red_u[t] = run;
+                run += c;
+            }
+        }
+        sync_cube();
+        let mut tie_rank = red_u[tid];
+        let mut sum = 0.0f32;
+        let mut last = 0u32;
+        let mut any = 0u32;
+        for i in lo..hi {
+            let g = guided_at(logits, i, n, w, batch);
+            let key = order_key(g);
+            let mut keep = all || key > thr;
+            if !all && key == thr {
+                keep = tie_rank < need;
+                tie_rank += 1;
+            }
+            if keep {
+                sum += f32::exp((g - top) * inv_t);
+                last = i as u32;
+                any = 1;
+            }
+        }
+        red_f[tid] = sum;
+        red_i[tid] = select(any == 1, last, 0u32);
+        sync_cube();
+        if tid == 0 {
+            // Exclusive running sums in id order; the total; the last kept id.
+            let mut run = 0.0f32;
+            let mut last_kept = 0u32;
+            for t in 0..threads {
+                let c = red_f[t];
+                red_f[t] = run;
+                run += c;
+                last_kept = select(red_i[t] > last_kept, red_i[t], last_kept);
+            }
+            red_i[0] = last_kept;
+            tgt[0] = run * uniforms[step as usize];
+        }
+        sync_cube();
+        let target = tgt[0];
+        let last_kept = red_i[0];
+        // Each thread looks for the first crossing in its block; the lowest id found wins.
+        let mut found = n as u32;
+        let mut run = red_f[tid];
+        let mut tie_rank = red_u[tid];
+        for i in lo..hi {
+            let g = guided_at(logits, i, n, w, batch);
+            let key = order_key(g);
+            let mut keep = all || key > thr;
+            if !all && key == thr {
+                keep = tie_rank < need;
+                tie_rank += 1;
+            }
+            if keep && found == n as u32 {
+                run += f32::exp((g - top) * inv_t);
+                if run > target {
+                    found = i as u32;
+                }
+            }
+        }
+        sync_cube();
+        red_u[tid] = found;
+        sync_cube();
+        let mut half = threads / 2;
+        while half > 0 {
+            if tid < half {
+                red_u[tid] = select(red_u[tid + half] < red_u[tid], red_u[tid + half], red_u[tid]);
+            }
+            sync_cube();
+            half /= 2;
+        }
+        if tid == 0 {
+            let mut p = red_u[0];
+            if p == n as u32 {
+                p = last_kept;
+            }
+            pick_s[0] = p;
+        }
+    }
+    sync_cube();
+    let id = start + pick_s[0];
+    if tid == 0 {
+        tokens[2 + step as usize] = id;
+    }
+    // The next step's input: E[id], or after the frame's last level the mean of its embeddings.
+    let frame_start = (step - level) as usize;
+    let last_level = level + 1 == levels;
+    let mut i = tid;
+    while i < d {
+        let mut v = table[id as usize * d + i];
+        if last_level {
+            let mut acc = 0.0f32;
+            for j in 0..(levels - 1) as usize {
+                acc += table[tokens[2 + frame_start + j] as usize * d + i];
+            }
+            acc += v;
+            v = acc / (levels as f32);
+        }
+        for b in 0..batch {
+            x[b * d + i] = v;
+        }
+        i += threads;
+    }
+    sync_cube();
+    if tid == 0 {
+        counter[0] = step + 1;
+    }
+}

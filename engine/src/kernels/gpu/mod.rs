@@ -1,0 +1,139 @@
+//! The GPU path: our own CubeCL kernels on the device's cubecl client (the one burn's tensors use),
+//! reached without burn's op graph. Generic over the model family: buffers, weights in the host
+//! [`Matrix`] layout uploaded as f32 or packed bf16 words, and one launcher per kernel of
+//! [`decode`]. The v1 decoder (`v1::lm::gpu_decoder`) strings them together.
+//!
+//! ```text
+//!  burn Device ── Cube(cubecl::Device) ── client()  (shared with burn: same queue, same memory pools)
+//!  Matrix [out, in] ── GpuMatrix (u32 words: f32 bits | two bf16)
+//!  Buf ── a handle and its length in elements
+//! ```
+
+pub mod decode;
+
+use burn::backend::DispatchDevice;
+use burn::cubecl::prelude::*;
+use burn::cubecl::server::Handle;
+use burn::tensor::Device;
+
+use crate::kernels::counters;
+use crate::kernels::{Matrix, WeightPrecision};
+
+pub use decode::{ADD, GEGLU, STORE};
+
+/// Why the GPU path cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("the GPU decoder needs a cubecl device (wgpu or CUDA); {0} has none")]
+    NotCube(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("device read: {0}")]
+    Read(String),
+}
+
+/// A device buffer of `len` elements.
+#[derive(Clone, Debug)]
+pub struct Buf {
+    pub handle: Handle,
+    pub len: usize,
+}
+
+impl Buf {
+    /// The kernel argument over the whole buffer.
+    pub fn arg(&self) -> BufferArg {
+        // SAFETY: `len` is the element count the buffer was created with.
+        unsafe { BufferArg::from_raw_parts(self.handle.clone(), self.len) }
+    }
+}
+
+
+/// A weight matrix `[rows, cols]` (the host's `[out, in]` layout) on the device.
+#[derive(Clone, Debug)]
+pub struct GpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// u32 words per row: `cols` (f32) or `ceil(cols / 2)` (bf16).
+    pub words: usize,
+    pub bf16: bool,
+    pub buf: Buf,
+}
+
+/// The device and its client.
+#[derive(Clone)]
+pub struct Gpu {
+    pub client: Client,
+    pub name: String,
+}
+
+impl Gpu {
+    /// The cubecl client behind a burn device.
+    pub fn new(device: &Device) -> Result<Self, GpuError> {
+        match device.as_dispatch() {
+            DispatchDevice::Cube(d) => Ok(Self { client: d.client(), name: format!("{d:?}") }),
+            #[allow(unreachable_patterns)]
+            _ => Err(GpuError::NotCube(format!("{device:?}"))),
+        }
+    }
+
+    pub fn f32s(&self, v: &[f32]) -> Buf {
+        counters::note_upload(std::mem::size_of_val(v));
+        Buf { handle: self.client.create_from_slice(f32::as_bytes(v)), len: v.len() }
+    }
+
+    pub fn u32s(&self, v: &[u32]) -> Buf {
+        counters::note_upload(std::mem::size_of_val(v));
+        Buf { handle: self.client.create_from_slice(u32::as_bytes(v)), len: v.len() }
+    }
+
+    /// Zeroed scratch of `len` f32 (or u32) elements.
+    pub fn zeros(&self, len: usize) -> Buf {
+        let len = len.max(1);
+        Buf { handle: self.client.create_from_slice(&vec![0u8; 4 * len]), len }
+    }
+
+    /// Overwrites the start of `buf` with `v` (queued in order with the launches; no sync).
+    pub fn write_u32(&self, buf: &Buf, v: &[u32]) {
+        assert!(v.len() <= buf.len, "write of {} values into a buffer of {}", v.len(), buf.len);
+        counters::note_upload(std::mem::size_of_val(v));
+        let bytes = burn::cubecl::bytes::Bytes::from_bytes_vec(u32::as_bytes(v).to_vec());
+        self.client.write(&buf.handle.clone().offset_end(((buf.len - v.len()) * 4) as u64), bytes);
+    }
+
+    pub fn write_f32(&self, buf: &Buf, v: &[f32]) {
+        let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+        self.write_u32(buf, &bits);
+    }
+
+    /// Reads `buf` back: one blocking sync, counted.
+    pub fn read_u32(&self, buf: &Buf) -> Result<Vec<u32>, GpuError> {
+        let bytes = counters::time_sync(4 * buf.len, || self.client.read_one(buf.handle.clone())).map_err(|e| GpuError::Read(format!("{e:?}")))?;
+        Ok(u32::from_bytes(&bytes)[..buf.len].to_vec())
+    }
+
+    pub fn read_f32(&self, buf: &Buf) -> Result<Vec<f32>, GpuError> {
+        Ok(self.read_u32(buf)?.into_iter().map(f32::from_bits).collect())
+    }
+
+    /// `m` at `precision` (f32 or bf16; int8 has no GPU kernel yet).
+    pub fn matrix(&self, m: &Matrix, precision: WeightPrecision) -> Result<GpuMatrix, GpuError> {
+        let (rows, cols) = (m.rows(), m.cols());
+        let w = m.to_rows();
+        let (words, data) = match precision {
+            WeightPrecision::F32 => (cols, w.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()),
+            WeightPrecision::Bf16 => {
+                let words = cols.div_ceil(2);
+                let mut data = vec![0u32; rows * words];
+                for (r, row) in w.chunks_exact(cols.max(1)).enumerate() {
+                    for (i, &v) in row.iter().enumerate() {
+                        let half = u32::from(crate::kernels::Bf16::from_f32(v).0);
+                        data[r * words + i / 2] |= if i % 2 == 0 { half } else { half << 16 };
+                    }
+                }
+                (words, data)
+            }
+            WeightPrecision::Int8 => return Err(GpuError::Unsupported("int8 weights have no GPU kernel yet: use bf16 (the default on GPUs) or f32".into())),
+        };
+        Ok(GpuMatrix { rows, cols, words, bf16: precision == WeightPrecision::Bf16, buf: self.u32s(&data) })
+    }
+}
