@@ -26,7 +26,14 @@ fn encoder_rows(c: &LmConfig) -> Vec<i32> {
     (0..2 * s).map(|i| (2 + (i * 131) % 4096) as i32).collect()
 }
 
+/// The counters are process-wide: one test at a time, model loading included.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn counts(host_kernels: bool) -> (LmConfig, mrt::bench::ChunkCounts) {
+    let _one = serial();
     let c = tiny_config();
     let target = mrt::Target::with_kernels(mrt::DeviceChoice::Flex, host_kernels).unwrap();
     let model = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 5), &target, LmOptions::default()).unwrap();
@@ -65,4 +72,35 @@ fn the_host_path_reads_back_only_the_encoder_output() {
     assert_eq!(t.d2h_bytes, 2 * (c.encoder_len() * c.d_model) as u64 * 4, "{t:?}");
     assert_eq!(n.by_part.encoder.syncs, 1);
     assert_eq!(t.dispatches, None);
+}
+
+/// The GPU kernels on wgpu (lavapipe in CI), issue 17's budget for the tiny v1 model: at most
+/// 30,000 dispatches and 2 blocking syncs per chunk (the encoder output and the tokens).
+#[cfg(feature = "wgpu")]
+#[test]
+fn the_gpu_kernels_decode_a_chunk_in_few_dispatches_and_two_syncs() {
+    let _one = serial();
+    let c = tiny_config();
+    let target = mrt::Target::new(mrt::DeviceChoice::Wgpu).unwrap();
+    assert_eq!(target.compute, mrt::Compute::Gpu);
+    let model = Depthformer::from_weights_with(c.clone(), HostWeights::random(&c, 5), &target, LmOptions::default()).unwrap();
+    // Greedy keeps lavapipe's single-workgroup sampler short; the launches are the same.
+    let params = SamplingParams { top_k: 1, seed: 3, ..SamplingParams::default() };
+    let n = count_chunk(&model, &target, &encoder_rows(&c), &params, &mut LmScratch::default()).unwrap();
+    let t = n.total;
+    let dispatches = t.dispatches.expect("wgpu counts launches");
+    let (frames, levels) = (c.chunk_frames as u64, c.num_levels as u64);
+    // Per depth step: 5 per layer + logits + sample; per temporal step: 8 per layer.
+    let decode = frames * levels * (5 * c.depth_layers as u64 + 2) + frames * 8 * c.temporal_layers as u64;
+    let p = n.by_part;
+    assert_eq!(p.temporal.dispatches, Some(frames * 8 * c.temporal_layers as u64), "{p:?}");
+    // Frame 0 eagerly (depth and sampling apart), then one recorded depth step + draw replayed.
+    let depth_step = 5 * c.depth_layers as u64 + 1;
+    assert_eq!(p.sampling.dispatches, Some(levels), "{p:?}");
+    assert_eq!(p.depth.dispatches, Some(levels * depth_step + (frames - 1) * levels * (depth_step + 1)), "{p:?}");
+    assert!(dispatches <= 30_000 && dispatches >= decode, "{dispatches} dispatches per chunk ({decode} in the decode loop)");
+    assert!(t.syncs <= 2, "{t:?}");
+    assert_eq!(t.syncs, 2, "the encoder output and the tokens: {t:?}");
+    let s = c.encoder_len() as u64;
+    assert_eq!(t.d2h_bytes, 2 * s * c.d_model as u64 * 4 + (frames * levels + 2) * 4, "{t:?}");
 }

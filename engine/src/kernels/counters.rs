@@ -56,6 +56,9 @@ struct Cells {
 }
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Launches are being recorded into a graph ([`recording`]), and how many so far.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static RECORDED: AtomicU64 = AtomicU64::new(0);
 static PART: AtomicUsize = AtomicUsize::new(Part::Other as usize);
 /// Drain the device at part boundaries, so lazily fused work lands in the part that issued it.
 static BARRIERS: AtomicBool = AtomicBool::new(false);
@@ -116,6 +119,26 @@ pub fn time_sync<T>(bytes: usize, read: impl FnOnce() -> T) -> T {
         close_segment(end);
     }
     out
+}
+
+/// Launches recorded into a graph are not executed: while `on`, they are counted aside, and
+/// turning it off returns how many there were (to be added per replay, [`note_dispatches`]).
+pub fn recording(on: bool) -> u64 {
+    RECORDING.store(on, Relaxed);
+    if on {
+        RECORDED.store(0, Relaxed);
+        0
+    } else {
+        RECORDED.load(Relaxed)
+    }
+}
+
+/// `n` dispatches executed without being issued (a graph replay): counted into the current part.
+pub fn note_dispatches(n: u64) {
+    if counting() {
+        cells().dispatches[part()].fetch_add(n, Relaxed);
+        LAST_LAUNCH_NS.store(now_ns(), Relaxed);
+    }
 }
 
 /// An upload of `bytes` bytes into a raw device buffer (the GPU path): counted like [`upload`].
@@ -320,6 +343,10 @@ struct Observer;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl burn::cubecl::logging::LaunchObserver for Observer {
     fn launched(&self, _kernel: &'static str) {
+        if RECORDING.load(Relaxed) {
+            RECORDED.fetch_add(1, Relaxed);
+            return;
+        }
         cells().dispatches[part()].fetch_add(1, Relaxed);
         LAST_LAUNCH_NS.store(now_ns(), Relaxed);
     }

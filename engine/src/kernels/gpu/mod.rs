@@ -137,3 +137,64 @@ impl Gpu {
         Ok(GpuMatrix { rows, cols, words, bf16: precision == WeightPrecision::Bf16, buf: self.u32s(&data) })
     }
 }
+
+/// What the device sampler picked for a run of draws ([`sample_ids`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draws {
+    pub ids: Vec<u32>,
+    /// The first non-finite guided logit: `(draw, index)`.
+    pub non_finite: Option<(usize, usize)>,
+}
+
+/// The sampler kernel alone, for parity with the host sampler: `uniforms.len()` draws from the
+/// same guided logits (`cond`, and `uncond` with guidance weight `w` when given), one per launch
+/// as in a chunk, the `i`-th with `uniforms[i]`. `top_k`, `temperature`: as in the sampling
+/// settings (`greedy` when `top_k == 1` or `temperature ≤ 0`).
+pub fn sample_ids(gpu: &Gpu, cond: &[f32], uncond: Option<(&[f32], f32)>, top_k: usize, temperature: f32, uniforms: &[f32]) -> Result<Draws, GpuError> {
+    let n = cond.len();
+    let (batch, w, mut rows) = match uncond {
+        Some((u, w)) => {
+            assert_eq!(u.len(), n, "cond and uncond logits differ in length");
+            (2, w, [cond, u].concat())
+        }
+        None => (1, 0.0, cond.to_vec()),
+    };
+    rows.shrink_to_fit();
+    let logits = gpu.f32s(&rows);
+    let steps = uniforms.len();
+    let us = gpu.f32s(uniforms);
+    let table = gpu.zeros(n);
+    let tokens = gpu.zeros(steps + 2);
+    let x = gpu.zeros(batch);
+    let guided = gpu.zeros(n);
+    let counter = gpu.zeros(1);
+    let greedy = top_k == 1 || temperature <= 0.0;
+    let inv_t = (1.0 / f64::from(temperature.max(1e-4))) as f32;
+    for _ in 0..steps {
+        decode::sample::launch(
+            &gpu.client,
+            CubeCount::Static(1, 1, 1),
+            CubeDim::new_1d(decode::THREADS),
+            logits.arg(),
+            us.arg(),
+            table.arg(),
+            tokens.arg(),
+            x.arg(),
+            guided.arg(),
+            counter.arg(),
+            n as u32,
+            1,
+            1,
+            0,
+            0,
+            top_k.min(u32::MAX as usize) as u32,
+            inv_t,
+            w,
+            u32::from(greedy),
+            batch,
+        );
+    }
+    let out = gpu.read_u32(&tokens)?;
+    let non_finite = (out[0] != 0).then(|| (out[0] as usize - 1, out[1] as usize));
+    Ok(Draws { ids: out[2..].to_vec(), non_finite })
+}

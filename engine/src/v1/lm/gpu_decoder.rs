@@ -27,7 +27,7 @@ use burn::cubecl::prelude::*;
 
 use crate::kernels::gpu::decode::{self, LANES, ROWS, THREADS, TILE};
 use crate::kernels::gpu::{Buf, Gpu, GpuError, GpuMatrix, ADD, GEGLU, STORE};
-use crate::kernels::WeightPrecision;
+use crate::kernels::{counters, WeightPrecision};
 use super::host_decoder::HostDecoder;
 use super::host_encoder::HostEncoder;
 use super::sampling::{SamplingParams, MIN_TEMPERATURE};
@@ -65,6 +65,9 @@ pub struct GpuDecoder {
     gpu: Gpu,
     config: LmConfig,
     pub precision: WeightPrecision,
+    /// Record one temporal and one depth step per chunk and replay them (CUDA graphs, wgpu's
+    /// software graphs); off: every launch issued eagerly. `MRT_GPU_REPLAY=0` turns it off.
+    pub replay: bool,
     /// `[vocab, d]` f32.
     embedding: Buf,
     temporal: Vec<TemporalLayer>,
@@ -128,6 +131,7 @@ impl GpuDecoder {
             temporal,
             depth,
             precision,
+            replay: std::env::var("MRT_GPU_REPLAY").map_or(true, |v| v != "0"),
             config: c.clone(),
             gpu,
         })
@@ -345,6 +349,52 @@ impl GpuDecoder {
         Ok(())
     }
 
+    /// One draw on the device (see [`decode::sample`]).
+    fn sample(&self, chunk: &GpuChunk, params: &SamplingParams, greedy: bool, inv_t: f32) {
+        let c = &self.config;
+        decode::sample::launch(
+            &self.gpu.client,
+            CubeCount::Static(1, 1, 1),
+            CubeDim::new_1d(THREADS),
+            chunk.logits.arg(),
+            chunk.uniforms.arg(),
+            self.embedding.arg(),
+            chunk.tokens.arg(),
+            chunk.x.arg(),
+            chunk.guided.arg(),
+            chunk.counter.arg(),
+            chunk.rows.len as u32,
+            c.d_model as u32,
+            c.num_levels as u32,
+            chunk.rows.start as u32,
+            chunk.rows.level_rows as u32,
+            params.top_k.min(u32::MAX as usize) as u32,
+            inv_t,
+            if chunk.batch == 2 { params.guidance_weight } else { 0.0 },
+            u32::from(greedy),
+            chunk.batch,
+        );
+    }
+
+    /// Records one temporal step and one depth step + draw (`graph_prepare` was called before
+    /// the warm-up frame). `None` where the backend has no graphs or a capture is refused: the
+    /// chunk then goes on eagerly.
+    fn capture(&self, chunk: &GpuChunk, depth_and_sample: &dyn Fn()) -> Option<(Graph, Graph)> {
+        let client = &self.gpu.client;
+        let record = |body: &dyn Fn()| -> Option<Graph> {
+            client.start_capture().ok()?;
+            counters::recording(true);
+            body();
+            let launches = counters::recording(false);
+            let graph = client.stop_capture().ok()?;
+            Some(Graph { graph, launches })
+        };
+        let temporal = record(&|| self.temporal_step(chunk))?;
+        client.graph_prepare().ok()?;
+        let depth = record(depth_and_sample)?;
+        Some((temporal, depth))
+    }
+
     /// The whole chunk on the device: `uniforms` (one per token, unused when greedy) from the host
     /// stream; per frame a temporal step, per level a depth step and a draw; one read of the
     /// tokens at the end. `observe` gets every step's guided logits (one read each).
@@ -369,39 +419,42 @@ impl GpuDecoder {
         self.embed(chunk, &vec![0; chunk.batch], 1);
         let greedy = params.is_greedy();
         let inv_t = (1.0 / f64::from(params.temperature.max(MIN_TEMPERATURE))) as f32;
-        let n = chunk.rows.len;
+        let depth_and_sample = || {
+            self.depth_step(chunk);
+            self.sample(chunk, params, greedy, inv_t);
+        };
+        // Frame 0 runs eagerly (it compiles the kernels and fills the memory pools: the warm-up
+        // a capture needs); then, with replay, one temporal step and one depth step + draw are
+        // recorded and replayed for every later step. Positions come from the counter, so the
+        // recorded launches are every step's.
+        let replay = self.replay && observe.is_none();
+        let mut graphs = None;
         for t in 0..frames {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(LmError::Cancelled);
             }
+            if t == 0 && replay && g.client.graph_prepare().is_err() {
+                // No graphs on this backend: eager throughout.
+            }
+            if t == 1 && replay {
+                graphs = self.capture(chunk, &depth_and_sample);
+            }
             part(Part::Temporal);
-            self.temporal_step(chunk);
+            match &graphs {
+                Some((temporal, _)) => replay_graph(temporal)?,
+                None => self.temporal_step(chunk),
+            }
             for q in 0..levels {
                 part(Part::Depth);
-                self.depth_step(chunk);
-                part(Part::Sampling);
-                decode::sample::launch(
-                    &g.client,
-                    CubeCount::Static(1, 1, 1),
-                    CubeDim::new_1d(THREADS),
-                    chunk.logits.arg(),
-                    chunk.uniforms.arg(),
-                    self.embedding.arg(),
-                    chunk.tokens.arg(),
-                    chunk.x.arg(),
-                    chunk.guided.arg(),
-                    chunk.counter.arg(),
-                    n as u32,
-                    c.d_model as u32,
-                    levels as u32,
-                    chunk.rows.start as u32,
-                    chunk.rows.level_rows as u32,
-                    params.top_k.min(u32::MAX as usize) as u32,
-                    inv_t,
-                    if chunk.batch == 2 { params.guidance_weight } else { 0.0 },
-                    u32::from(greedy),
-                    chunk.batch,
-                );
+                match &graphs {
+                    // One graph: its launches count as the depth step's.
+                    Some((_, depth)) => replay_graph(depth)?,
+                    None => {
+                        self.depth_step(chunk);
+                        part(Part::Sampling);
+                        self.sample(chunk, params, greedy, inv_t);
+                    }
+                }
                 if let Some(obs) = observe.as_mut() {
                     let guided = g.read_f32(&chunk.guided).map_err(gpu_err)?;
                     obs(t * levels + q, &guided);
@@ -417,6 +470,20 @@ impl GpuDecoder {
         }
         Ok(tokens.iter().map(|&t| t as i32).collect())
     }
+}
+
+/// A recorded sequence of launches and how many there are (counted per replay).
+struct Graph {
+    graph: burn::cubecl::client::Graph,
+    launches: u64,
+}
+
+fn replay_graph(g: &Graph) -> Result<(), LmError> {
+    // SAFETY: the graph's buffers are the decoder's weights and the chunk's state, both alive
+    // for the whole chunk (the graphs are dropped first), used only from this thread's stream.
+    unsafe { g.graph.replay() }.map_err(|e| LmError::Backend(format!("graph replay: {e:?}")))?;
+    counters::note_dispatches(g.launches);
+    Ok(())
 }
 
 /// The logits rows a depth step computes: all `len` ids from `start`, or one level's
