@@ -307,11 +307,11 @@ pub struct CountsByPart {
 /// What [`count_chunk`] measured.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ChunkCounts {
-    /// One chunk run as generation runs it (no timing, no barriers).
+    /// One chunk run as generation runs it (no timing, no barriers), after the split one.
     pub total: PartCounts,
-    /// A second chunk with the device drained at part boundaries.
+    /// A chunk with the device drained at part boundaries (run first: it is also the warm-up).
     pub by_part: CountsByPart,
-    /// Host issue time of the first chunk, seconds ([`crate::kernels::counters::Snapshot::issue_s_since`]).
+    /// Host issue time of the unsplit chunk, seconds ([`crate::kernels::counters::Snapshot::issue_s_since`]).
     pub issue_s: f64,
     /// Time it waited in readbacks after its last launches, seconds.
     pub wait_s: f64,
@@ -321,26 +321,28 @@ pub struct ChunkCounts {
     pub dry_run_us_per_dispatch: Option<f64>,
 }
 
-/// Counts the device work of one chunk (after the warm-up): dispatches (cube devices), syncs and
-/// host↔device bytes, then a second chunk split by part.
+/// Counts the device work of a chunk split by part (which also warms the device up), then of one
+/// chunk as generation runs it: dispatches (cube devices), syncs and host↔device bytes.
 pub fn count_chunk(model: &Depthformer, target: &Target, ids: &[i32], params: &SamplingParams, scratch: &mut LmScratch) -> Result<ChunkCounts, String> {
     use crate::kernels::counters::{Counting, Part};
     let device = &target.device;
     let observe = target.choice != crate::DeviceChoice::Flex;
+    // The split chunk first: it also warms the device (kernel compilation, burn's autotuning of
+    // the encoder's products), so the unsplit chunk below counts what every later chunk issues.
     sync(device);
+    let counting = Counting::start(observe, true);
+    let split_before = counting.snapshot();
+    model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
+    sync(device);
+    let split = counting.snapshot();
+    drop(counting);
+
     let counting = Counting::start(observe, false);
     let before = counting.snapshot();
     model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
     sync(device);
     counting.close_segment();
     let after = counting.snapshot();
-    drop(counting);
-
-    let counting = Counting::start(observe, true);
-    let split_before = counting.snapshot();
-    model.decode_chunk(ids, params, 0, scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
-    sync(device);
-    let split = counting.snapshot();
     drop(counting);
     let part = |p| split.part_since(&split_before, Some(p));
     let dry_run_us_per_dispatch = if observe { dry_run_issue(model, device, ids, params, scratch) } else { None };

@@ -25,9 +25,9 @@ use burn::cubecl::prelude::*;
 
 /// Threads of the reduction kernels (`gemv` uses `LANES × ROWS`; the tree reductions assume 256).
 pub const THREADS: u32 = 256;
-/// `gemv`: lanes per output row and output rows per cube.
+/// `gemv`: the most lanes per output row (the launcher picks fewer for narrow rows; lanes × rows
+/// per cube = [`THREADS`]).
 pub const LANES: u32 = 32;
-pub const ROWS: u32 = 8;
 /// `cross_kv`: the GEMM tile edge.
 pub const TILE: u32 = 16;
 
@@ -46,7 +46,7 @@ fn gelu_mul(g: f32, l: f32) -> f32 {
 /// `out[b, o] (+)= Σ_i W[row(o), i] · x̂[b, i]` for `o < n_out`, with `x̂ = rms(x) ⊙ norm` when
 /// `rms`, else `x`. `row(o) = row_base + (counter % levels) · level_rows + o` (a level's logits
 /// rows; `levels = 1` for a plain product). GeGLU reads rows `o` (gate) and `o + n_out` (linear).
-/// Cubes: `ceil(n_out / ROWS)`, cube dim `(LANES, ROWS)`.
+/// Cubes: `ceil(n_out / rows)`, cube dim `(lanes, rows)` with `lanes · rows = 256`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemv(
@@ -634,7 +634,7 @@ pub fn sample(
         }
         let need = k - above;
         // Contiguous blocks of ids per thread, so running sums follow the id order.
-        let chunk = (n + threads - 1) / threads;
+        let chunk = n.div_ceil(threads);
         let lo = select(tid * chunk < n, tid * chunk, n);
         let hi = select(lo + chunk < n, lo + chunk, n);
         let mut ties = 0u32;

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::cubecl::prelude::*;
 
-use crate::kernels::gpu::decode::{self, LANES, ROWS, THREADS, TILE};
+use crate::kernels::gpu::decode::{self, LANES, THREADS, TILE};
 use crate::kernels::gpu::{Buf, Gpu, GpuError, GpuMatrix, ADD, GEGLU, STORE};
 use crate::kernels::{counters, WeightPrecision};
 use super::host_decoder::HostDecoder;
@@ -202,10 +202,11 @@ impl GpuDecoder {
     fn gemv(&self, chunk: &GpuChunk, x: &Buf, norm: Option<&Buf>, w: &GpuMatrix, out: &Buf, n_out: usize, out_stride: usize, mode: u32, logits: bool) {
         let c = &self.config;
         let (row_base, level_rows, levels) = if logits { (chunk.rows.start as u32, chunk.rows.level_rows as u32, c.num_levels as u32) } else { (0, 0, 1) };
+        let (lanes, rows) = gemv_shape(w.words);
         decode::gemv::launch(
             &self.gpu.client,
-            CubeCount::Static(n_out.div_ceil(ROWS as usize) as u32, 1, 1),
-            CubeDim::new_2d(LANES, ROWS),
+            CubeCount::Static(n_out.div_ceil(rows as usize) as u32, 1, 1),
+            CubeDim::new_2d(lanes, rows),
             x.arg(),
             // Not read without `rms`; a distinct buffer keeps the bindings unaliased.
             norm.unwrap_or(&self.decoder_norm).arg(),
@@ -470,6 +471,14 @@ impl GpuDecoder {
         }
         Ok(tokens.iter().map(|&t| t as i32).collect())
     }
+}
+
+/// `gemv`'s cube: lanes per output row (a power of two, about 8 words each, at most 32) and rows
+/// per cube, 256 threads in all. Narrow rows (small models) get more rows per cube, so fewer
+/// cubes recompute the RMS and fewer barriers run per output.
+fn gemv_shape(words: usize) -> (u32, u32) {
+    let lanes = (words.div_ceil(8)).next_power_of_two().clamp(1, LANES as usize) as u32;
+    (lanes, THREADS / lanes)
 }
 
 /// A recorded sequence of launches and how many there are (counted per replay).
