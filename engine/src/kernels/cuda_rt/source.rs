@@ -11,8 +11,9 @@ use std::sync::Arc;
 use burn::cubecl::cmma::MatrixLayout;
 use burn::cubecl::ir::{
     ContiguousElements, DeviceIdentity, DeviceProperties, ElemType, FloatKind, HardwareProperties,
-    MemoryDeviceProperties, MmaProperties, OpaqueType, TargetProperties, Type, VectorSize,
+    MemoryDeviceProperties, MmaProperties, OpaqueType, TargetProperties, Type, UIntKind, VectorSize,
     features::{AtomicUsage, Plane},
+    metadata::Info,
 };
 use burn::cubecl::profile::TimingMethod;
 use burn::cubecl::{Compiler, CubeKernel, define_kernel};
@@ -167,6 +168,58 @@ pub struct KernelSource {
     pub shared_memory_bytes: usize,
     /// The block shape the kernel was generated for (`__launch_bounds__` is its product).
     pub block: (u32, u32, u32),
+    /// The kernel's last parameter, after its buffers: cubecl's `info_st`, passed by value.
+    pub info: InfoParam,
+}
+
+/// What the kernel's `info_st` parameter (cubecl's launch metadata) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoParam {
+    /// No such parameter: the kernel takes its buffers only.
+    None,
+    /// `uint32_t static_meta[n]`: the length, in elements, of each of the `buffers` buffers in
+    /// parameter order (padded to 8 bytes). [`KernelSource::length_info`] builds it.
+    Lengths { buffers: usize },
+    /// Runtime scalars, 64-bit lengths or tensor shapes/strides: laid out by cubecl's rules
+    /// (scalars by type, then the static metadata), which this module does not build.
+    Other,
+}
+
+impl InfoParam {
+    fn of(info: &Info) -> Self {
+        if !info.has_info() {
+            return Self::None;
+        }
+        match &info.sized_meta {
+            Some(meta)
+                if info.scalars.is_empty()
+                    && !info.has_dynamic_meta
+                    && meta.ty == ElemType::UInt(UIntKind::U32)
+                    && info.num_extended_meta() == 0 =>
+            {
+                Self::Lengths { buffers: meta.count }
+            }
+            _ => Self::Other,
+        }
+    }
+}
+
+impl KernelSource {
+    /// The `info_st` bytes for buffers of `lengths` elements (one per buffer, in parameter order),
+    /// for a kernel whose [`InfoParam`] is `Lengths`.
+    pub fn length_info(&self, lengths: &[u32]) -> Result<Vec<u8>, CudaRtError> {
+        match self.info {
+            InfoParam::Lengths { buffers } if buffers == lengths.len() => {
+                let mut bytes: Vec<u8> = lengths.iter().flat_map(|n| n.to_le_bytes()).collect();
+                bytes.resize(bytes.len().next_multiple_of(8), 0);
+                Ok(bytes)
+            }
+            other => Err(CudaRtError::Source {
+                kernel: self.entry.clone(),
+                reason: format!("info parameter {other:?} is not {} buffer lengths", lengths.len()),
+            }),
+        }
+    }
 }
 
 /// CUDA C++ for one CubeCL kernel, as built by its `#[cube(launch)]` struct (`my_kernel::MyKernel::new`
@@ -179,8 +232,9 @@ pub fn cuda_source<K: CubeKernel>(kernel: &K, arch: &CudaArch) -> Result<KernelS
     let entry = definition.settings.kernel_name.clone();
     let cube_dim = definition.settings.cube_dim;
     let block = (cube_dim.x, cube_dim.y, cube_dim.z);
+    let info = InfoParam::of(&definition.info);
     let compiled = CppCompiler::<Cuda>::default()
         .compile(definition, &arch.compilation_options())
         .map_err(|e| CudaRtError::Source { kernel: entry.clone(), reason: e.to_string() })?;
-    Ok(KernelSource { entry, source: compiled.source, shared_memory_bytes: compiled.shared_memory_size, block })
+    Ok(KernelSource { entry, source: compiled.source, shared_memory_bytes: compiled.shared_memory_size, block, info })
 }
