@@ -9,10 +9,13 @@
 use std::path::PathBuf;
 
 use burn::cubecl;
-use burn::cubecl::ir::{AddressType, settings::{Dim3, ExecutionMode}};
+use burn::cubecl::ir::{
+    settings::{Dim3, ExecutionMode},
+    AddressType,
+};
 use burn::cubecl::prelude::*;
 use mrt::kernels::cuda_rt::{
-    self, CudaArch, CudaRt, CudaRtError, InfoParam, KernelArg, KernelSource, cuda_source,
+    self, cuda_source, CudaArch, CudaRt, CudaRtError, InfoParam, KernelArg, KernelSource,
 };
 
 /// One block sums `block` inputs in shared memory (tree reduction), then block 0's unit 0 … every
@@ -21,19 +24,19 @@ use mrt::kernels::cuda_rt::{
 fn block_sum(input: &[f32], output: &mut [f32], #[comptime] block: usize, #[comptime] scale: u32) {
     let mut partial = Shared::<[f32]>::new_slice(block);
     let unit = UNIT_POS as usize;
-    let base = CUBE_POS as usize * block;
+    let base = CUBE_POS * block;
     partial[unit] = input[base + unit] * f32::cast_from(scale);
     sync_cube();
     let mut stride = CUBE_DIM_X as usize / 2;
     while stride > 0 {
         if unit < stride {
-            partial[unit] = partial[unit] + partial[unit + stride];
+            partial[unit] += partial[unit + stride];
         }
         sync_cube();
         stride /= 2;
     }
     if unit == 0 {
-        output[CUBE_POS as usize] = partial[0];
+        output[CUBE_POS] = partial[0];
     }
 }
 
@@ -42,7 +45,7 @@ fn block_sum(input: &[f32], output: &mut [f32], #[comptime] block: usize, #[comp
 fn add_one(data: &mut [f32]) {
     let i = ABSOLUTE_POS;
     if i < data.len() {
-        data[i] = data[i] + 1.0;
+        data[i] += 1.0;
     }
 }
 
@@ -88,17 +91,28 @@ fn load_nvrtc() {
         )
     });
     cuda_rt::load_nvrtc_from(&dir).unwrap_or_else(|e| panic!("{e}"));
-    assert!(cuda_rt::nvrtc_available(), "NVRTC loaded from {} but cudarc cannot open it", dir.display());
+    assert!(
+        cuda_rt::nvrtc_available(),
+        "NVRTC loaded from {} but cudarc cannot open it",
+        dir.display()
+    );
 }
 
 #[test]
 fn source_of_a_cube_kernel_is_cuda_cpp() {
     let src = block_sum_source(&CudaArch::h100());
-    println!("{}\n--- entry {}, shared {} B, block {:?}", src.source, src.entry, src.shared_memory_bytes, src.block);
+    println!(
+        "{}\n--- entry {}, shared {} B, block {:?}",
+        src.source, src.entry, src.shared_memory_bytes, src.block
+    );
     assert!(src.source.contains("extern \"C\" __global__"), "no kernel entry:\n{}", src.source);
     assert!(src.source.contains(&src.entry), "entry `{}` not in the source", src.entry);
     assert!(src.entry.starts_with("block_sum"), "entry name {}", src.entry);
-    assert!(src.source.contains("__launch_bounds__(128)"), "block size not baked in:\n{}", src.source);
+    assert!(
+        src.source.contains("__launch_bounds__(128)"),
+        "block size not baked in:\n{}",
+        src.source
+    );
     assert!(src.source.contains("__syncthreads()"), "no block barrier:\n{}", src.source);
     assert!(src.source.contains("__shared__"), "no shared memory:\n{}", src.source);
     // The shared array: 128 f32 (512 bytes), as dynamic shared memory or a static array.
@@ -118,14 +132,21 @@ fn source_of_a_cube_kernel_is_cuda_cpp() {
     // The launch metadata: the two buffers' lengths, passed by value.
     assert!(src.source.contains("__grid_constant__ info_st const"), "{}", src.source);
     assert_eq!(src.info, InfoParam::Lengths { buffers: 2 });
-    assert_eq!(src.length_info(&[512, 4]).unwrap(), [512u32.to_le_bytes(), 4u32.to_le_bytes()].concat());
+    assert_eq!(
+        src.length_info(&[512, 4]).unwrap(),
+        [512u32.to_le_bytes(), 4u32.to_le_bytes()].concat()
+    );
 }
 
 #[test]
 fn a_checked_kernel_reads_its_length_from_the_info_struct() {
     let src = add_one_source(&CudaArch::h100());
     assert_eq!(src.info, InfoParam::Lengths { buffers: 1 });
-    assert!(src.source.contains(".static_meta[0]"), "length not read from info_st:\n{}", src.source);
+    assert!(
+        src.source.contains(".static_meta[0]"),
+        "length not read from info_st:\n{}",
+        src.source
+    );
     assert!(src.source.contains("__launch_bounds__(256)"));
     assert_eq!(src.shared_memory_bytes, 0);
 }
@@ -161,10 +182,21 @@ fn nvrtc_compiles_generated_source_to_ptx_without_a_gpu() {
     let arch = CudaArch::h100();
     for src in [add_one_source(&arch), block_sum_source(&arch)] {
         let t = std::time::Instant::now();
-        let ptx = cuda_rt::compile_ptx(&src, &arch).unwrap_or_else(|e| panic!("{e}\n--- source:\n{}", src.source));
-        println!("{}: {} B of C++ → {} B of PTX in {:.0} ms", src.entry, src.source.len(), ptx.len(), t.elapsed().as_secs_f64() * 1e3);
+        let ptx = cuda_rt::compile_ptx(&src, &arch)
+            .unwrap_or_else(|e| panic!("{e}\n--- source:\n{}", src.source));
+        println!(
+            "{}: {} B of C++ → {} B of PTX in {:.0} ms",
+            src.entry,
+            src.source.len(),
+            ptx.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
         assert!(ptx.contains(".target sm_90a"), "PTX target:\n{}", &ptx[..ptx.len().min(800)]);
-        assert!(ptx.contains(&format!(".entry {}", src.entry)), "no .entry {} in the PTX", src.entry);
+        assert!(
+            ptx.contains(&format!(".entry {}", src.entry)),
+            "no .entry {} in the PTX",
+            src.entry
+        );
         if src.entry.starts_with("block_sum") {
             assert!(ptx.contains("bar.sync"), "no barrier in the PTX");
             assert!(ptx.contains(".shared"), "no shared memory in the PTX");
@@ -175,8 +207,12 @@ fn nvrtc_compiles_generated_source_to_ptx_without_a_gpu() {
 #[test]
 fn nvrtc_errors_name_the_kernel_and_carry_the_log() {
     load_nvrtc();
-    let err = cuda_rt::compile_ptx_source("broken_kernel", "extern \"C\" __global__ void broken_kernel() { undeclared_thing = 1; }", &CudaArch::h100())
-        .expect_err("NVRTC accepted an undeclared identifier");
+    let err = cuda_rt::compile_ptx_source(
+        "broken_kernel",
+        "extern \"C\" __global__ void broken_kernel() { undeclared_thing = 1; }",
+        &CudaArch::h100(),
+    )
+    .expect_err("NVRTC accepted an undeclared identifier");
     let msg = err.to_string();
     assert!(matches!(err, CudaRtError::Nvrtc { .. }), "{msg}");
     assert!(msg.contains("broken_kernel"), "{msg}");
@@ -194,7 +230,9 @@ fn a_missing_nvrtc_folder_is_a_clear_error() {
 #[test]
 fn opening_a_device_names_a_missing_driver() {
     match CudaRt::new(0) {
-        Ok(rt) => assert!(CudaRt::driver_available(), "opened {:?} without a driver?", rt.arch().name),
+        Ok(rt) => {
+            assert!(CudaRt::driver_available(), "opened {:?} without a driver?", rt.arch().name)
+        }
         Err(e) => {
             assert!(!CudaRt::driver_available(), "driver present but opening failed: {e}");
             assert!(e.to_string().starts_with("libcuda.so not found: no NVIDIA driver"), "{e}");
@@ -223,7 +261,8 @@ fn launch_and_graph_replay_on_the_gpu() {
     let args = [KernelArg::Buffer(&inp), KernelArg::Buffer(&out), KernelArg::Value(&info)];
     unsafe { rt.launch(&kernel, (blocks as u32, 1, 1), &args) }.unwrap();
     let got: Vec<f32> = rt.read(&out).unwrap();
-    let want: Vec<f32> = input.chunks(BLOCK).map(|c| c.iter().map(|x| x * SCALE as f32).sum()).collect();
+    let want: Vec<f32> =
+        input.chunks(BLOCK).map(|c| c.iter().map(|x| x * SCALE as f32).sum()).collect();
     assert_eq!(got, want);
 
     // A graph of 5 launches of add_one, replayed 10 times: +50.

@@ -67,9 +67,7 @@ fn ensure_nvrtc() -> Result<(), CudaRtError> {
     if nvrtc_available() {
         Ok(())
     } else {
-        Err(CudaRtError::NoNvrtc {
-            searched: cudarc::get_lib_name_candidates("nvrtc").join(", "),
-        })
+        Err(CudaRtError::NoNvrtc { searched: cudarc::get_lib_name_candidates("nvrtc").join(", ") })
     }
 }
 
@@ -80,7 +78,11 @@ pub fn compile_ptx(kernel: &KernelSource, arch: &CudaArch) -> Result<String, Cud
 }
 
 /// PTX for a hand-written translation unit; `name` labels errors.
-pub fn compile_ptx_source(name: &str, source: &str, arch: &CudaArch) -> Result<String, CudaRtError> {
+pub fn compile_ptx_source(
+    name: &str,
+    source: &str,
+    arch: &CudaArch,
+) -> Result<String, CudaRtError> {
     ensure_nvrtc()?;
     let options = CompileOptions {
         name: Some(format!("{name}.cu")),

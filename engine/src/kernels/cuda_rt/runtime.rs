@@ -128,11 +128,12 @@ impl CudaRt {
             max_shared_memory_bytes: attr(
                 CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )? as usize,
-            max_threads_per_block: attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?
-                as u32,
-            multiprocessors: Some(
-                attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
-            ),
+            max_threads_per_block: attr(
+                CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+            )? as u32,
+            multiprocessors: Some(attr(
+                CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )? as u32),
             name: ctx.name().map_err(driver("cuDeviceGetName"))?,
         };
         Ok(Self { ctx, stream, arch, captured: std::cell::Cell::new(None) })
@@ -158,11 +159,19 @@ impl CudaRt {
     }
 
     /// Overwrites the start of `buffer` with `data` (stream-ordered).
-    pub fn write<T: Plain>(&self, buffer: &mut DeviceBuffer, data: &[T]) -> Result<(), CudaRtError> {
+    pub fn write<T: Plain>(
+        &self,
+        buffer: &mut DeviceBuffer,
+        data: &[T],
+    ) -> Result<(), CudaRtError> {
         self.refuse_while_capturing("write")?;
         let bytes = as_bytes(data);
         if bytes.len() > buffer.len() {
-            return Err(CudaRtError::Size { what: "write", bytes: bytes.len(), buffer: buffer.len() });
+            return Err(CudaRtError::Size {
+                what: "write",
+                bytes: bytes.len(),
+                buffer: buffer.len(),
+            });
         }
         self.stream.memcpy_htod(bytes, &mut buffer.slice).map_err(driver("cuMemcpyHtoD"))
     }
@@ -171,14 +180,13 @@ impl CudaRt {
     pub fn read<T: Plain>(&self, buffer: &DeviceBuffer) -> Result<Vec<T>, CudaRtError> {
         self.refuse_while_capturing("read")?;
         let size = std::mem::size_of::<T>();
-        if buffer.len() % size != 0 {
+        if !buffer.len().is_multiple_of(size) {
             return Err(CudaRtError::Size { what: "read", bytes: size, buffer: buffer.len() });
         }
         let mut out = vec![T::default(); buffer.len() / size];
         // SAFETY: `out` is `buffer.len()` initialised bytes, and any bytes are a valid `Plain`.
-        let dst = unsafe {
-            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), buffer.len())
-        };
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), buffer.len()) };
         self.stream.memcpy_dtoh(&buffer.slice, dst).map_err(driver("cuMemcpyDtoH"))?;
         self.sync()?;
         Ok(out)
@@ -301,9 +309,9 @@ impl CudaRt {
         // End the capture whatever happened, so the stream is usable again.
         let ended = self.stream.end_capture(CUgraphInstantiate_flags(0));
         recorded?;
-        let graph = ended.map_err(driver("cuStreamEndCapture / cuGraphInstantiate"))?.ok_or(
-            CudaRtError::EmptyCapture,
-        )?;
+        let graph = ended
+            .map_err(driver("cuStreamEndCapture / cuGraphInstantiate"))?
+            .ok_or(CudaRtError::EmptyCapture)?;
         graph.upload().map_err(driver("cuGraphUpload"))?;
         Ok(CudaGraphExec { graph, launches })
     }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use burn::cubecl::cmma::MatrixLayout;
 use burn::cubecl::ir::{
-    ContiguousElements, DeviceIdentity, DeviceProperties, ElemType, FloatKind, HardwareProperties,
-    MemoryDeviceProperties, MmaProperties, OpaqueType, TargetProperties, Type, UIntKind, VectorSize,
     features::{AtomicUsage, Plane},
     metadata::Info,
+    ContiguousElements, DeviceIdentity, DeviceProperties, ElemType, FloatKind, HardwareProperties,
+    MemoryDeviceProperties, MmaProperties, OpaqueType, TargetProperties, Type, UIntKind,
+    VectorSize,
 };
 use burn::cubecl::profile::TimingMethod;
-use burn::cubecl::{Compiler, CubeKernel, define_kernel};
+use burn::cubecl::{define_kernel, Compiler, CubeKernel};
 use cubecl_cpp::cuda::mma::manual::contiguous_elements_cuda;
 use cubecl_cpp::shared::{CompilationOptions, CppCompiler, CppSupportedFeatures};
 use cubecl_cpp::target::Cuda;
@@ -224,7 +225,10 @@ impl KernelSource {
 
 /// CUDA C++ for one CubeCL kernel, as built by its `#[cube(launch)]` struct (`my_kernel::MyKernel::new`
 /// or `my_kernel::create_dummy_kernel` with the properties of [`CudaArch::properties`]).
-pub fn cuda_source<K: CubeKernel>(kernel: &K, arch: &CudaArch) -> Result<KernelSource, CudaRtError> {
+pub fn cuda_source<K: CubeKernel>(
+    kernel: &K,
+    arch: &CudaArch,
+) -> Result<KernelSource, CudaRtError> {
     let definition = define_kernel(kernel).map_err(|e| CudaRtError::Source {
         kernel: kernel.name().to_string(),
         reason: e.to_string(),
@@ -236,5 +240,11 @@ pub fn cuda_source<K: CubeKernel>(kernel: &K, arch: &CudaArch) -> Result<KernelS
     let compiled = CppCompiler::<Cuda>::default()
         .compile(definition, &arch.compilation_options())
         .map_err(|e| CudaRtError::Source { kernel: entry.clone(), reason: e.to_string() })?;
-    Ok(KernelSource { entry, source: compiled.source, shared_memory_bytes: compiled.shared_memory_size, block, info })
+    Ok(KernelSource {
+        entry,
+        source: compiled.source,
+        shared_memory_bytes: compiled.shared_memory_size,
+        block,
+        info,
+    })
 }
