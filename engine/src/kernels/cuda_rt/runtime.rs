@@ -23,16 +23,25 @@ fn driver(what: &'static str) -> impl FnOnce(DriverError) -> CudaRtError {
     move |source| CudaRtError::Driver { what, source }
 }
 
-/// Element types that may be copied to and from a buffer as raw bytes (no padding, every bit
-/// pattern valid).
-pub trait Plain: Copy + Default + 'static {}
-impl Plain for f32 {}
-impl Plain for f64 {}
-impl Plain for u8 {}
-impl Plain for u16 {}
-impl Plain for u32 {}
-impl Plain for i32 {}
-impl Plain for u64 {}
+/// Element types that may be copied to and from a buffer as raw bytes.
+///
+/// # Safety
+/// Implementors have no padding and every bit pattern is a valid value.
+pub unsafe trait Plain: Copy + Default + 'static {}
+// SAFETY: primitive numbers: no padding, any bits valid.
+unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for f64 {}
+// SAFETY: as above.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for u64 {}
 
 fn as_bytes<T: Plain>(data: &[T]) -> &[u8] {
     // SAFETY: `Plain` types have no padding; any initialised value is valid as bytes.
@@ -197,7 +206,8 @@ impl CudaRt {
         self.stream.synchronize().map_err(driver("cuStreamSynchronize"))
     }
 
-    /// Generates nothing: compiles `kernel`'s source with NVRTC for this device and loads it.
+    /// Compiles `kernel`'s source (from [`super::cuda_source`]) with NVRTC for this device and
+    /// loads it.
     pub fn load(&self, kernel: &KernelSource) -> Result<CudaKernel, CudaRtError> {
         let ptx = nvrtc::compile_ptx(kernel, &self.arch)?;
         self.load_ptx(&kernel.entry, ptx, kernel.shared_memory_bytes, kernel.block)
