@@ -308,44 +308,101 @@ fn the_decoder_kernels_compile_to_ptx() {
     let sources = [
         cuda_source(
             &d::gemv::Gemv::new(
-                s(LANES, ROWS), p.clone(), t.clone(),
-                buf(), buf(), buf(), buf(), buf(),
-                (), (), (), (), (), (), (), (),
-                batch, true, true, GEGLU,
+                s(LANES, ROWS),
+                p.clone(),
+                t.clone(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                batch,
+                true,
+                true,
+                GEGLU,
             ),
             &arch,
         ),
         cuda_source(
             &d::attend_self::AttendSelf::new(
-                s(THREADS, 1), p.clone(), t.clone(),
-                buf(), buf(), buf(), buf(), buf(), buf(),
+                s(THREADS, 1),
+                p.clone(),
+                t.clone(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
                 (),
-                false, cap, dh, heads,
+                false,
+                cap,
+                dh,
+                heads,
             ),
             &arch,
         ),
         cuda_source(
             &d::attend_cross::AttendCross::new(
-                s(THREADS, 1), p.clone(), t.clone(),
-                buf(), buf(), buf(), buf(),
-                s_len, dh, heads,
+                s(THREADS, 1),
+                p.clone(),
+                t.clone(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                s_len,
+                dh,
+                heads,
             ),
             &arch,
         ),
         cuda_source(
             &d::cross_kv::CrossKv::new(
-                s(TILE, TILE), p.clone(), t.clone(),
-                buf(), buf(), buf(), buf(),
-                (), (),
-                s_len, dh, heads,
+                s(TILE, TILE),
+                p.clone(),
+                t.clone(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                (),
+                (),
+                s_len,
+                dh,
+                heads,
             ),
             &arch,
         ),
         cuda_source(
             &d::sample::Sample::new(
-                s(THREADS, 1), p.clone(), t.clone(),
-                buf(), buf(), buf(), buf(), buf(), buf(), buf(),
-                (), (), (), (), (), (), (), (), (),
+                s(THREADS, 1),
+                p.clone(),
+                t.clone(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                buf(),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
                 batch,
             ),
             &arch,
@@ -368,5 +425,50 @@ fn the_decoder_kernels_compile_to_ptx() {
             src.info
         );
         assert!(ptx.contains(&format!(".entry {}", src.entry)), "no .entry {}", src.entry);
+        // The info struct as info_bytes lays it out: the C++ struct's fields in the same order
+        // with the same padded counts (read from the source), and its size (NVRTC checks a
+        // static_assert appended to the generated source; every field is 8-byte padded, so the
+        // offsets follow from order and counts).
+        let layout = &src.info_layout;
+        assert!(!layout.extended_meta, "{layout:?}");
+        let groups: Vec<Vec<u8>> =
+            layout.scalars.iter().map(|g| vec![0u8; g.count * g.elem_bytes]).collect();
+        let group_refs: Vec<&[u8]> = groups.iter().map(|g| g.as_slice()).collect();
+        let lengths = vec![1u64; layout.static_meta.map_or(0, |(n, _)| n)];
+        let bytes = src.info_bytes(&group_refs, &lengths).unwrap();
+        assert_eq!(bytes.len(), layout.size());
+        let body = src
+            .source
+            .split("struct info_st {")
+            .nth(1)
+            .expect("no info_st")
+            .split("};")
+            .next()
+            .unwrap();
+        let declared: Vec<&str> =
+            body.split(';').map(str::trim).filter(|f| !f.is_empty()).collect();
+        let mut expected: Vec<String> = layout
+            .scalars
+            .iter()
+            .map(|g| {
+                format!(
+                    "scalars_{}[{}]",
+                    g.ty,
+                    (g.count * g.elem_bytes).next_multiple_of(8) / g.elem_bytes
+                )
+            })
+            .collect();
+        if let Some((n, b)) = layout.static_meta {
+            expected.push(format!("static_meta[{}]", (n * b).next_multiple_of(8) / b));
+        }
+        assert_eq!(declared.len(), expected.len(), "{declared:?} vs {expected:?}");
+        for (d, e) in declared.iter().zip(&expected) {
+            assert!(d.ends_with(e.as_str()), "info_st field `{d}`, expected `{e}`");
+        }
+        let checks =
+            format!("\nstatic_assert(sizeof(info_st) == {}, \"info_st size\");\n", bytes.len());
+        println!("  info_st: {layout:?}, {} bytes", bytes.len());
+        cuda_rt::compile_ptx_source(&src.entry, &(src.source.clone() + &checks), &arch)
+            .unwrap_or_else(|e| panic!("info_st layout disagrees with the C++ struct: {e}"));
     }
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use nvrtc::{compile_ptx, compile_ptx_source, load_nvrtc_from, nvrtc_available, nvrtc_version};
 pub use runtime::{CudaGraphExec, CudaKernel, CudaRt, DeviceBuffer, KernelArg, Plain};
-pub use source::{cuda_source, CudaArch, InfoParam, KernelSource};
+pub use source::{cuda_source, CudaArch, InfoLayout, InfoParam, KernelSource, ScalarGroup};
 
 /// What can go wrong on the CUDA path; each names the library, kernel or call involved.
 #[derive(Debug, thiserror::Error)]

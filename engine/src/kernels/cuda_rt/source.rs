@@ -171,6 +171,59 @@ pub struct KernelSource {
     pub block: (u32, u32, u32),
     /// The kernel's last parameter, after its buffers: cubecl's `info_st`, passed by value.
     pub info: InfoParam,
+    /// `info_st`'s fields in order, for [`KernelSource::info_bytes`].
+    pub info_layout: InfoLayout,
+}
+
+/// `info_st`'s fields in declaration order: one array per runtime-scalar type, then `static_meta`
+/// (the buffers' lengths); each array padded to a multiple of 8 bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InfoLayout {
+    pub scalars: Vec<ScalarGroup>,
+    /// `static_meta`: entries and bytes per entry (4 with 32-bit addresses).
+    pub static_meta: Option<(usize, usize)>,
+    /// Tensor shapes/strides beyond the lengths (not built by `info_bytes`).
+    pub extended_meta: bool,
+}
+
+/// The runtime scalars of one type, in the kernel's parameter order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalarGroup {
+    /// cubecl's name of the type: `u32`, `f32`, `i32`, …
+    pub ty: String,
+    pub count: usize,
+    pub elem_bytes: usize,
+}
+
+fn padded_bytes(count: usize, elem_bytes: usize) -> usize {
+    (count * elem_bytes).next_multiple_of(8)
+}
+
+impl InfoLayout {
+    fn of(info: &Info) -> Self {
+        Self {
+            scalars: info
+                .scalars
+                .iter()
+                .map(|f| ScalarGroup {
+                    ty: f.ty.to_string(),
+                    count: f.count,
+                    elem_bytes: f.ty.size(),
+                })
+                .collect(),
+            static_meta: info.sized_meta.as_ref().map(|m| {
+                let bytes = if m.ty == ElemType::UInt(UIntKind::U32) { 4 } else { 8 };
+                (m.count, bytes)
+            }),
+            extended_meta: info.has_dynamic_meta || info.num_extended_meta() > 0,
+        }
+    }
+
+    /// `sizeof(info_st)`.
+    pub fn size(&self) -> usize {
+        let scalars: usize = self.scalars.iter().map(|g| padded_bytes(g.count, g.elem_bytes)).sum();
+        scalars + self.static_meta.map_or(0, |(n, b)| padded_bytes(n, b))
+    }
 }
 
 /// What the kernel's `info_st` parameter (cubecl's launch metadata) holds.
@@ -206,6 +259,55 @@ impl InfoParam {
 }
 
 impl KernelSource {
+    /// The `info_st` bytes: `scalars[i]` holds group `i`'s values (`InfoLayout::scalars[i]`,
+    /// native-endian, in parameter order), `lengths` each buffer's length in elements.
+    pub fn info_bytes(&self, scalars: &[&[u8]], lengths: &[u64]) -> Result<Vec<u8>, CudaRtError> {
+        let layout = &self.info_layout;
+        let fail = |reason: String| CudaRtError::Source { kernel: self.entry.clone(), reason };
+        if layout.extended_meta {
+            return Err(fail(
+                "the kernel takes tensor metadata, which info_bytes does not build".into(),
+            ));
+        }
+        if scalars.len() != layout.scalars.len() {
+            return Err(fail(format!(
+                "{} scalar groups given, the kernel has {:?}",
+                scalars.len(),
+                layout.scalars
+            )));
+        }
+        let mut out = Vec::with_capacity(layout.size());
+        for (group, bytes) in layout.scalars.iter().zip(scalars) {
+            if bytes.len() != group.count * group.elem_bytes {
+                return Err(fail(format!("{} bytes given for {group:?}", bytes.len())));
+            }
+            out.extend_from_slice(bytes);
+            out.resize(out.len().next_multiple_of(8), 0);
+        }
+        match layout.static_meta {
+            Some((n, elem)) if n == lengths.len() => {
+                for &len in lengths {
+                    if elem == 4 {
+                        let len = u32::try_from(len)
+                            .map_err(|_| fail(format!("length {len} over u32")))?;
+                        out.extend_from_slice(&len.to_ne_bytes());
+                    } else {
+                        out.extend_from_slice(&len.to_ne_bytes());
+                    }
+                }
+                out.resize(out.len().next_multiple_of(8), 0);
+            }
+            None if lengths.is_empty() => {}
+            other => {
+                return Err(fail(format!(
+                    "{} lengths given, static_meta is {other:?}",
+                    lengths.len()
+                )))
+            }
+        }
+        Ok(out)
+    }
+
     /// The `info_st` bytes for buffers of `lengths` elements (one per buffer, in parameter order),
     /// for a kernel whose [`InfoParam`] is `Lengths`.
     pub fn length_info(&self, lengths: &[u32]) -> Result<Vec<u8>, CudaRtError> {
@@ -237,6 +339,7 @@ pub fn cuda_source<K: CubeKernel>(
     let cube_dim = definition.settings.cube_dim;
     let block = (cube_dim.x, cube_dim.y, cube_dim.z);
     let info = InfoParam::of(&definition.info);
+    let info_layout = InfoLayout::of(&definition.info);
     let compiled = CppCompiler::<Cuda>::default()
         .compile(definition, &arch.compilation_options())
         .map_err(|e| CudaRtError::Source { kernel: entry.clone(), reason: e.to_string() })?;
@@ -246,5 +349,6 @@ pub fn cuda_source<K: CubeKernel>(
         shared_memory_bytes: compiled.shared_memory_size,
         block,
         info,
+        info_layout,
     })
 }
