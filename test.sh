@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the golden-fixture ladders, the CLI, the plugin bundle in a
 # CLAP host (tests/), the VST3 in DawDreamer and pedalboard (tests/vst3) and in Ardour
-# (tests/ardour), and the ladders on the wgpu backend over lavapipe.
+# (tests/ardour), the ladders on the wgpu backend over lavapipe, and the cuda-rt path's CUDA C++ →
+# PTX compile (NVRTC from a pip wheel; no GPU).
 #
 # Needs: Xvfb (or a DISPLAY) for the editor test; python3 with dawdreamer, pedalboard and numpy
-# for the VST3 hosts; Ardour (Debian ardour: ardour7-lua) for tests/ardour; Mesa's lavapipe
+# for the VST3 hosts and nvidia-cuda-nvrtc-cu12 (libnvrtc.so.12) for the cuda-rt test; Ardour (Debian ardour: ardour7-lua) for tests/ardour; Mesa's lavapipe
 # (mesa-vulkan-drivers) for wgpu. .ci/run installs all of it on Debian.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -46,6 +47,14 @@ fi
 # 3. Every Rust test, the CLAP host harness included (it loads the bundle built above).
 export MRT_CLAP_BUNDLE="$PWD/$bundled/MRT Live.clap"
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+# 3b. CUDA without LLVM (engine feature `cuda-rt`): CubeCL kernels → CUDA C++ (cubecl-cpp) → PTX
+#     with NVRTC from the pip wheel nvidia-cuda-nvrtc-cu12 (.ci/run installs it; no GPU, no CUDA
+#     toolkit). The launch + CUDA graph test needs a GPU: it is #[ignore]d here; on a GPU machine
+#     run the same command with `-- --ignored`.
+nvrtc_dir=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(nvidia.cuda_nvrtc.__path__[0], "lib"))') \
+  || { echo "error: NVRTC wheel missing: python3 -m pip install nvidia-cuda-nvrtc-cu12==12.8.93" >&2; exit 1; }
+MRT_NVRTC_LIB_DIR="$nvrtc_dir" cargo test -p mrt-engine --locked --features cuda-rt --test cuda_rt 2>&1 | tee -a "$log"
 
 # 4. The VST3 in third-party hosts, on the tiny test model.
 tiny="$work/tiny-model"

@@ -4,6 +4,8 @@
 //!  kernels/
 //!  ├── mod.rs    WeightPrecision (how weights are held), re-exports of the host layout
 //!  ├── counters.rs  dispatches, syncs and host↔device bytes of the device paths (`mrt bench`)
+//!  ├── cuda_rt/  (feature `cuda-rt`) CubeCL kernels → CUDA C++ (cubecl-cpp) → PTX (NVRTC) →
+//!  │             the CUDA driver (cudarc): launches and CUDA graphs, no LLVM, no toolkit
 //!  └── host/     the CPU path: streaming GEMV over f32/bf16/int8 rows, attention of one query,
 //!                norms, vectorised exp/softmax/GELU/ELU, the checked GEMM, the pool helper
 //! ```
@@ -11,6 +13,8 @@
 //! A GPU path (`kernels/gpu/`) goes beside `host/` and reads the same [`Matrix`] layout.
 
 pub mod counters;
+#[cfg(feature = "cuda-rt")]
+pub mod cuda_rt;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod gpu;
 pub mod host;
