@@ -44,17 +44,19 @@ if [ -z "${DISPLAY:-}" ]; then
   for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${DISPLAY#:}" ] && break; sleep 0.1; done
 fi
 
-# 3. Every Rust test, the CLAP host harness included (it loads the bundle built above).
+# 3. Every Rust test, the CLAP host harness included (it loads the bundle built above), and the
+#    `cuda-rt` path's CubeCL kernels → CUDA C++ (cubecl-cpp) → PTX with NVRTC from the pip wheel
+#    nvidia-cuda-nvrtc-cu12 (.ci/run installs it; no GPU, no CUDA toolkit). Its launch + CUDA graph
+#    test needs a GPU: #[ignore]d here; on a GPU machine run
+#    `cargo test -p mrt-engine --locked --test cuda_rt -- --ignored` with MRT_NVRTC_LIB_DIR set.
 export MRT_CLAP_BUNDLE="$PWD/$bundled/MRT Live.clap"
-cargo test --workspace --locked 2>&1 | tee "$log"
-
-# 3b. CUDA without LLVM (engine feature `cuda-rt`): CubeCL kernels → CUDA C++ (cubecl-cpp) → PTX
-#     with NVRTC from the pip wheel nvidia-cuda-nvrtc-cu12 (.ci/run installs it; no GPU, no CUDA
-#     toolkit). The launch + CUDA graph test needs a GPU: it is #[ignore]d here; on a GPU machine
-#     run the same command with `-- --ignored`.
-nvrtc_dir=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(nvidia.cuda_nvrtc.__path__[0], "lib"))') \
+MRT_NVRTC_LIB_DIR=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(nvidia.cuda_nvrtc.__path__[0], "lib"))') \
   || { echo "error: NVRTC wheel missing: python3 -m pip install nvidia-cuda-nvrtc-cu12==12.8.93" >&2; exit 1; }
-MRT_NVRTC_LIB_DIR="$nvrtc_dir" cargo test -p mrt-engine --locked --features cuda-rt --test cuda_rt 2>&1 | tee -a "$log"
+export MRT_NVRTC_LIB_DIR
+# The GPU kernels' tests (counters, the device sampler) run on lavapipe.
+mkdir -p "$work/xdg" && chmod 700 "$work/xdg"
+XDG_RUNTIME_DIR="$work/xdg" VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json WGPU_BACKEND=vulkan \
+  cargo test --workspace --locked 2>&1 | tee "$log"
 
 # 4. The VST3 in third-party hosts, on the tiny test model.
 tiny="$work/tiny-model"

@@ -40,6 +40,9 @@ pub struct LmBenchReport {
     /// Sampling and the host side of each depth step (CFG combine, top-k, draw).
     pub sampling_ms_per_step: f64,
     pub chunk_s: f64,
+    /// GPU kernels: the chunk with every launch issued eagerly (`chunk_s` replays the recorded
+    /// temporal and depth steps); `None` on other paths.
+    pub eager_chunk_s: Option<f64>,
     pub real_time_factor: f64,
     pub peak_rss_bytes: Option<u64>,
     pub device_bytes_in_use: Option<u64>,
@@ -226,6 +229,23 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         model.decode_chunk(&ids, &params, chunk as u64, &mut scratch, hooks).map_err(|e| e.to_string())?;
         total_s += chunk_start.elapsed().as_secs_f64();
     }
+    // GPU kernels: the same chunks with every launch issued eagerly, against the replayed steps.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    let eager_chunk_s = match model.gpu_decoder() {
+        Ok(gpu) if gpu.replays() => {
+            gpu.set_replay(false);
+            let started = Instant::now();
+            for chunk in 0..chunks {
+                model.decode_chunk(&ids, &params, chunk as u64, &mut scratch, DecodeHooks::default()).map_err(|e| e.to_string())?;
+            }
+            sync(&device);
+            gpu.set_replay(true);
+            Some(started.elapsed().as_secs_f64() / chunks.max(1) as f64)
+        }
+        _ => None,
+    };
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    let eager_chunk_s = None;
     let (enc_s, temporal_s, depth_s, logits_s, sample_s) = (
         times.encoder.as_secs_f64(),
         times.temporal.as_secs_f64(),
@@ -262,6 +282,7 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
         logits_ms_per_step: host.then(|| logits_s / n / tokens * 1e3),
         sampling_ms_per_step: sample_s / n / tokens * 1e3,
         chunk_s,
+        eager_chunk_s,
         real_time_factor: (c.chunk_frames as f64 / 25.0) / chunk_s,
         peak_rss_bytes: peak_rss,
         device_bytes_in_use: device.memory_pool_usage().map(|u| u.bytes_reserved),
@@ -319,6 +340,8 @@ pub struct ChunkCounts {
     /// compiled and dropped, so the device executes nothing), µs; `None` on flex or when that
     /// chunk failed (its readbacks are stale buffers).
     pub dry_run_us_per_dispatch: Option<f64>,
+    /// The model ran our GPU kernels (syncs per chunk do not grow with the tokens).
+    pub gpu_kernels: bool,
 }
 
 /// Counts the device work of a chunk split by part (which also warms the device up), then of one
@@ -352,6 +375,7 @@ pub fn count_chunk(model: &Depthformer, target: &Target, ids: &[i32], params: &S
         issue_s: after.issue_s_since(&before),
         wait_s: after.wait_s_since(&before),
         dry_run_us_per_dispatch,
+        gpu_kernels: model.compute() == crate::Compute::Gpu,
     })
 }
 
@@ -426,7 +450,8 @@ impl GpuPrediction {
     pub const ENCODER_FLOPS_PER_S: f64 = 200e12;
 
     fn chunk(size: &str, c: &LmConfig, options: &LmOptions, counts: &ChunkCounts, dispatches: f64, syncs: f64, d2h_bytes: f64) -> PredictedChunk {
-        let gpu = LmOptions { precision: crate::v1::lm::WeightPrecision::F32, ..*options };
+        // The GPU kernels hold the weights at the chosen precision; burn ops run f32.
+        let gpu = if counts.gpu_kernels { *options } else { LmOptions { precision: crate::v1::lm::WeightPrecision::F32, ..*options } };
         let bytes = bytes_per_chunk(c, &gpu, 2);
         let encoder_gflop = encoder_flops_per_chunk(c, 2) / 1e9;
         let rest = dispatches * Self::T_GAP_S + syncs * Self::T_SYNC_S + encoder_gflop * 1e9 / Self::ENCODER_FLOPS_PER_S;
@@ -459,7 +484,13 @@ impl GpuPrediction {
                     let dispatches = enc + per_frame * target.chunk_frames as f64 + per_token * target.chunk_tokens() as f64;
                     let tokens = ratio(target.chunk_tokens(), c.chunk_tokens());
                     let vocab = ratio(target.vocab_size, c.vocab_size);
-                    Self::chunk(name, &target, options, counts, dispatches, t.syncs as f64 * tokens, t.d2h_bytes as f64 * tokens * vocab)
+                    // GPU kernels: a fixed two syncs (encoder output, tokens); else one per token.
+                    let (syncs, d2h) = if counts.gpu_kernels {
+                        (t.syncs as f64, t.d2h_bytes as f64 * ratio(target.d_model, c.d_model))
+                    } else {
+                        (t.syncs as f64 * tokens, t.d2h_bytes as f64 * tokens * vocab)
+                    };
+                    Self::chunk(name, &target, options, counts, dispatches, syncs, d2h)
                 })
                 .collect(),
             _ => Vec::new(),
@@ -570,6 +601,9 @@ impl std::fmt::Display for LmBenchReport {
         }
         writeln!(f, "  sampling (host)         {:>9.3} ms  (× {})", self.sampling_ms_per_step, self.tokens)?;
         writeln!(f, "  chunk                   {:>9.2} s   real-time factor {:.2}×", self.chunk_s, self.real_time_factor)?;
+        if let Some(e) = self.eager_chunk_s {
+            writeln!(f, "  chunk, eager launches   {:>9.2} s   (above: recorded steps replayed)", e)?;
+        }
         if let Some(b) = self.peak_rss_bytes {
             writeln!(f, "  peak RSS                {:>9.2} GB", gb(b))?;
         }

@@ -296,7 +296,7 @@ fn launch_and_graph_replay_on_the_gpu() {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 #[test]
 fn the_decoder_kernels_compile_to_ptx() {
-    use mrt::kernels::gpu::decode::{self as d, GEGLU, LANES, ROWS, THREADS, TILE};
+    use mrt::kernels::gpu::decode::{self as d, GEGLU, LANES, THREADS, TILE};
     load_nvrtc();
     let arch = CudaArch::h100();
     let (p, t) = arch.properties();
@@ -308,7 +308,7 @@ fn the_decoder_kernels_compile_to_ptx() {
     let sources = [
         cuda_source(
             &d::gemv::Gemv::new(
-                s(LANES, ROWS),
+                s(LANES, THREADS / LANES),
                 p.clone(),
                 t.clone(),
                 buf(),

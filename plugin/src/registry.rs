@@ -199,12 +199,12 @@ fn load_v1(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Model
     let paths = mrt::assets::with_converted_lm(paths, &settings.cache_dir, progress)
         .map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
     let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
-    // The engine's rule of which options a path supports (bf16 weights on the host path only):
-    // where it refuses, the plugin plays f32 and says so.
+    // The engine's rule of which options a path supports (int8 on the CPU only, bf16 on the CPU and
+    // the GPU kernels): where it refuses, the plugin plays f32 and says so.
     let mut options = key.lm;
     let mut notes = Vec::new();
     if options.check(target.compute).is_err() {
-        notes.push(format!("{} weights apply on the CPU only; {} runs f32", options.precision, key.device));
+        notes.push(format!("{} weights are not supported on {}; it runs f32", options.precision, key.device));
         options.precision = mrt::v1::lm::WeightPrecision::F32;
     }
     let generator =

@@ -80,13 +80,15 @@ impl ModelArgs {
 /// How the LM runs (speed options; the defaults are the exact path).
 #[derive(clap::Args, Clone)]
 pub struct LmFlags {
-    /// Decoder weights on the CPU path: f32 (exact) or bf16 (half the bytes per step).
+    /// Decoder weights: f32 (exact), bf16 (half the bytes per step; CPU and GPU kernels) or int8
+    /// (CPU only).
     #[arg(long = "lm-weights", env = "MRT_LM_WEIGHTS", default_value = "f32")]
     pub precision: mrt::v1::lm::WeightPrecision,
     /// Depth-step logits over the whole vocabulary (exact) or only the current level's ids.
     #[arg(long = "depth-logits", env = "MRT_DEPTH_LOGITS", default_value = "all")]
     pub depth_logits: mrt::v1::lm::DepthLogits,
-    /// The CPU path's kernels: host (our kernels, the default) or burn (burn ops, the reference).
+    /// The LM decoder's kernels: host (ours: the host kernels on the CPU, the GPU kernels on wgpu and
+    /// CUDA; the default) or burn (burn ops, the reference path).
     #[arg(long, env = "MRT_LM_KERNELS", default_value = "host", action = clap::ArgAction::Set, value_parser = mrt::device::parse_host_kernels)]
     pub kernels: bool,
 }
@@ -172,8 +174,8 @@ pub fn pick_device(choice: Option<DeviceChoice>) -> Result<DeviceChoice> {
     }
 }
 
-/// The device (default: the best compiled in) with host kernels on the CPU unless `host_kernels`
-/// is off.
+/// The device (default: the best compiled in) with our kernels (host kernels on the CPU, GPU
+/// kernels on GPUs) unless `host_kernels` is off.
 pub fn target(choice: Option<DeviceChoice>, host_kernels: bool) -> Result<Target> {
     Target::with_kernels(pick_device(choice)?, host_kernels).map_err(anyhow::Error::msg)
 }

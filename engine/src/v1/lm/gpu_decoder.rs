@@ -67,7 +67,7 @@ pub struct GpuDecoder {
     pub precision: WeightPrecision,
     /// Record one temporal and one depth step per chunk and replay them (CUDA graphs, wgpu's
     /// software graphs); off: every launch issued eagerly. `MRT_GPU_REPLAY=0` turns it off.
-    pub replay: bool,
+    replay: AtomicBool,
     /// `[vocab, d]` f32.
     embedding: Buf,
     temporal: Vec<TemporalLayer>,
@@ -131,13 +131,22 @@ impl GpuDecoder {
             temporal,
             depth,
             precision,
-            replay: std::env::var("MRT_GPU_REPLAY").map_or(true, |v| v != "0"),
+            replay: AtomicBool::new(std::env::var("MRT_GPU_REPLAY").map_or(true, |v| v != "0")),
             config: c.clone(),
             gpu,
         })
     }
 
-    /// Weight bytes one depth step reads (its layers and the level's logits rows of `rows`).
+    /// Whether chunks record and replay their steps (see the field); benchmarks compare both.
+    pub fn set_replay(&self, on: bool) {
+        self.replay.store(on, Ordering::Relaxed);
+    }
+
+    pub fn replays(&self) -> bool {
+        self.replay.load(Ordering::Relaxed)
+    }
+
+    /// The cubecl device's name.
     pub fn name(&self) -> &str {
         &self.gpu.name
     }
@@ -428,7 +437,7 @@ impl GpuDecoder {
         // a capture needs); then, with replay, one temporal step and one depth step + draw are
         // recorded and replayed for every later step. Positions come from the counter, so the
         // recorded launches are every step's.
-        let replay = self.replay && observe.is_none();
+        let replay = self.replay.load(Ordering::Relaxed) && observe.is_none();
         let mut graphs = None;
         for t in 0..frames {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
