@@ -18,7 +18,7 @@ fn small_config() -> LmConfig {
         encoder_layers: 1,
         temporal_layers: 2,
         depth_layers: 2,
-        chunk_frames: 4,
+        chunk_frames: 2,
         ..LmConfig::base()
     }
 }

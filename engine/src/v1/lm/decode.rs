@@ -105,7 +105,7 @@ impl Depthformer {
             let uniforms: Vec<f32> = (0..frames * levels).map(|_| if greedy { 0.0 } else { rng.next_f64() as f32 }).collect();
             let t0 = Instant::now();
             let mut observer = hooks.observer.take();
-            let observe = observer.as_mut().map(|o| &mut **o as &mut dyn FnMut(usize, &[f32]));
+            let observe = observer.as_mut().map(|o| &mut **o as super::StepObserver<'_>);
             let tokens = self.gpu_decoder()?.run_chunk(chunk, params, &uniforms, observe, hooks.cancel, |part| counters::enter(part, device))?;
             let _ = device.sync();
             times.depth += t0.elapsed();

@@ -413,7 +413,7 @@ impl GpuDecoder {
         chunk: &mut GpuChunk,
         params: &SamplingParams,
         uniforms: &[f32],
-        mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
+        mut observe: Option<super::StepObserver<'_>>,
         cancel: Option<&AtomicBool>,
         mut part: impl FnMut(crate::kernels::counters::Part),
     ) -> Result<Vec<i32>, LmError> {

@@ -283,6 +283,7 @@ impl DecodeCache {
 }
 
 /// One chunk being decoded, on whichever path the model runs ([`Depthformer::begin_chunk`]).
+#[allow(clippy::large_enum_variant)] // One per chunk, built once and stepped in place.
 pub enum ChunkState {
     Burn {
         cache: DecodeCache,
