@@ -264,7 +264,7 @@ pub fn bench_lm(size: &str, config: LmConfig, target: &Target, options: LmOption
     let decode_bytes = bytes - once_per_chunk_weight_bytes(c);
     let tokens = c.chunk_tokens() as f64;
     let host = model.compute() == Compute::Host;
-    let path = if host { format!("host kernels ({})", crate::kernels::host::simd_level()) } else { "burn ops".to_owned() };
+    let path = if host { format!("host kernels ({})", crate::kernels::host::simd_level()) } else { model.compute().to_string() };
     let prediction = GpuPrediction::new(c, &options, &counts);
     Ok(LmBenchReport {
         size: size.to_owned(),
@@ -594,6 +594,9 @@ impl std::fmt::Display for LmBenchReport {
         )?;
         writeln!(f, "  load (random weights)   {:>9.2} s", self.load_s)?;
         writeln!(f, "  encoder + cross K/V     {:>9.1} ms / chunk", self.encoder_ms)?;
+        if self.path == crate::Compute::Gpu.to_string() {
+            writeln!(f, "  (GPU kernels: the decode loop runs on the device in one go; its time is under the depth step)")?;
+        }
         writeln!(f, "  temporal step           {:>9.2} ms  (× {})", self.temporal_step_ms, self.frames)?;
         match self.logits_ms_per_step {
             Some(l) => writeln!(f, "  depth step + logits     {:>9.3} ms  (× {}; logits {l:.3} ms)", self.depth_step_ms, self.tokens)?,

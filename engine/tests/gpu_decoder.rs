@@ -4,6 +4,8 @@
 //! host's tokens, greedy and sampled; an out-of-vocabulary input is refused by name.
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use mrt::conformance::compare;
 use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams, WeightPrecision};
@@ -37,23 +39,9 @@ fn encoder_rows(c: &LmConfig) -> Vec<i32> {
 
 /// Teacher-forced step logits `[steps, 2, rows]` of `frames` frames, different targets per row.
 fn stepped_logits(m: &Depthformer, frames: usize) -> Vec<f32> {
-    let c = &m.config;
-    let (q, s) = (c.num_levels, c.encoder_len());
-    let n = frames * q;
+    let n = frames * m.config.num_levels;
     let targets: Vec<i32> = (0..2 * n).map(|i| (2 + (i * 977) % 29000) as i32).collect();
-    let mut state = m.begin_chunk(m.encode(m.ids_tensor(&encoder_rows(c), 2, s))).unwrap();
-    let (mut out, mut logits) = (Vec::new(), Vec::new());
-    for t in 0..frames {
-        let prev: Vec<i32> = (0..2).flat_map(|r| targets[r * n + t.saturating_sub(1) * q..r * n + t.max(1) * q].to_vec()).collect();
-        m.step_frame(&mut state, (t > 0).then_some(prev.as_slice())).unwrap();
-        for l in 0..q {
-            let step = t * q + l;
-            let prev = (l > 0).then(|| [targets[step - 1], targets[n + step - 1]]);
-            m.step_level(&mut state, l, prev.as_ref().map(|p| p.as_slice()), &mut logits).unwrap();
-            out.extend_from_slice(&logits);
-        }
-    }
-    out
+    common::lm::stepped_logits(m, &encoder_rows(&m.config), &targets, frames)
 }
 
 #[test]

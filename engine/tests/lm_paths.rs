@@ -1,6 +1,8 @@
 //! The fast incremental path against the slow teacher-forced path on random weights at the real
 //! head size (64), and the sampling contract of a whole chunk.
 
+mod common;
+
 use mrt::conformance::compare;
 use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams, WeightPrecision};
@@ -140,23 +142,7 @@ fn model_with(config: &LmConfig, seed: u64, options: LmOptions) -> Depthformer {
 /// Logits of every step of `frames` frames through the model's stepping calls (the decode
 /// loop's), teacher-forced with `targets` (`[2, frames·levels]`).
 fn stepped_logits(m: &Depthformer, targets: &[i32], frames: usize) -> Vec<f32> {
-    let c = &m.config;
-    let (q, s) = (c.num_levels, c.encoder_len());
-    let n = targets.len() / 2;
-    let mut state = m.begin_chunk(m.encode(m.ids_tensor(&encoder_rows(c), 2, s))).unwrap();
-    let mut out = Vec::new();
-    let mut logits = Vec::new();
-    for t in 0..frames {
-        let prev: Vec<i32> = (0..2).flat_map(|r| targets[r * n + t.saturating_sub(1) * q..r * n + t.max(1) * q].to_vec()).collect();
-        m.step_frame(&mut state, (t > 0).then_some(prev.as_slice())).unwrap();
-        for l in 0..q {
-            let step = t * q + l;
-            let prev = (l > 0).then(|| [targets[step - 1], targets[n + step - 1]]);
-            m.step_level(&mut state, l, prev.as_ref().map(|p| p.as_slice()), &mut logits).unwrap();
-            out.extend_from_slice(&logits);
-        }
-    }
-    out
+    common::lm::stepped_logits(m, &encoder_rows(&m.config), targets, frames)
 }
 
 #[test]

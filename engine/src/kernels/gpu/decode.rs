@@ -575,15 +575,19 @@ pub fn sample(
             pick_s[0] = argmax;
         }
     } else {
-        // The k-th largest key by bisection over its bits: the largest t with #(key ≥ t) ≥ k.
+        // The k-th largest key by bisection over its bits (rounds 0–31: the largest t with
+        // #(key ≥ t) ≥ k), then (round 32) how many keys lie above it.
         let all = top_k == 0 || top_k as usize >= n;
         let k = top_k;
         let mut thr = 0u32;
+        let mut above = 0u32;
         if !all {
-            let mut bit = 32u32;
-            while bit > 0 {
-                bit -= 1;
-                let cand = thr | (1u32 << bit);
+            let mut round = 0u32;
+            while round < 33 {
+                let mut cand = thr + 1;
+                if round < 32 {
+                    cand = thr | (1u32 << (31 - round));
+                }
                 let mut count = 0u32;
                 let mut i = tid;
                 while i < n {
@@ -602,35 +606,16 @@ pub fn sample(
                     sync_cube();
                     half /= 2;
                 }
-                if red_u[0] >= k {
-                    thr = cand;
+                if round < 32 {
+                    if red_u[0] >= k {
+                        thr = cand;
+                    }
+                } else if thr != 0xFFFF_FFFFu32 {
+                    above = red_u[0];
                 }
                 sync_cube();
+                round += 1;
             }
-        }
-        // Keys above the threshold are kept, and the first `need` ties in id order.
-        let mut above = 0u32;
-        if !all {
-            let mut i = tid;
-            let mut count = 0u32;
-            while i < n {
-                if order_key(guided_at(logits, i, n, w, batch)) > thr {
-                    count += 1;
-                }
-                i += threads;
-            }
-            red_u[tid] = count;
-            sync_cube();
-            let mut half = threads / 2;
-            while half > 0 {
-                if tid < half {
-                    red_u[tid] += red_u[tid + half];
-                }
-                sync_cube();
-                half /= 2;
-            }
-            above = red_u[0];
-            sync_cube();
         }
         let need = k - above;
         // Contiguous blocks of ids per thread, so running sums follow the id order.

@@ -1,0 +1,24 @@
+//! The LM's stepping API driven with teacher-forced targets (the path tests compare).
+
+use mrt::v1::lm::Depthformer;
+
+/// Step logits `[steps, 2, rows]` of `frames` frames from `encoder_ids` (`[2, encoder_len]`), with
+/// `targets` (`[2, n]`, one row per CFG row) as every step's previous token.
+pub fn stepped_logits(m: &Depthformer, encoder_ids: &[i32], targets: &[i32], frames: usize) -> Vec<f32> {
+    let c = &m.config;
+    let (q, s) = (c.num_levels, c.encoder_len());
+    let n = targets.len() / 2;
+    let mut state = m.begin_chunk(m.encode(m.ids_tensor(encoder_ids, 2, s))).unwrap();
+    let (mut out, mut logits) = (Vec::new(), Vec::new());
+    for t in 0..frames {
+        let prev: Vec<i32> = (0..2).flat_map(|r| targets[r * n + t.saturating_sub(1) * q..r * n + t.max(1) * q].to_vec()).collect();
+        m.step_frame(&mut state, (t > 0).then_some(prev.as_slice())).unwrap();
+        for l in 0..q {
+            let step = t * q + l;
+            let prev = (l > 0).then(|| [targets[step - 1], targets[n + step - 1]]);
+            m.step_level(&mut state, l, prev.as_ref().map(|p| p.as_slice()), &mut logits).unwrap();
+            out.extend_from_slice(&logits);
+        }
+    }
+    out
+}
