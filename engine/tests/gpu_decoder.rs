@@ -76,8 +76,11 @@ fn gpu_chunks_give_the_host_tokens_greedy_and_sampled() {
             assert_eq!(got.len(), c.chunk_tokens());
             let first = got.iter().zip(&want).position(|(a, b)| a != b);
             assert_eq!(first, None, "{options:?}, {p:?}: first differing token");
-            // Deterministic: the same chunk again (replay of freshly recorded steps) is identical.
-            assert_eq!(gpu.generate_tokens(&ids, &p, 2, None, None).unwrap(), got);
+            // Deterministic: the same chunk again (replay of freshly recorded steps) is identical
+            // (once per weight setting: lavapipe is slow).
+            if p.top_k == 1 {
+                assert_eq!(gpu.generate_tokens(&ids, &p, 2, None, None).unwrap(), got);
+            }
         }
     }
 }
