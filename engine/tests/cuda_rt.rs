@@ -3,7 +3,7 @@
 //! Source generation and the NVRTC compile need no GPU: NVRTC is a plain library, taken from the
 //! pip wheel `nvidia-cuda-nvrtc-cu12` (folder in `MRT_NVRTC_LIB_DIR`, set by test.sh). Those tests
 //! fail, never skip, when it is missing. The launch and graph test needs a GPU and is ignored here;
-//! the GPU script runs it with `--ignored`.
+//! run it on a GPU machine with `--ignored` (not yet part of scripts/gpu-bench.sh).
 #![cfg(feature = "cuda-rt")]
 
 use std::path::PathBuf;
@@ -241,7 +241,7 @@ fn opening_a_device_names_a_missing_driver() {
 }
 
 #[test]
-#[ignore = "needs an NVIDIA GPU and driver: run by the GPU script with --ignored"]
+#[ignore = "needs an NVIDIA GPU and driver (CI has none): on a GPU machine run this test with --ignored"]
 fn launch_and_graph_replay_on_the_gpu() {
     load_nvrtc();
     let rt = CudaRt::new(0).unwrap_or_else(|e| panic!("{e}"));

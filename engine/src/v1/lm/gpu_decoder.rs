@@ -437,14 +437,12 @@ impl GpuDecoder {
         // a capture needs); then, with replay, one temporal step and one depth step + draw are
         // recorded and replayed for every later step. Positions come from the counter, so the
         // recorded launches are every step's.
-        let replay = self.replay.load(Ordering::Relaxed) && observe.is_none();
+        // Without graphs on this backend (`graph_prepare` refused) the chunk runs eagerly.
+        let replay = self.replay.load(Ordering::Relaxed) && observe.is_none() && g.client.graph_prepare().is_ok();
         let mut graphs = None;
         for t in 0..frames {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(LmError::Cancelled);
-            }
-            if t == 0 && replay && g.client.graph_prepare().is_err() {
-                // No graphs on this backend: eager throughout.
             }
             if t == 1 && replay {
                 graphs = self.capture(chunk, &depth_and_sample);
