@@ -152,14 +152,13 @@ pub struct Draws {
 /// settings (`greedy` when `top_k == 1` or `temperature ≤ 0`).
 pub fn sample_ids(gpu: &Gpu, cond: &[f32], uncond: Option<(&[f32], f32)>, top_k: usize, temperature: f32, uniforms: &[f32]) -> Result<Draws, GpuError> {
     let n = cond.len();
-    let (batch, w, mut rows) = match uncond {
+    let (batch, w, rows) = match uncond {
         Some((u, w)) => {
             assert_eq!(u.len(), n, "cond and uncond logits differ in length");
             (2, w, [cond, u].concat())
         }
         None => (1, 0.0, cond.to_vec()),
     };
-    rows.shrink_to_fit();
     let logits = gpu.f32s(&rows);
     let steps = uniforms.len();
     let us = gpu.f32s(uniforms);
