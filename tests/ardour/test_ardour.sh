@@ -128,11 +128,26 @@ passed=0 failed=0
 for family in "${families[@]}"; do
   echo "== Ardour: MRT Live $family"
   dir="$scratch/$family"
-  mkdir -p "$dir"
   start=$(date +%s)
-  if ! MRT_MODEL="$family" MRT_LIVE_LOAD_LOG="$dir/loads.log" timeout 240 "$lua" "$here/session.lua" \
-      "$dir/session" "$dir/out" "$seconds" "$preset_id" "paced:$pace,fast:0" 2>&1 | tee "$dir.log" \
-      || ! grep -q '^ardour: done' "$dir.log"; then
+  # Ardour 7.3 itself sometimes aborts while building the track (a corrupted heap in
+  # new_midi_track's port setup, before the "ardour: track" line: once in CI, never in 6 local runs
+  # with MALLOC_CHECK_=3; valgrind saw no invalid write there; engine/NOTES.md, "Ardour"). Such a
+  # run, and only such a run, gets one more try in a fresh session; it is reported, and the
+  # second try must pass every check.
+  for try in 1 2; do
+    rm -rf "$dir" && mkdir -p "$dir"
+    set +e
+    MRT_MODEL="$family" MRT_LIVE_LOAD_LOG="$dir/loads.log" timeout 240 "$lua" "$here/session.lua" \
+      "$dir/session" "$dir/out" "$seconds" "$preset_id" "paced:$pace,fast:0" 2>&1 | tee "$dir.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$try" = 1 ] && [ "$rc" -gt 128 ] && [ "$rc" != 137 ] && ! grep -q '^ardour: track ' "$dir.log"; then
+      echo "note: ardour $family: Ardour died (exit $rc) while building the track; trying once more"
+      continue
+    fi
+    break
+  done
+  if [ "$rc" != 0 ] || ! grep -q '^ardour: done' "$dir.log"; then
     echo "FAIL ardour $family: the Ardour session script failed (log above)"
     failed=$((failed + 1))
     continue
