@@ -6,7 +6,6 @@
 
 mod common;
 
-use mrt::conformance::compare;
 use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams, WeightPrecision};
 
@@ -40,8 +39,7 @@ fn encoder_rows(c: &LmConfig) -> Vec<i32> {
 /// Teacher-forced step logits `[steps, 2, rows]` of `frames` frames, different targets per row.
 fn stepped_logits(m: &Depthformer, frames: usize) -> Vec<f32> {
     let n = frames * m.config.num_levels;
-    let targets: Vec<i32> = (0..2 * n).map(|i| (2 + (i * 977) % 29000) as i32).collect();
-    common::lm::stepped_logits(m, &encoder_rows(&m.config), &targets, frames)
+    common::lm::stepped_logits(m, &encoder_rows(&m.config), &common::lm::varied_targets(n, 977, 29000), frames)
 }
 
 #[test]
@@ -51,12 +49,8 @@ fn gpu_step_logits_equal_the_host_kernels_f32_and_bf16() {
         let options = LmOptions { precision, depth_logits };
         let want = stepped_logits(&model(&c, false, options), 2);
         let got = stepped_logits(&model(&c, true, options), 2);
-        assert_eq!(got.len(), want.len());
-        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        assert!(scale > 0.1, "logits are not degenerate (scale {scale})");
         // Same weights (bf16 widened exactly on both), f32 sums in another order.
-        let (diff, ok) = compare(&got, &want, 1e-4, 1e-4);
-        assert!(ok, "{precision} / {depth_logits}: GPU vs host step logits max |diff| {diff} (scale {scale})");
+        common::lm::assert_logits_close(&got, &want, &format!("{precision} / {depth_logits}: GPU vs host step logits"));
     }
 }
 
@@ -88,13 +82,15 @@ fn gpu_chunks_give_the_host_tokens_greedy_and_sampled() {
 #[test]
 fn observed_and_replayed_chunks_agree_and_bad_ids_are_refused() {
     let c = small_config();
-    let gpu = model(&c, true, LmOptions::default());
+    // Logits of the current level only (1,024 rows, not 29,824): the same step graph, and
+    // lavapipe spends most of a full-width step in the logits product.
+    let gpu = model(&c, true, LmOptions { depth_logits: DepthLogits::Level, ..LmOptions::default() });
     let ids = encoder_rows(&c);
     let p = SamplingParams { seed: 8, ..SamplingParams::default() };
     // An observer reads every step's guided logits (eager launches); without one the steps replay.
     let mut seen = 0;
     let mut observe = |_: usize, guided: &[f32]| {
-        assert_eq!(guided.len(), c.vocab_size);
+        assert_eq!(guided.len(), c.codebook_size);
         seen += 1;
     };
     let observed = gpu.generate_tokens(&ids, &p, 0, Some(&mut observe), None).unwrap();

@@ -22,3 +22,19 @@ pub fn stepped_logits(m: &Depthformer, encoder_ids: &[i32], targets: &[i32], fra
     }
     out
 }
+
+/// Teacher-forcing targets `[2, n]`, different per row and step, some outside their level's
+/// range as the reference allows: `2 + (i · stride) mod modulo`.
+pub fn varied_targets(n: usize, stride: usize, modulo: usize) -> Vec<i32> {
+    (0..2 * n).map(|i| (2 + (i * stride) % modulo) as i32).collect()
+}
+
+/// Asserts that `want` is not degenerate (some |logit| > 0.1) and that `got` matches it within
+/// 1e-4 (absolute and relative): the same model on another path, f32 sums in another order.
+pub fn assert_logits_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(scale > 0.1, "{what}: logits are not degenerate (scale {scale})");
+    let (diff, ok) = mrt::conformance::compare(got, want, 1e-4, 1e-4);
+    assert!(ok, "{what}: max |diff| {diff} (scale {scale})");
+}

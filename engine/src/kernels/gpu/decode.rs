@@ -36,6 +36,35 @@ pub const STORE: u32 = 0;
 pub const ADD: u32 = 1;
 pub const GEGLU: u32 = 2;
 
+/// [`tree_reduce`] operators.
+const SUM: u32 = 0;
+const MAX: u32 = 1;
+const MIN: u32 = 2;
+
+/// Reduces `red[..threads]` (a power of two up to 256) into `red[0]` with `op` (`SUM`, `MAX` or
+/// `MIN`). Every thread of the cube calls it after writing its `red[tid]`; it begins and ends
+/// with a barrier.
+#[cube]
+fn tree_reduce<T: Numeric>(red: &mut Shared<[T]>, tid: usize, threads: usize, #[comptime] op: u32) {
+    sync_cube();
+    let mut half = threads / 2;
+    while half > 0 {
+        if tid < half {
+            let a = red[tid];
+            let b = red[tid + half];
+            if comptime![op == SUM] {
+                red[tid] = a + b;
+            } else if comptime![op == MAX] {
+                red[tid] = select(b > a, b, a);
+            } else {
+                red[tid] = select(b < a, b, a);
+            }
+        }
+        sync_cube();
+        half /= 2;
+    }
+}
+
 /// `gelu_tanh(g) · l`, the host's formula (`kernels::host::vmath::gelu_mul`).
 #[cube]
 fn gelu_mul(g: f32, l: f32) -> f32 {
@@ -334,15 +363,7 @@ pub fn attend_cross(q: &[f32], keys: &[f32], values: &[f32], ctx: &mut [f32], #[
         j += threads;
     }
     red[tid] = m;
-    sync_cube();
-    let mut half = threads / 2;
-    while half > 0 {
-        if tid < half {
-            red[tid] = select(red[tid + half] > red[tid], red[tid + half], red[tid]);
-        }
-        sync_cube();
-        half /= 2;
-    }
+    tree_reduce(&mut red, tid, threads, MAX);
     let top = red[0];
     sync_cube();
     let mut sum = 0.0f32;
@@ -354,15 +375,7 @@ pub fn attend_cross(q: &[f32], keys: &[f32], values: &[f32], ctx: &mut [f32], #[
         j += threads;
     }
     red[tid] = sum;
-    sync_cube();
-    let mut half = threads / 2;
-    while half > 0 {
-        if tid < half {
-            red[tid] += red[tid + half];
-        }
-        sync_cube();
-        half /= 2;
-    }
+    tree_reduce(&mut red, tid, threads, SUM);
     let r = 1.0f32 / red[0];
     sync_cube();
     // Groups of dh threads split the positions; then the groups are summed in order.
@@ -597,15 +610,7 @@ pub fn sample(
                     i += threads;
                 }
                 red_u[tid] = count;
-                sync_cube();
-                let mut half = threads / 2;
-                while half > 0 {
-                    if tid < half {
-                        red_u[tid] += red_u[tid + half];
-                    }
-                    sync_cube();
-                    half /= 2;
-                }
+                tree_reduce(&mut red_u, tid, threads, SUM);
                 if round < 32 {
                     if red_u[0] >= k {
                         thr = cand;
@@ -699,15 +704,7 @@ pub fn sample(
         }
         sync_cube();
         red_u[tid] = found;
-        sync_cube();
-        let mut half = threads / 2;
-        while half > 0 {
-            if tid < half {
-                red_u[tid] = select(red_u[tid + half] < red_u[tid], red_u[tid + half], red_u[tid]);
-            }
-            sync_cube();
-            half /= 2;
-        }
+        tree_reduce(&mut red_u, tid, threads, MIN);
         if tid == 0 {
             let mut p = red_u[0];
             if p == n as u32 {
