@@ -22,6 +22,22 @@ fn c1_ladder_passes_on_flex() {
     assert!(report.passed(), "failed rungs: {:#?}", report.failures());
 }
 
+/// The ladder decodes clip by clip (as the player does); a batch of the same clips decodes to
+/// the same audio.
+#[test]
+fn a_batch_of_clips_decodes_as_the_clips_one_by_one() {
+    let dir = fixture("C1");
+    let codec = Codec::load(&dir, CodecConfig::spectrostream_48k_stereo(), &mrt::Target::host()).expect("C1 loads");
+    let latent = mrt::formats::npy::read_f32(&dir.join("dequantized.npy")).expect("dequantized.npy");
+    let clips = latent.shape[0];
+    assert!(clips >= 2, "C1 has {clips} clips");
+    let batched = codec.embeddings_to_audio(&latent.data, clips).unwrap();
+    let one_by_one: Vec<f32> = latent.data.chunks_exact(latent.data.len() / clips).flat_map(|clip| codec.embeddings_to_audio(clip, 1).unwrap()).collect();
+    assert_eq!(batched.len(), one_by_one.len());
+    let diff = batched.iter().zip(&one_by_one).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "batch vs clip by clip: max |diff| {diff}");
+}
+
 /// A scratch copy of C1's weight files.
 struct Scratch(PathBuf);
 
