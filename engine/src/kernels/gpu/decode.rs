@@ -532,7 +532,8 @@ pub fn sample(
     let mut red_f = Shared::<[f32]>::new_slice(256usize);
     let mut red_u = Shared::<[u32]>::new_slice(256usize);
     let mut red_i = Shared::<[u32]>::new_slice(256usize);
-    let mut pick_s = Shared::<[u32]>::new_slice(1usize);
+    let mut pick_s = Shared::<[u32]>::new_slice(2usize);
+    let hist = Shared::<[Atomic<u32>]>::new_slice(16usize);
     let mut tgt = Shared::<[f32]>::new_slice(1usize);
 
     let step = counter[0];
@@ -588,41 +589,70 @@ pub fn sample(
             pick_s[0] = argmax;
         }
     } else {
-        // The k-th largest key by bisection over its bits (rounds 0–31: the largest t with
-        // #(key ≥ t) ≥ k), then (round 32) how many keys lie above it.
+        // The k-th largest key by radix select, 4 bits a round from the top (8 rounds): among
+        // the keys equal to `thr` on the bits decided so far (`mask`), each round counts the
+        // next digit's 16 values (per thread, then 16 shared atomic adds per thread) and keeps
+        // the digit holding the `need`-th largest. At the end `thr` is that key and `need` how
+        // many of the keys equal to it are kept (k − #(key > thr)), the lowest ids first.
         let all = top_k == 0 || top_k as usize >= n;
         let k = top_k;
         let mut thr = 0u32;
-        let mut above = 0u32;
+        let mut need = k;
         if !all {
+            let mut mask = 0u32;
             let mut round = 0u32;
-            while round < 33 {
-                let mut cand = thr + 1;
-                if round < 32 {
-                    cand = thr | (1u32 << (31 - round));
+            while round < 8 {
+                let shift = 28 - 4 * round;
+                if tid < 16 {
+                    hist[tid].store(0u32);
                 }
-                let mut count = 0u32;
+                sync_cube();
+                let mut count = Array::<u32>::new(16usize);
+                for b in 0..16usize {
+                    count[b] = 0u32;
+                }
                 let mut i = tid;
                 while i < n {
-                    if order_key(guided_at(logits, i, n, w, batch)) >= cand {
-                        count += 1;
+                    let key = order_key(guided_at(logits, i, n, w, batch));
+                    if (key & mask) == thr {
+                        let digit = ((key >> shift) & 15u32) as usize;
+                        count[digit] += 1u32;
                     }
                     i += threads;
                 }
-                red_u[tid] = count;
-                tree_reduce(&mut red_u, tid, threads, SUM);
-                if round < 32 {
-                    if red_u[0] >= k {
-                        thr = cand;
+                for b in 0..16usize {
+                    if count[b] > 0u32 {
+                        hist[b].fetch_add(count[b]);
                     }
-                } else if thr != 0xFFFF_FFFFu32 {
-                    above = red_u[0];
                 }
+                sync_cube();
+                if tid == 0 {
+                    let mut digit = 0u32;
+                    let mut above = 0u32;
+                    let mut found = false;
+                    for s in 0..16u32 {
+                        let b = 15u32 - s;
+                        if !found {
+                            let c = hist[b as usize].load();
+                            if above + c >= need {
+                                digit = b;
+                                found = true;
+                            } else {
+                                above += c;
+                            }
+                        }
+                    }
+                    pick_s[0] = thr | (digit << shift);
+                    pick_s[1] = need - above;
+                }
+                sync_cube();
+                thr = pick_s[0];
+                need = pick_s[1];
+                mask |= 15u32 << shift;
                 sync_cube();
                 round += 1;
             }
         }
-        let need = k - above;
         // Contiguous blocks of ids per thread, so running sums follow the id order.
         let chunk = n.div_ceil(threads);
         let lo = select(tid * chunk < n, tid * chunk, n);
