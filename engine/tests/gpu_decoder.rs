@@ -96,6 +96,9 @@ fn observed_and_replayed_chunks_agree_and_bad_ids_are_refused() {
     let observed = gpu.generate_tokens(&ids, &p, 0, Some(&mut observe), None).unwrap();
     assert_eq!(seen, c.chunk_tokens());
     assert_eq!(gpu.generate_tokens(&ids, &p, 0, None, None).unwrap(), observed);
+    // Generation holds one copy of the decoder on the device; burn's is uploaded by the first
+    // teacher-forced pass (the reference: the L1 ladder on wgpu runs it through this path).
+    assert!(!gpu.burn_decoder_resident(), "burn's decoder was uploaded for generation");
     let mut state = gpu.begin_chunk(gpu.encode(gpu.ids_tensor(&ids, 2, c.encoder_len()))).unwrap();
     gpu.step_frame(&mut state, None).unwrap();
     let err = gpu.step_level(&mut state, 1, Some(&[c.vocab_size as i32]), &mut Vec::new()).unwrap_err();

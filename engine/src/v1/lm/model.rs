@@ -46,10 +46,11 @@ enum LmPath {
     Host { encoder: HostEncoder, decoder: HostDecoder, reference: OnceLock<BurnStacks> },
     /// burn ops on the device, f32.
     Burn(BurnStacks),
-    /// Our decode kernels on a GPU ([`GpuDecoder`]); the encoder (and the reference steps) on
-    /// burn.
+    /// Our decode kernels on a GPU ([`GpuDecoder`]); the encoder on burn. burn's decoder (the
+    /// teacher-forced reference: conformance, tests) is uploaded from `host` on first use, so
+    /// generation holds one copy of the decoder's weights on the device, not two.
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    Gpu { stacks: BurnStacks, decoder: GpuDecoder },
+    Gpu { stacks: BurnStacks, decoder: GpuDecoder, host: HostDecoder },
 }
 
 /// The whole model as burn modules.
@@ -59,17 +60,23 @@ struct BurnStacks {
     /// `[1, encoder_len, d]`.
     positions: Tensor<3>,
     encoder: BurnEncoder,
-    decoder: BurnDecoder,
+    /// Set at load, except on the GPU path (built on first use there).
+    decoder: OnceLock<BurnDecoder>,
 }
 
 impl BurnStacks {
-    /// Uploads the host layout (bf16 weights widen exactly).
-    fn from_host(encoder: &HostEncoder, decoder: &HostDecoder, c: &LmConfig, device: &Device, blocks: usize) -> Self {
+    /// Uploads the host layout (bf16 weights widen exactly); the decoder stacks too when
+    /// `with_decoder`.
+    fn from_host(encoder: &HostEncoder, decoder: &HostDecoder, with_decoder: bool, c: &LmConfig, device: &Device, blocks: usize) -> Self {
+        let stacks = OnceLock::new();
+        if with_decoder {
+            let _ = stacks.set(BurnDecoder::from_host(decoder, c, device, blocks));
+        }
         Self {
             embedding: Tensor::from_data(TensorData::new(decoder.embedding.clone(), [c.vocab_size, c.d_model]), device),
             positions: sinusoid_positions(c.encoder_len(), c.d_model, c.position_timescale, device),
             encoder: BurnEncoder::from_host(encoder, c, device, blocks),
-            decoder: BurnDecoder::from_host(decoder, c, device, blocks),
+            decoder: stacks,
         }
     }
 }
@@ -322,12 +329,13 @@ impl Depthformer {
         let decoder = HostDecoder::new(c, weights, options.precision);
         let path = match target.compute {
             Compute::Host => LmPath::Host { encoder, decoder, reference: OnceLock::new() },
-            Compute::Burn => LmPath::Burn(BurnStacks::from_host(&encoder, &decoder, c, &target.device, linear_blocks(target))),
+            Compute::Burn => LmPath::Burn(BurnStacks::from_host(&encoder, &decoder, true, c, &target.device, linear_blocks(target))),
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             Compute::Gpu => {
                 let gpu = crate::kernels::gpu::Gpu::new(&target.device).map_err(|e| LmError::Backend(e.to_string()))?;
                 let fast = GpuDecoder::new(gpu, c, &decoder, &encoder, options.precision)?;
-                LmPath::Gpu { stacks: BurnStacks::from_host(&encoder, &decoder, c, &target.device, linear_blocks(target)), decoder: fast }
+                let stacks = BurnStacks::from_host(&encoder, &decoder, false, c, &target.device, linear_blocks(target));
+                LmPath::Gpu { stacks, decoder: fast, host: decoder }
             }
             #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             Compute::Gpu => return Err(LmError::Backend("GPU kernels need a GPU backend (features wgpu or cuda)".into())),
@@ -366,8 +374,31 @@ impl Depthformer {
             LmPath::Gpu { stacks, .. } => stacks,
             LmPath::Host { encoder, decoder, reference } => {
                 let target = Target { choice: crate::DeviceChoice::Flex, device: self.device.clone(), compute: Compute::Burn };
-                reference.get_or_init(|| BurnStacks::from_host(encoder, decoder, &self.config, &self.device, linear_blocks(&target)))
+                reference.get_or_init(|| BurnStacks::from_host(encoder, decoder, true, &self.config, &self.device, linear_blocks(&target)))
             }
+        }
+    }
+
+    /// Whether burn's decoder stacks are on the device: always on the burn path, on the GPU path
+    /// only once the teacher-forced reference ran (generation never needs them), on the host
+    /// path once the burn reference was built.
+    pub fn burn_decoder_resident(&self) -> bool {
+        match &self.path {
+            LmPath::Burn(b) => b.decoder.get().is_some(),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            LmPath::Gpu { stacks, .. } => stacks.decoder.get().is_some(),
+            LmPath::Host { reference, .. } => reference.get().is_some_and(|r| r.decoder.get().is_some()),
+        }
+    }
+
+    /// burn's decoder stacks: built at load (burn path, host reference) or, on the GPU path, on
+    /// first use from the host decoder kept for it.
+    fn burn_decoder(&self) -> &BurnDecoder {
+        let stacks = self.burn();
+        match &self.path {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            LmPath::Gpu { host, .. } => stacks.decoder.get_or_init(|| BurnDecoder::from_host(host, &self.config, &self.device, 1)),
+            _ => stacks.decoder.get().expect("the burn and host paths build burn's decoder with its stacks"),
         }
     }
 
@@ -459,7 +490,7 @@ impl Depthformer {
             temporal_in = Tensor::cat(vec![temporal_in, prev], 1);
         }
         let h = c.num_heads;
-        let dec = &self.burn().decoder;
+        let dec = self.burn_decoder();
         let tbias = dec.temporal_bias.clone().slice([0..1, 0..h, 0..frames, 0..frames]);
         let mut x = temporal_in;
         for (i, layer) in dec.temporal.iter().enumerate() {
@@ -511,7 +542,7 @@ impl Depthformer {
     pub(crate) fn temporal_step(&self, cache: &mut DecodeCache, x: Tensor<3>) -> Tensor<3> {
         let t = cache.frames();
         let h = self.config.num_heads;
-        let dec = &self.burn().decoder;
+        let dec = self.burn_decoder();
         let bias = dec.temporal_bias.clone().slice([0..1, 0..h, t..t + 1, 0..t + 1]);
         let mut x = x;
         for ((layer, cross), kv) in dec.temporal.iter().zip(&cache.cross).zip(cache.temporal.iter_mut()) {
@@ -534,7 +565,7 @@ impl Depthformer {
     pub(crate) fn depth_step_hidden(&self, cache: &mut DecodeCache, x: Tensor<3>) -> (Tensor<2>, Tensor<3>) {
         let q = cache.levels();
         let h = self.config.num_heads;
-        let dec = &self.burn().decoder;
+        let dec = self.burn_decoder();
         let bias = dec.depth_bias.clone().slice([0..1, 0..h, q..q + 1, 0..q + 1]);
         let mut y = x;
         for (layer, kv) in dec.depth.iter().zip(cache.depth.iter_mut()) {
