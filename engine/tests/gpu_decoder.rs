@@ -1,5 +1,5 @@
 //! The GPU kernels (`Compute::Gpu`, wgpu over lavapipe in CI) against the host kernels on the same
-//! random weights at the real head size (64): teacher-forced step logits, f32 and bf16 weights,
+//! random weights at the real head size (64): teacher-forced step logits, f32, bf16 and int8 weights,
 //! both logit modes; whole chunks (the device loop: replayed steps, the device sampler) give the
 //! host's tokens, greedy and sampled; an out-of-vocabulary input is refused by name.
 #![cfg(feature = "wgpu")]
@@ -43,13 +43,19 @@ fn stepped_logits(m: &Depthformer, frames: usize) -> Vec<f32> {
 }
 
 #[test]
-fn gpu_step_logits_equal_the_host_kernels_f32_and_bf16() {
+fn gpu_step_logits_equal_the_host_kernels_f32_bf16_and_int8() {
     let c = small_config();
-    for (precision, depth_logits) in [(WeightPrecision::F32, DepthLogits::All), (WeightPrecision::Bf16, DepthLogits::All), (WeightPrecision::Bf16, DepthLogits::Level)] {
+    for (precision, depth_logits) in [
+        (WeightPrecision::F32, DepthLogits::All),
+        (WeightPrecision::Bf16, DepthLogits::All),
+        (WeightPrecision::Bf16, DepthLogits::Level),
+        (WeightPrecision::Int8, DepthLogits::Level),
+    ] {
         let options = LmOptions { precision, depth_logits };
         let want = stepped_logits(&model(&c, false, options), 2);
         let got = stepped_logits(&model(&c, true, options), 2);
-        // Same weights (bf16 widened exactly on both), f32 sums in another order.
+        // Same weights (bf16 widened exactly on both; int8 the same bytes and row scales), f32
+        // sums in another order.
         common::lm::assert_logits_close(&got, &want, &format!("{precision} / {depth_logits}: GPU vs host step logits"));
     }
 }
@@ -58,7 +64,11 @@ fn gpu_step_logits_equal_the_host_kernels_f32_and_bf16() {
 fn gpu_chunks_give_the_host_tokens_greedy_and_sampled() {
     let c = small_config();
     let ids = encoder_rows(&c);
-    for options in [LmOptions::default(), LmOptions { precision: WeightPrecision::Bf16, depth_logits: DepthLogits::Level }] {
+    for options in [
+        LmOptions::default(),
+        LmOptions { precision: WeightPrecision::Bf16, depth_logits: DepthLogits::Level },
+        LmOptions { precision: WeightPrecision::Int8, depth_logits: DepthLogits::Level },
+    ] {
         let (host, gpu) = (model(&c, false, options), model(&c, true, options));
         for p in [
             SamplingParams { top_k: 1, seed: 1, ..SamplingParams::default() },

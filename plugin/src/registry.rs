@@ -199,8 +199,8 @@ fn load_v1(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Model
     let paths = mrt::assets::with_converted_lm(paths, &settings.cache_dir, progress)
         .map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
     let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
-    // The engine's rule of which options a path supports (int8 on the CPU only, bf16 on the CPU and
-    // the GPU kernels): where it refuses, the plugin plays f32 and says so.
+    // The engine's rule of which options a path supports (reduced precision on our CPU and GPU
+    // kernels, not on burn's ops): where it refuses, the plugin plays f32 and says so.
     let mut options = key.lm;
     let mut notes = Vec::new();
     if options.check(target.compute).is_err() {

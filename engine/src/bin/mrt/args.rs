@@ -80,8 +80,8 @@ impl ModelArgs {
 /// How the LM runs (speed options; the defaults are the exact path).
 #[derive(clap::Args, Clone)]
 pub struct LmFlags {
-    /// Decoder weights: f32 (exact), bf16 (half the bytes per step; CPU and GPU kernels) or int8
-    /// (CPU only).
+    /// Decoder weights: f32 (exact), bf16 (half the bytes per step) or int8 (a quarter, one scale
+    /// per row); the CPU and GPU kernels take all three, burn's ops f32 only.
     #[arg(long = "lm-weights", env = "MRT_LM_WEIGHTS", default_value = "f32")]
     pub precision: mrt::v1::lm::WeightPrecision,
     /// Depth-step logits over the whole vocabulary (exact) or only the current level's ids.

@@ -16,8 +16,9 @@
 //!                and advances the counter
 //! ```
 //!
-//! Weights are `u32` words: an f32's bits, or two bf16 (element `2j` in the low half of word `j`,
-//! widened exactly with `<< 16`). Activations, accumulators and the sampler run in f32.
+//! Weights are `u32` words: an f32's bits, two bf16 (element `2j` in the low half of word `j`,
+//! widened exactly with `<< 16`) or four int8 (element `4j + k` in byte `k`, times its row's
+//! scale after the sum, as the host kernels do). Activations, accumulators and the sampler run in f32.
 
 // The `#[cube]` expansion refers to `cubecl::…`.
 use burn::cubecl;
@@ -30,6 +31,11 @@ pub const THREADS: u32 = 256;
 pub const LANES: u32 = 32;
 /// `cross_kv`: the GEMM tile edge.
 pub const TILE: u32 = 16;
+
+/// `gemv` weight formats: a u32 word holds one f32, two bf16 or four int8 (row-scaled).
+pub const F32: u32 = 0;
+pub const BF16: u32 = 1;
+pub const INT8: u32 = 2;
 
 /// `gemv` epilogues.
 pub const STORE: u32 = 0;
@@ -82,6 +88,7 @@ pub fn gemv(
     x: &[f32],
     norm: &[f32],
     w: &[u32],
+    scales: &[f32],
     out: &mut [f32],
     counter: &[u32],
     cols: u32,
@@ -94,7 +101,7 @@ pub fn gemv(
     levels: u32,
     #[comptime] batch: usize,
     #[comptime] rms: bool,
-    #[comptime] bf16: bool,
+    #[comptime] format: u32,
     #[comptime] mode: u32,
 ) {
     let tid = UNIT_POS as usize;
@@ -148,13 +155,41 @@ pub fn gemv(
     if live {
         let mut j = lane;
         while j < words {
-            // Elements of word j: one (f32) or two (bf16).
+            // Elements of word j: one (f32), two (bf16) or four (int8).
             let wa = w[row_a + j];
             let mut wb = 0u32;
             if comptime![mode == GEGLU] {
                 wb = w[row_b + j];
             }
-            if comptime![bf16] {
+            if comptime![format == INT8] {
+                // Element 4j + k is byte k: shifted to the top and back, sign-extended.
+                for k in 0..4u32 {
+                    let i = 4 * j + k as usize;
+                    if i < cols {
+                        let up = 24u32 - 8u32 * k;
+                        let ga = f32::cast_from(i32::reinterpret(wa << up) >> 24i32);
+                        let la = f32::cast_from(i32::reinterpret(wb << up) >> 24i32);
+                        let mut x0 = x[i];
+                        if comptime![rms] {
+                            x0 = x0 * inv[0] * norm[i];
+                        }
+                        a0 += ga * x0;
+                        if comptime![mode == GEGLU] {
+                            l0 += la * x0;
+                        }
+                        if comptime![batch == 2] {
+                            let mut x1 = x[cols + i];
+                            if comptime![rms] {
+                                x1 = x1 * inv[1] * norm[i];
+                            }
+                            a1 += ga * x1;
+                            if comptime![mode == GEGLU] {
+                                l1 += la * x1;
+                            }
+                        }
+                    }
+                }
+            } else if comptime![format == BF16] {
                 let i = 2 * j;
                 let ga = f32::reinterpret(wa << 16u32);
                 let gb = f32::reinterpret(wa & 0xFFFF_0000u32);
@@ -238,11 +273,20 @@ pub fn gemv(
     }
     if live && lane == 0 {
         let stride = out_stride as usize;
+        // Int8 rows carry a scale each (the gate's and the linear row's for GeGLU).
+        let mut scale_a = 1.0f32;
+        let mut scale_b = 1.0f32;
+        if comptime![format == INT8] {
+            scale_a = scales[first + o];
+            if comptime![mode == GEGLU] {
+                scale_b = scales[first + o + n_out as usize];
+            }
+        }
         for b in 0..batch {
-            let acc = red[b * threads + slot];
+            let acc = red[b * threads + slot] * scale_a;
             let at = b * stride + o;
             if comptime![mode == GEGLU] {
-                out[at] = gelu_mul(acc, red[(2 + b) * threads + slot]);
+                out[at] = gelu_mul(acc, red[(2 + b) * threads + slot] * scale_b);
             } else if comptime![mode == ADD] {
                 out[at] += acc;
             } else {

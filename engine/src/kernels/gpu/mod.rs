@@ -53,10 +53,13 @@ impl Buf {
 pub struct GpuMatrix {
     pub rows: usize,
     pub cols: usize,
-    /// u32 words per row: `cols` (f32) or `ceil(cols / 2)` (bf16).
+    /// u32 words per row: `cols` (f32), `ceil(cols / 2)` (bf16) or `ceil(cols / 4)` (int8).
     pub words: usize,
-    pub bf16: bool,
+    /// `decode::F32`, `BF16` or `INT8`.
+    pub format: u32,
     pub buf: Buf,
+    /// Int8: one scale per row; otherwise one unread value (a binding of its own).
+    pub scales: Buf,
 }
 
 /// The device and its client.
@@ -115,12 +118,27 @@ impl Gpu {
         Ok(self.read_u32(buf)?.into_iter().map(f32::from_bits).collect())
     }
 
-    /// `m` at `precision` (f32 or bf16; int8 has no GPU kernel yet).
+    /// `m` at `precision`. Int8 keeps the host's quantization (`Matrix::to_precision`: the same
+    /// bytes and row scales the host kernels use).
     pub fn matrix(&self, m: &Matrix, precision: WeightPrecision) -> Result<GpuMatrix, GpuError> {
         let (rows, cols) = (m.rows(), m.cols());
+        if precision == WeightPrecision::Int8 {
+            let m8 = m.to_precision(WeightPrecision::Int8);
+            let Some((q, scale)) = m8.int8() else {
+                return Err(GpuError::Unsupported(format!("a {rows}×{cols} matrix did not convert to int8")));
+            };
+            let words = cols.div_ceil(4);
+            let mut data = vec![0u32; rows * words];
+            for (r, row) in q.chunks_exact(cols.max(1)).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    data[r * words + i / 4] |= u32::from(v as u8) << (8 * (i % 4));
+                }
+            }
+            return Ok(GpuMatrix { rows, cols, words, format: decode::INT8, buf: self.u32s(&data), scales: self.f32s(scale) });
+        }
         let w = m.to_rows();
         let (words, data) = match precision {
-            WeightPrecision::F32 => (cols, w.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()),
+            WeightPrecision::F32 | WeightPrecision::Int8 => (cols, w.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()),
             WeightPrecision::Bf16 => {
                 let words = cols.div_ceil(2);
                 let mut data = vec![0u32; rows * words];
@@ -132,9 +150,9 @@ impl Gpu {
                 }
                 (words, data)
             }
-            WeightPrecision::Int8 => return Err(GpuError::Unsupported("int8 weights have no GPU kernel yet: use bf16 (the default on GPUs) or f32".into())),
         };
-        Ok(GpuMatrix { rows, cols, words, bf16: precision == WeightPrecision::Bf16, buf: self.u32s(&data) })
+        let format = if precision == WeightPrecision::Bf16 { decode::BF16 } else { decode::F32 };
+        Ok(GpuMatrix { rows, cols, words, format, buf: self.u32s(&data), scales: self.zeros(1) })
     }
 }
 

@@ -129,6 +129,15 @@ impl Matrix {
         Self::from_rows(self.rows, self.cols, self.to_rows(), precision)
     }
 
+    /// Int8 storage: the bytes `[rows, cols]` and one scale per row (row `r` is
+    /// `q[r·cols..] · scale[r]`); `None` for f32 and bf16.
+    pub fn int8(&self) -> Option<(&[i8], &[f32])> {
+        match &self.store {
+            Store::Int8 { q, scale } => Some((q, scale)),
+            _ => None,
+        }
+    }
+
     /// The weights `[rows, cols]` in f32 (bf16 and int8 × scale widened exactly).
     pub fn to_rows(&self) -> Vec<f32> {
         match &self.store {

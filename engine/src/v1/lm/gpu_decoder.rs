@@ -220,6 +220,7 @@ impl GpuDecoder {
             // Not read without `rms`; a distinct buffer keeps the bindings unaliased.
             norm.unwrap_or(&self.decoder_norm).arg(),
             w.buf.arg(),
+            w.scales.arg(),
             out.arg(),
             chunk.counter.arg(),
             w.cols as u32,
@@ -232,7 +233,7 @@ impl GpuDecoder {
             levels,
             chunk.batch,
             norm.is_some(),
-            w.bf16,
+            w.format,
             mode,
         );
     }

@@ -225,16 +225,16 @@ pub struct LmOptions {
 }
 
 impl LmOptions {
-    /// The one rule of which options a path supports: reduced-precision weights exist on the host
-    /// path only. The CLI reports the error; the plugin falls back to f32 and says so.
+    /// The one rule of which options a path supports: reduced-precision weights exist for our
+    /// kernels (host and GPU), not for burn's ops. The CLI reports the error; the plugin falls
+    /// back to f32 and says so.
     pub fn check(&self, compute: Compute) -> Result<(), String> {
         let supported = match compute {
-            Compute::Host => true,
-            Compute::Gpu => self.precision != WeightPrecision::Int8,
+            Compute::Host | Compute::Gpu => true,
             Compute::Burn => self.precision == WeightPrecision::F32,
         };
         if !supported {
-            return Err(format!("{} weights are not implemented for {compute} (host kernels: f32, bf16, int8; GPU kernels: f32, bf16; burn ops: f32)", self.precision));
+            return Err(format!("{} weights are not implemented for {compute} (host and GPU kernels: f32, bf16, int8; burn ops: f32)", self.precision));
         }
         Ok(())
     }
