@@ -6,8 +6,9 @@
 #                                    target/gpu-bench/ (small enough to carry to a GPU machine)
 #   scripts/gpu-bench.sh run [OUT]   on the GPU machine, from the repository root: correctness
 #                                    (the L1 and C1 ladders on wgpu: greedy tokens equal to the
-#                                    reference) and speed (v1 base and large on wgpu, MRT2 small on
-#                                    the host), JSON and logs into OUT (default: gpu-bench-out/)
+#                                    reference) and speed (v1 base and large on wgpu, the large LM
+#                                    with int8 decoder weights, MRT2 small on the host), JSON and
+#                                    logs into OUT (default: gpu-bench-out/)
 #
 # `run` brings its own Vulkan loader when the machine has none and writes an NVIDIA ICD file when
 # the driver ships the library but no JSON. Every step has a timeout; the whole run stays under 8
@@ -94,13 +95,15 @@ run() {
   }
 
   if [ -d "$fixtures/lm/L1" ]; then
-    step conformance-l1-wgpu 100 "$mrt" conformance "$fixtures/lm/L1" --device wgpu
+    step conformance-l1-wgpu 90 "$mrt" conformance "$fixtures/lm/L1" --device wgpu
     step conformance-c1-wgpu 60 "$mrt" conformance "$fixtures/codec/C1" --device wgpu
   else
     steps+=("{\"step\":\"conformance\",\"exit\":null,\"skipped\":\"no fixtures at $fixtures (set MRT_FIXTURES)\"}")
   fi
-  step bench-v1-base-wgpu 110 "$mrt" bench all --size base --device wgpu --json "$out/v1-base-wgpu.json"
-  step bench-v1-large-wgpu 110 "$mrt" bench all --size large --device wgpu --json "$out/v1-large-wgpu.json"
+  step bench-v1-base-wgpu 100 "$mrt" bench all --size base --device wgpu --json "$out/v1-base-wgpu.json"
+  step bench-v1-large-wgpu 100 "$mrt" bench all --size large --device wgpu --json "$out/v1-large-wgpu.json"
+  # The LM alone with int8 decoder weights (a quarter of f32's bytes per step).
+  step bench-v1-large-int8-wgpu 70 "$mrt" bench lm --size large --device wgpu --lm-weights int8 --json "$out/v1-large-int8-wgpu.json"
   step bench-mrt2-small-int8-host 60 "$mrt" bench all --model mrt2 --size small --lm-weights int8 --json "$out/mrt2-small-int8-host.json"
   steps+=("{\"step\":\"cuda\",\"exit\":null,\"skipped\":\"cubecl-cuda (feature cuda) downloads LLVM at build time; cuda-rt (no LLVM) compiles the decoder kernels to PTX but does not launch the decoder yet (issue 17, item 4)\"}")
 
