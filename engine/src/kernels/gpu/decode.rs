@@ -3,7 +3,7 @@
 //! the same launches with the same arguments (the precondition for graph capture and replay).
 //!
 //! ```text
-//!  gemv          y (+)= W · rms(x)   RMS folded in (recomputed by every cube), f32 or packed bf16
+//!  gemv          y (+)= W · rms(x)   RMS folded in (recomputed by every cube), f32, bf16 or int8
 //!                                    rows; epilogues: store, add (residual), GeGLU (gate ⊙ linear)
 //!  attend_self   one query per (row, head) over the cached positions 0..=pos, + bias row, and the
 //!                new key/value written into the cache at pos
@@ -69,6 +69,19 @@ fn tree_reduce<T: Numeric>(red: &mut Shared<[T]>, tid: usize, threads: usize, #[
         sync_cube();
         half /= 2;
     }
+}
+
+/// Element `k` of a weight word, widened exactly: the f32 itself, bf16 half `k` (`<< 16`), or
+/// int8 byte `k` (shifted to the top and back, sign-extended; the row scale comes after the sum).
+#[cube]
+fn unpack(word: u32, k: u32, #[comptime] format: u32) -> f32 {
+    let mut v = f32::reinterpret(word);
+    if comptime![format == BF16] {
+        v = f32::reinterpret((word << (16u32 - 16u32 * k)) & 0xFFFF_0000u32);
+    } else if comptime![format == INT8] {
+        v = f32::cast_from(i32::reinterpret(word << (24u32 - 8u32 * k)) >> 24i32);
+    }
+    v
 }
 
 /// `gelu_tanh(g) · l`, the host's formula (`kernels::host::vmath::gelu_mul`).
@@ -161,92 +174,31 @@ pub fn gemv(
             if comptime![mode == GEGLU] {
                 wb = w[row_b + j];
             }
-            if comptime![format == INT8] {
-                // Element 4j + k is byte k: shifted to the top and back, sign-extended.
-                for k in 0..4u32 {
-                    let i = 4 * j + k as usize;
-                    if i < cols {
-                        let up = 24u32 - 8u32 * k;
-                        let ga = f32::cast_from(i32::reinterpret(wa << up) >> 24i32);
-                        let la = f32::cast_from(i32::reinterpret(wb << up) >> 24i32);
-                        let mut x0 = x[i];
+            // Word j holds elements `per · j + k` (`per` = 1, 2 or 4 by format).
+            let per = comptime![if format == INT8 { 4usize } else if format == BF16 { 2usize } else { 1usize }];
+            #[unroll]
+            for k in 0..per {
+                let i = per * j + k;
+                if i < cols {
+                    let ga = unpack(wa, k as u32, format);
+                    let la = unpack(wb, k as u32, format);
+                    let mut x0 = x[i];
+                    if comptime![rms] {
+                        x0 = x0 * inv[0] * norm[i];
+                    }
+                    a0 += ga * x0;
+                    if comptime![mode == GEGLU] {
+                        l0 += la * x0;
+                    }
+                    if comptime![batch == 2] {
+                        let mut x1 = x[cols + i];
                         if comptime![rms] {
-                            x0 = x0 * inv[0] * norm[i];
+                            x1 = x1 * inv[1] * norm[i];
                         }
-                        a0 += ga * x0;
+                        a1 += ga * x1;
                         if comptime![mode == GEGLU] {
-                            l0 += la * x0;
+                            l1 += la * x1;
                         }
-                        if comptime![batch == 2] {
-                            let mut x1 = x[cols + i];
-                            if comptime![rms] {
-                                x1 = x1 * inv[1] * norm[i];
-                            }
-                            a1 += ga * x1;
-                            if comptime![mode == GEGLU] {
-                                l1 += la * x1;
-                            }
-                        }
-                    }
-                }
-            } else if comptime![format == BF16] {
-                let i = 2 * j;
-                let ga = f32::reinterpret(wa << 16u32);
-                let gb = f32::reinterpret(wa & 0xFFFF_0000u32);
-                let la = f32::reinterpret(wb << 16u32);
-                let lb = f32::reinterpret(wb & 0xFFFF_0000u32);
-                let has_b = i + 1 < cols;
-                let mut x0a = x[i];
-                let mut x0b = 0.0f32;
-                if has_b {
-                    x0b = x[i + 1];
-                }
-                if comptime![rms] {
-                    x0a = x0a * inv[0] * norm[i];
-                    if has_b {
-                        x0b = x0b * inv[0] * norm[i + 1];
-                    }
-                }
-                a0 += ga * x0a + gb * x0b;
-                if comptime![mode == GEGLU] {
-                    l0 += la * x0a + lb * x0b;
-                }
-                if comptime![batch == 2] {
-                    let mut x1a = x[cols + i];
-                    let mut x1b = 0.0f32;
-                    if has_b {
-                        x1b = x[cols + i + 1];
-                    }
-                    if comptime![rms] {
-                        x1a = x1a * inv[1] * norm[i];
-                        if has_b {
-                            x1b = x1b * inv[1] * norm[i + 1];
-                        }
-                    }
-                    a1 += ga * x1a + gb * x1b;
-                    if comptime![mode == GEGLU] {
-                        l1 += la * x1a + lb * x1b;
-                    }
-                }
-            } else {
-                let ga = f32::reinterpret(wa);
-                let la = f32::reinterpret(wb);
-                let mut x0 = x[j];
-                if comptime![rms] {
-                    x0 = x0 * inv[0] * norm[j];
-                }
-                a0 += ga * x0;
-                if comptime![mode == GEGLU] {
-                    l0 += la * x0;
-                }
-                if comptime![batch == 2] {
-                    let mut x1 = x[cols + j];
-                    if comptime![rms] {
-                        x1 = x1 * inv[1] * norm[j];
-                    }
-                    a1 += ga * x1;
-                    if comptime![mode == GEGLU] {
-                        l1 += la * x1;
                     }
                 }
             }
