@@ -25,6 +25,8 @@ fn small_config() -> LmConfig {
 }
 
 fn model(c: &LmConfig, gpu: bool, options: LmOptions) -> Depthformer {
+    // The chunk's uninitialised buffers start as NaN here: a read before a write would show.
+    mrt::kernels::gpu::poison_scratch(true);
     let target = if gpu { mrt::Target::new(mrt::DeviceChoice::Wgpu).unwrap() } else { mrt::Target::host() };
     let m = Depthformer::from_weights_with(c.clone(), HostWeights::random(c, 5), &target, options).unwrap();
     assert_eq!(m.compute(), if gpu { mrt::Compute::Gpu } else { mrt::Compute::Host });

@@ -11,6 +11,8 @@
 
 pub mod decode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::backend::DispatchDevice;
 use burn::cubecl::prelude::*;
 use burn::cubecl::server::Handle;
@@ -89,9 +91,22 @@ impl Gpu {
         Buf { handle: self.client.create_from_slice(u32::as_bytes(v)), len: v.len() }
     }
 
-    /// Zeroed scratch of `len` f32 (or u32) elements.
+    /// Uninitialised scratch of `len` f32 (or u32) elements, for buffers every reader finds
+    /// written (caches, the cross keys/values, per-step rows): no host memset and no upload, which
+    /// for base's cross keys/values alone would be 247 MB per chunk.
+    pub fn scratch(&self, len: usize) -> Buf {
+        let len = len.max(1);
+        if POISON_SCRATCH.load(Ordering::Relaxed) {
+            let nan = f32::NAN.to_bits().to_le_bytes();
+            return Buf { handle: self.client.create_from_slice(&nan.repeat(len)), len };
+        }
+        Buf { handle: self.client.empty(4 * len), len }
+    }
+
+    /// Zeroed scratch of `len` f32 (or u32) elements (an upload of zeros, counted as one).
     pub fn zeros(&self, len: usize) -> Buf {
         let len = len.max(1);
+        counters::note_upload(4 * len);
         Buf { handle: self.client.create_from_slice(&vec![0u8; 4 * len]), len }
     }
 
@@ -154,6 +169,14 @@ impl Gpu {
         let format = if precision == WeightPrecision::Bf16 { decode::BF16 } else { decode::F32 };
         Ok(GpuMatrix { rows, cols, words, format, buf: self.u32s(&data), scales: self.zeros(1) })
     }
+}
+
+static POISON_SCRATCH: AtomicBool = AtomicBool::new(false);
+
+/// For tests: [`Gpu::scratch`] buffers start as NaN (process-wide), so that a kernel reading one
+/// before anything wrote it shows up as non-finite logits or different tokens.
+pub fn poison_scratch(on: bool) {
+    POISON_SCRATCH.store(on, Ordering::Relaxed);
 }
 
 /// What the device sampler picked for a run of draws ([`sample_ids`]).

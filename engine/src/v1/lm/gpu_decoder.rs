@@ -164,7 +164,11 @@ impl GpuDecoder {
         let g = &self.gpu;
         let steps = c.chunk_tokens();
         let enc = g.f32s(encoded);
-        let kv = |len: usize| g.zeros(batch * h * len * dh);
+        // Every buffer below but the counter and the tokens (whose first two words are the
+        // non-finite status) is written before it is read: the cross keys/values here, a cache
+        // position by the step that owns it (attention reads positions ≤ its own), the rows by
+        // the launch before their reader, x by the BOS embedding.
+        let kv = |len: usize| g.scratch(batch * h * len * dh);
         let mut cross = Vec::with_capacity(self.temporal.len());
         let m_rows = batch * s;
         for layer in &self.temporal {
@@ -193,13 +197,13 @@ impl GpuDecoder {
             rows,
             counter: g.zeros(1),
             tokens: g.zeros(steps + 2),
-            uniforms: g.zeros(steps),
-            x: g.zeros(batch * d),
-            wide: g.zeros(batch * widest),
-            ctx: g.zeros(batch * inner),
-            logits: g.zeros(batch * rows.len),
-            guided: g.zeros(rows.len),
-            ids: g.zeros(batch * c.num_levels),
+            uniforms: g.scratch(steps),
+            x: g.scratch(batch * d),
+            wide: g.scratch(batch * widest),
+            ctx: g.scratch(batch * inner),
+            logits: g.scratch(batch * rows.len),
+            guided: g.scratch(rows.len),
+            ids: g.scratch(batch * c.num_levels),
             temporal_kv: self.temporal.iter().map(|_| (kv(c.chunk_frames), kv(c.chunk_frames))).collect(),
             depth_kv: self.depth.iter().map(|_| (kv(c.num_levels), kv(c.num_levels))).collect(),
             cross,
