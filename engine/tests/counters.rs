@@ -2,6 +2,9 @@
 //! uploads the decode loop does, counted exactly, and no dispatch counts where there are no
 //! kernel launches.
 
+mod common;
+
+use common::lm::encoder_rows;
 use mrt::bench::count_chunk;
 use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams};
@@ -19,11 +22,6 @@ fn tiny_config() -> LmConfig {
         depth_layers: 2,
         ..LmConfig::base()
     }
-}
-
-fn encoder_rows(c: &LmConfig) -> Vec<i32> {
-    let s = c.encoder_len();
-    (0..2 * s).map(|i| (2 + (i * 131) % 4096) as i32).collect()
 }
 
 /// The counters are process-wide: one test at a time, model loading included.

@@ -6,22 +6,12 @@
 
 mod common;
 
+use common::lm::encoder_rows;
 use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, SamplingParams, WeightPrecision};
 
 fn small_config() -> LmConfig {
-    LmConfig {
-        d_model: 128,
-        num_heads: 2,
-        head_dim: 64,
-        mlp_dim: 96,
-        depth_mlp_dim: 80,
-        encoder_layers: 1,
-        temporal_layers: 2,
-        depth_layers: 2,
-        chunk_frames: 2,
-        ..LmConfig::base()
-    }
+    common::lm::small_config(2)
 }
 
 fn model(c: &LmConfig, gpu: bool, options: LmOptions) -> Depthformer {
@@ -31,11 +21,6 @@ fn model(c: &LmConfig, gpu: bool, options: LmOptions) -> Depthformer {
     let m = Depthformer::from_weights_with(c.clone(), HostWeights::random(c, 5), &target, options).unwrap();
     assert_eq!(m.compute(), if gpu { mrt::Compute::Gpu } else { mrt::Compute::Host });
     m
-}
-
-fn encoder_rows(c: &LmConfig) -> Vec<i32> {
-    let s = c.encoder_len();
-    (0..2 * s).map(|i| (2 + (i * 131) % 4096) as i32).collect()
 }
 
 /// Teacher-forced step logits `[steps, 2, rows]` of `frames` frames, different targets per row.

@@ -8,18 +8,7 @@ use mrt::v1::lm::weights::HostWeights;
 use mrt::v1::lm::{DepthLogits, Depthformer, LmConfig, LmOptions, LmScratch, SamplingParams, WeightPrecision};
 
 fn small_config() -> LmConfig {
-    LmConfig {
-        d_model: 128,
-        num_heads: 2,
-        head_dim: 64,
-        mlp_dim: 96,
-        depth_mlp_dim: 80,
-        encoder_layers: 1,
-        temporal_layers: 2,
-        depth_layers: 2,
-        chunk_frames: 6,
-        ..LmConfig::base()
-    }
+    common::lm::small_config(6)
 }
 
 fn model(config: &LmConfig, seed: u64) -> Depthformer {

@@ -1,6 +1,28 @@
 //! The LM's stepping API driven with teacher-forced targets (the path tests compare).
 
-use mrt::v1::lm::Depthformer;
+use mrt::v1::lm::{Depthformer, LmConfig};
+
+/// A small v1 LM at the real head size (64) and the full vocabulary, `chunk_frames` frames.
+pub fn small_config(chunk_frames: usize) -> LmConfig {
+    LmConfig {
+        d_model: 128,
+        num_heads: 2,
+        head_dim: 64,
+        mlp_dim: 96,
+        depth_mlp_dim: 80,
+        encoder_layers: 1,
+        temporal_layers: 2,
+        depth_layers: 2,
+        chunk_frames,
+        ..LmConfig::base()
+    }
+}
+
+/// Encoder ids `[2, encoder_len]`: codec-range ids, the same in both CFG rows.
+pub fn encoder_rows(c: &LmConfig) -> Vec<i32> {
+    let s = c.encoder_len();
+    (0..2 * s).map(|i| (2 + (i * 131) % 4096) as i32).collect()
+}
 
 /// Step logits `[steps, 2, rows]` of `frames` frames from `encoder_ids` (`[2, encoder_len]`), with
 /// `targets` (`[2, n]`, one row per CFG row) as every step's previous token.

@@ -137,37 +137,29 @@ impl Gpu {
     /// bytes and row scales the host kernels use).
     pub fn matrix(&self, m: &Matrix, precision: WeightPrecision) -> Result<GpuMatrix, GpuError> {
         let (rows, cols) = (m.rows(), m.cols());
-        if precision == WeightPrecision::Int8 {
-            let m8 = m.to_precision(WeightPrecision::Int8);
-            let Some((q, scale)) = m8.int8() else {
-                return Err(GpuError::Unsupported(format!("a {rows}×{cols} matrix did not convert to int8")));
-            };
-            let words = cols.div_ceil(4);
+        // Packs `per` elements into each u32 word, element `per·j + k` at bit `k · 32/per`.
+        let pack = |per: usize, bits: &mut dyn Iterator<Item = u32>| {
+            let words = cols.div_ceil(per);
             let mut data = vec![0u32; rows * words];
-            for (r, row) in q.chunks_exact(cols.max(1)).enumerate() {
-                for (i, &v) in row.iter().enumerate() {
-                    data[r * words + i / 4] |= u32::from(v as u8) << (8 * (i % 4));
-                }
+            for (n, v) in bits.enumerate() {
+                let (r, i) = (n / cols, n % cols);
+                data[r * words + i / per] |= v << (32 / per * (i % per));
             }
-            return Ok(GpuMatrix { rows, cols, words, format: decode::INT8, buf: self.u32s(&data), scales: self.f32s(scale) });
-        }
-        let w = m.to_rows();
-        let (words, data) = match precision {
-            WeightPrecision::F32 | WeightPrecision::Int8 => (cols, w.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()),
-            WeightPrecision::Bf16 => {
-                let words = cols.div_ceil(2);
-                let mut data = vec![0u32; rows * words];
-                for (r, row) in w.chunks_exact(cols.max(1)).enumerate() {
-                    for (i, &v) in row.iter().enumerate() {
-                        let half = u32::from(crate::kernels::Bf16::from_f32(v).0);
-                        data[r * words + i / 2] |= if i % 2 == 0 { half } else { half << 16 };
-                    }
-                }
-                (words, data)
+            (words, data)
+        };
+        let (format, (words, data), scales) = match precision {
+            WeightPrecision::F32 => (decode::F32, pack(1, &mut m.to_rows().into_iter().map(f32::to_bits)), None),
+            WeightPrecision::Bf16 => (decode::BF16, pack(2, &mut m.to_rows().into_iter().map(|v| u32::from(crate::kernels::Bf16::from_f32(v).0))), None),
+            WeightPrecision::Int8 => {
+                let m8 = m.to_precision(WeightPrecision::Int8);
+                let Some((q, scale)) = m8.int8() else {
+                    return Err(GpuError::Unsupported(format!("a {rows}×{cols} matrix did not convert to int8")));
+                };
+                (decode::INT8, pack(4, &mut q.iter().map(|&v| u32::from(v as u8))), Some(self.f32s(scale)))
             }
         };
-        let format = if precision == WeightPrecision::Bf16 { decode::BF16 } else { decode::F32 };
-        Ok(GpuMatrix { rows, cols, words, format, buf: self.u32s(&data), scales: self.zeros(1) })
+        let scales = scales.unwrap_or_else(|| self.zeros(1));
+        Ok(GpuMatrix { rows, cols, words, format, buf: self.u32s(&data), scales })
     }
 }
 

@@ -142,6 +142,7 @@ impl GpuDecoder {
         self.replay.store(on, Ordering::Relaxed);
     }
 
+    /// Whether chunks record and replay their steps now.
     pub fn replays(&self) -> bool {
         self.replay.load(Ordering::Relaxed)
     }
