@@ -83,6 +83,8 @@ pub enum ConformanceError {
     Mrt2Weights(#[from] crate::mrt2::WeightsError),
     #[error(transparent)]
     Mrt2Step(#[from] crate::mrt2::StepError),
+    #[error(transparent)]
+    Gpu(#[from] crate::kernels::gpu::GpuError),
     #[error("fixture array {path}: {reason}")]
     Fixture { path: PathBuf, reason: String },
 }
@@ -118,8 +120,9 @@ pub fn run(dir: &Path, target: &Target) -> Result<Report, ConformanceError> {
     match kind.as_deref() {
         Some("lm") => lm::run(dir, &json, target),
         Some("codec") => codec::run(dir, &json, target),
-        // The MRT2 step runs on the host kernels whatever the target (it has no burn path).
-        Some("mrt2") => mrt2::run(dir, &json),
+        // The MRT2 step runs on the GPU kernels for a GPU target, else on the host kernels (it
+        // has no burn path).
+        Some("mrt2") => mrt2::run(dir, &json, target),
         other => Err(ConformanceError::UnknownKind { path, kind: other.unwrap_or("<missing>").to_owned() }),
     }
 }

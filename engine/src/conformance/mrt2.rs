@@ -72,6 +72,8 @@ impl Stream<'_> {
         let (c, levels) = (&self.model.cfg, self.model.cfg.num_levels);
         let cc = c.cond_channels();
         let mut st = FrameState::new(self.model, self.init_key);
+        // On a GPU: read back what the rungs compare (the frames then run eagerly).
+        st.observe(true);
         let mut run = Run::default();
         for t in 0..self.frames {
             st.keep_full_logits(self.model, t < self.full_frames);
@@ -111,7 +113,7 @@ impl Report {
     }
 }
 
-pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
+pub fn run(dir: &Path, json: &Value, target: &crate::device::Target) -> Result<Report, ConformanceError> {
     let mut report = Report { fixture: dir.to_path_buf(), checks: Vec::new() };
     let cfg =
         Mrt2Config::from_fixture_value(json).map_err(|source| ConformanceError::Mrt2Config { path: dir.join("config.json"), source })?;
@@ -154,7 +156,10 @@ pub fn run(dir: &Path, json: &Value) -> Result<Report, ConformanceError> {
             started.elapsed().as_secs_f64() * 1e3
         ),
     );
-    let model = Mrt2Model::new(cfg.clone(), weights);
+    let mut model = Mrt2Model::new(cfg.clone(), weights);
+    if target.compute == crate::device::Compute::Gpu {
+        model = model.on_device(&target.device)?;
+    }
     let c = &model.cfg;
     let cc = c.cond_channels();
 

@@ -33,6 +33,7 @@
 //! The sampler (threefry keys, Gumbel noise, top-k) is `crate::sampling::mrt2`.
 
 pub mod conditioning;
+pub mod gpu_decoder;
 pub mod config;
 pub mod model;
 pub mod notes;

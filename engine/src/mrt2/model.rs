@@ -26,10 +26,14 @@ use super::config::Mrt2Config;
 use super::weights::{Attention, Ffn, Mrt2Weights};
 use crate::kernels::host::vmath::{gelu_in_place, softmax};
 use crate::kernels::host::{dot_rows, in_pool, layer_norm, rms_norm};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::gpu_decoder::{frame_counters, DeviceSampling, GpuFrame, Mrt2GpuDecoder, Observed};
 use crate::sampling::mrt2::{fill_gumbel, fold_in, sample_window, Key, SampleScratch, SamplingParams};
 
-/// Errors of a frame step. The state is left untouched when a step fails.
+/// Errors of a frame step. The state is left untouched when a step fails, except after a
+/// [`StepError::Device`] failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StepError {
     #[error(transparent)]
@@ -38,15 +42,20 @@ pub enum StepError {
     ForcedLength { expected: usize, found: usize },
     #[error("forced token {id} at level {level} is outside the vocabulary of {vocab}")]
     ForcedToken { level: usize, id: i32, vocab: usize },
+    /// The GPU failed mid-frame (a lost device): the stream's state is no longer usable.
+    #[error("GPU: {0}")]
+    Device(String),
 }
 
-/// The language model: configuration and weights.
+/// The language model: configuration and weights, and where its decoder runs.
 #[derive(Debug, Clone)]
 pub struct Mrt2Model {
     pub cfg: Mrt2Config,
     pub weights: Mrt2Weights,
     /// `√d_t`, the decoder embedding scale.
     embed_scale: f32,
+    /// The decoder stacks on a GPU ([`Mrt2Model::on_device`]); `None`: the host kernels.
+    gpu: Option<Arc<Mrt2GpuDecoder>>,
 }
 
 /// A ring of the last `cap` keys and values (NoPE: the order of the entries is irrelevant).
@@ -63,6 +72,20 @@ pub struct KvRing {
 impl KvRing {
     fn new(cap: usize, width: usize) -> Self {
         Self { cap, len: 0, next: 0, width, keys: vec![0.0; cap * width], values: vec![0.0; cap * width] }
+    }
+
+    /// The cursor of a ring whose entries live elsewhere (on the GPU).
+    fn cursor_only(cap: usize, width: usize) -> Self {
+        Self { cap, len: 0, next: 0, width, keys: Vec::new(), values: Vec::new() }
+    }
+
+    /// Advances the cursor as [`KvRing::push_slot`] does: the slot written and the fill count
+    /// after the push.
+    fn advance(&mut self) -> (usize, usize) {
+        let i = self.next;
+        self.next = (self.next + 1) % self.cap;
+        self.len = (self.len + 1).min(self.cap);
+        (i, self.len)
     }
 
     /// The slot the next entry is written to (overwriting the oldest when full).
@@ -114,8 +137,9 @@ struct Scratch {
     sample: SampleScratch,
 }
 
-/// Everything that persists between frames of one stream, plus the step's outputs.
-#[derive(Debug, Clone)]
+/// Everything that persists between frames of one stream, plus the step's outputs. On a GPU
+/// model the rings live on the device ([`GpuFrame`]) and the host keeps their cursors.
+#[derive(Debug)]
 pub struct FrameState {
     /// Frames generated so far (the decoder's step counter; folded into the key).
     frame: u32,
@@ -138,6 +162,19 @@ pub struct FrameState {
     raw_full_logits: Option<Vec<f32>>,
     scratch: Scratch,
     times: FrameTimes,
+    /// The device side of a GPU model's stream, and the host staging of its per-frame uploads.
+    device: Option<DeviceFrame>,
+}
+
+#[derive(Debug)]
+struct DeviceFrame {
+    frame: GpuFrame,
+    /// Read the temporal input/output and the raw logits back every frame (off: only the tokens).
+    observe: bool,
+    counters: Vec<u32>,
+    /// The encoder vector, then `levels × codebook` Gumbel noise.
+    inputs: Vec<f32>,
+    observed: Observed,
 }
 
 /// Where the steps' time went since the last [`FrameState::take_times`] (benchmarks).
@@ -166,13 +203,21 @@ impl FrameState {
         let max_inner = t.inner().max(d.inner());
         let max_model = t.d_model.max(d.d_model);
         let max_hidden = t.ffn.max(d.ffn).max(max_model);
+        let ring = if model.gpu.is_some() { KvRing::cursor_only } else { KvRing::new };
+        let device = model.gpu.as_ref().map(|g| DeviceFrame {
+            frame: g.new_frame(),
+            observe: false,
+            counters: Vec::new(),
+            inputs: vec![0.0; c.encoder_width + levels * cb],
+            observed: Observed::default(),
+        });
         Self {
             frame: 0,
             key,
             initial_key: key,
             prev_tokens: vec![c.sos_id as i32; levels],
-            self_kv: (0..t.layers).map(|_| KvRing::new(c.self_attention_window + 1, t.inner())).collect(),
-            cross_kv: (0..t.layers).map(|_| KvRing::new(c.cross_attention_window + 1, t.inner())).collect(),
+            self_kv: (0..t.layers).map(|_| ring(c.self_attention_window + 1, t.inner())).collect(),
+            cross_kv: (0..t.layers).map(|_| ring(c.cross_attention_window + 1, t.inner())).collect(),
             depth_k: (0..d.layers).map(|_| vec![0.0; levels * d.inner()]).collect(),
             depth_v: (0..d.layers).map(|_| vec![0.0; levels * d.inner()]).collect(),
             tokens: vec![0; levels],
@@ -199,7 +244,29 @@ impl FrameState {
                 sample: SampleScratch::new(cb),
             },
             times: FrameTimes::default(),
+            device,
         }
+    }
+
+    /// On a GPU model: also read back the temporal input and output and the raw logits of every
+    /// frame ([`Self::temporal_input`], [`Self::temporal_output`], [`Self::raw_valid_logits`]),
+    /// which runs the frame eagerly with reads between its parts (conformance, tests). Off by
+    /// default there: a frame then reads back only its tokens. The host path always has them.
+    pub fn observe(&mut self, on: bool) {
+        if let Some(d) = self.device.as_mut() {
+            d.observe = on;
+        }
+    }
+
+    /// Whether this stream's decoder runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// Whether this GPU stream replays a recorded frame (false on the host, while observing,
+    /// before the second frame, and where the backend has no graphs).
+    pub fn replaying(&self) -> bool {
+        self.device.as_ref().is_some_and(|d| d.frame.recorded())
     }
 
     /// The time split of the steps since the last call, and a fresh count.
@@ -311,7 +378,13 @@ pub struct FrameSnapshot {
 impl KvRing {
     fn snapshot(&self) -> RingSnapshot {
         let (k, v) = self.filled();
-        RingSnapshot { len: self.len, next: self.next, keys: k.iter().map(|x| x.to_bits()).collect(), values: v.iter().map(|x| x.to_bits()).collect() }
+        self.snapshot_of(k, v)
+    }
+
+    /// The snapshot of this cursor over entries `keys`/`values` (`[≥ len, width]`, slot order).
+    fn snapshot_of(&self, keys: &[f32], values: &[f32]) -> RingSnapshot {
+        let n = self.len * self.width;
+        RingSnapshot { len: self.len, next: self.next, keys: keys[..n].iter().map(|x| x.to_bits()).collect(), values: values[..n].iter().map(|x| x.to_bits()).collect() }
     }
 
     fn check(&self, s: &RingSnapshot) -> Result<(), String> {
@@ -329,6 +402,9 @@ impl KvRing {
     fn restore(&mut self, s: &RingSnapshot) {
         self.len = s.len;
         self.next = s.next;
+        if self.keys.is_empty() {
+            return; // entries on the GPU
+        }
         for (d, &b) in self.keys.iter_mut().zip(&s.keys) {
             *d = f32::from_bits(b);
         }
@@ -339,16 +415,23 @@ impl KvRing {
 }
 
 impl FrameState {
-    /// The state to save.
+    /// The state to save. A GPU stream reads its rings back (one read per ring); a failed read
+    /// is a lost device, and panics with the device's message.
     pub fn snapshot(&self) -> FrameSnapshot {
-        FrameSnapshot {
-            frame: self.frame,
-            key: self.key,
-            initial_key: self.initial_key,
-            prev_tokens: self.prev_tokens.clone(),
-            self_kv: self.self_kv.iter().map(KvRing::snapshot).collect(),
-            cross_kv: self.cross_kv.iter().map(KvRing::snapshot).collect(),
-        }
+        let (self_kv, cross_kv) = match &self.device {
+            None => (self.self_kv.iter().map(KvRing::snapshot).collect(), self.cross_kv.iter().map(KvRing::snapshot).collect()),
+            Some(d) => {
+                let mut s = Vec::with_capacity(self.self_kv.len());
+                let mut x = Vec::with_capacity(self.cross_kv.len());
+                for (l, (rs, rx)) in self.self_kv.iter().zip(&self.cross_kv).enumerate() {
+                    let [sk, sv, xk, xv] = d.frame.read_rings(l).unwrap_or_else(|e| panic!("reading temporal layer {l}'s rings from the GPU: {e}"));
+                    s.push(rs.snapshot_of(&sk, &sv));
+                    x.push(rx.snapshot_of(&xk, &xv));
+                }
+                (s, x)
+            }
+        };
+        FrameSnapshot { frame: self.frame, key: self.key, initial_key: self.initial_key, prev_tokens: self.prev_tokens.clone(), self_kv, cross_kv }
     }
 
     /// Continues from `s` (saved by [`FrameState::snapshot`] on a model of the same sizes). Every
@@ -377,6 +460,13 @@ impl FrameState {
         for (r, sv) in self.self_kv.iter_mut().zip(&s.self_kv).chain(self.cross_kv.iter_mut().zip(&s.cross_kv)) {
             r.restore(sv);
         }
+        if let Some(d) = &self.device {
+            let f = |b: &[u32]| b.iter().map(|&x| f32::from_bits(x)).collect::<Vec<f32>>();
+            for (l, (sv, xv)) in s.self_kv.iter().zip(&s.cross_kv).enumerate() {
+                let (sk, sv_, xk, xv_) = (f(&sv.keys), f(&sv.values), f(&xv.keys), f(&xv.values));
+                d.frame.write_rings(l, [&sk, &sv_, &xk, &xv_]);
+            }
+        }
         Ok(())
     }
 }
@@ -389,7 +479,21 @@ pub fn token_to_code(cfg: &Mrt2Config, id: i32) -> i32 {
 impl Mrt2Model {
     pub fn new(cfg: Mrt2Config, weights: Mrt2Weights) -> Self {
         let embed_scale = (cfg.temporal.d_model as f64).sqrt() as f32;
-        Self { cfg, weights, embed_scale }
+        Self { cfg, weights, embed_scale, gpu: None }
+    }
+
+    /// The decoder on `device` (wgpu or CUDA) with the shared GPU kernels, its projections at
+    /// the weights' precision; streams made after this ([`FrameState::new`]) run there. The
+    /// conditioning encoder and the noise stay on the host.
+    pub fn on_device(mut self, device: &burn::tensor::Device) -> Result<Self, crate::kernels::gpu::GpuError> {
+        let gpu = crate::kernels::gpu::Gpu::new(device)?;
+        self.gpu = Some(Arc::new(Mrt2GpuDecoder::new(gpu, &self.cfg, &self.weights)?));
+        Ok(self)
+    }
+
+    /// The GPU decoder, when the model runs on one.
+    pub fn gpu(&self) -> Option<&Mrt2GpuDecoder> {
+        self.gpu.as_deref()
     }
 
     /// Runs one frame: conditioning `cond_tokens` (shifted, `cond_channels` ints), sampling
@@ -417,6 +521,12 @@ impl Mrt2Model {
         // The encoder validates the tokens before anything in the state changes.
         let started = Instant::now();
         encode_frame(c, &w.conditioning, cond_tokens, &mut st.scratch.encoder, &mut st.encoder_out)?;
+        if let (Some(g), true) = (&self.gpu, st.device.is_some()) {
+            self.step_gpu(g, st, params, forced, started)?;
+            st.prev_tokens.copy_from_slice(&st.tokens);
+            st.frame = st.frame.wrapping_add(1);
+            return Ok(());
+        }
         let encoded = Instant::now();
         self.temporal_step(st);
         let temporal = Instant::now();
@@ -427,6 +537,51 @@ impl Mrt2Model {
 
         st.prev_tokens.copy_from_slice(&st.tokens);
         st.frame = st.frame.wrapping_add(1);
+        Ok(())
+    }
+
+    /// The frame on the GPU after the host's encoder: the key chain and the Gumbel noise of every
+    /// level (they depend only on the keys), the rings' cursors, one upload, the frame's
+    /// launches and one read of the tokens.
+    fn step_gpu(&self, g: &Mrt2GpuDecoder, st: &mut FrameState, params: &SamplingParams, forced: Option<&[i32]>, started: Instant) -> Result<(), StepError> {
+        let c = &self.cfg;
+        let (cb, w) = (c.codebook_size, c.encoder_width);
+        let FrameState { frame, key, prev_tokens, self_kv, cross_kv, encoder_out, tokens, step_keys, temporal_input, temporal_output, raw_valid_logits, raw_full_logits, times, device, .. } = st;
+        let d = device.as_mut().expect("checked by the caller");
+        d.inputs[..w].copy_from_slice(encoder_out);
+        for (level, sk) in step_keys.iter_mut().enumerate() {
+            let start = (c.num_reserved + level * cb) as u64;
+            fill_gumbel(*key, start, &mut d.inputs[w + level * cb..w + (level + 1) * cb]);
+            *sk = *key;
+            *key = fold_in(*key, *frame);
+        }
+        // Every layer's ring moves in step: the first one's cursor is every one's.
+        let self_ring = self_kv.iter_mut().map(KvRing::advance).last().unwrap_or((0, 0));
+        let cross_ring = cross_kv.iter_mut().map(KvRing::advance).last().unwrap_or((0, 0));
+        frame_counters(c, self_ring, cross_ring, forced, prev_tokens, &mut d.counters);
+        let sampling = DeviceSampling { top_k: params.top_k.clamp(1, c.logits_width().max(1)).min(cb) as u32, temperature: params.temperature };
+        let encoded = Instant::now();
+        let observe = if d.observe {
+            d.observed.full = raw_full_logits.as_ref().map(|f| vec![0.0; f.len()]);
+            Some(&mut d.observed)
+        } else {
+            None
+        };
+        let observing = observe.is_some();
+        g.run_frame(&mut d.frame, &d.counters, &d.inputs, sampling, observe, tokens).map_err(|e| StepError::Device(format!("frame {frame} on {}: {e}", g.name())))?;
+        if observing {
+            let o = &d.observed;
+            temporal_input.copy_from_slice(&o.temporal_input);
+            temporal_output.copy_from_slice(&o.temporal_output);
+            let n = raw_valid_logits.len();
+            raw_valid_logits.copy_from_slice(&o.raw_valid_logits[..n]);
+            if let (Some(full), Some(got)) = (raw_full_logits.as_mut(), o.full.as_ref()) {
+                full.copy_from_slice(got);
+            }
+        }
+        times.encoder += encoded - started;
+        times.depth += encoded.elapsed();
+        times.frames += 1;
         Ok(())
     }
 

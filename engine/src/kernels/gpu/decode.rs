@@ -41,17 +41,19 @@ pub const INT8: u32 = 2;
 pub const STORE: u32 = 0;
 pub const ADD: u32 = 1;
 pub const GEGLU: u32 = 2;
+/// `gelu_tanh(W·x + b)` (an un-gated FFN's first product).
+pub const GELU: u32 = 3;
 
 /// [`tree_reduce`] operators.
-const SUM: u32 = 0;
-const MAX: u32 = 1;
-const MIN: u32 = 2;
+pub const SUM: u32 = 0;
+pub const MAX: u32 = 1;
+pub const MIN: u32 = 2;
 
 /// Reduces `red[..threads]` (a power of two up to 256) into `red[0]` with `op` (`SUM`, `MAX` or
 /// `MIN`). Every thread of the cube calls it after writing its `red[tid]`; it begins and ends
 /// with a barrier.
 #[cube]
-fn tree_reduce<T: Numeric>(red: &mut Shared<[T]>, tid: usize, threads: usize, #[comptime] op: u32) {
+pub fn tree_reduce<T: Numeric>(red: &mut Shared<[T]>, tid: usize, threads: usize, #[comptime] op: u32) {
     sync_cube();
     let mut half = threads / 2;
     while half > 0 {
@@ -86,14 +88,16 @@ fn unpack(word: u32, k: u32, #[comptime] format: u32) -> f32 {
 
 /// `gelu_tanh(g) · l`, the host's formula (`kernels::host::vmath::gelu_mul`).
 #[cube]
-fn gelu_mul(g: f32, l: f32) -> f32 {
+pub fn gelu_mul(g: f32, l: f32) -> f32 {
     let u = 0.797_884_6f32 * (g + 0.044_715f32 * g * g * g);
     g * l / (1.0f32 + f32::exp(-2.0f32 * u))
 }
 
-/// `out[b, o] (+)= Σ_i W[row(o), i] · x̂[b, i]` for `o < n_out`, with `x̂ = rms(x) ⊙ norm` when
-/// `rms`, else `x`. `row(o) = row_base + (counter % levels) · level_rows + o` (a level's logits
-/// rows; `levels = 1` for a plain product). GeGLU reads rows `o` (gate) and `o + n_out` (linear).
+/// `out[at(b, o)] (+)= Σ_i W[row(o), i] · x̂[b, i] (+ bias[row(o)])` for `o < n_out`, with
+/// `x̂ = rms(x) ⊙ norm` when `rms`, else `x`. `row(o) = row_base + level · level_rows + o` with
+/// `level = counter % levels` (a level's logits rows; `levels = 1` for a plain product), and
+/// `at(b, o) = out_at + level · out_level_stride + b · out_stride + o`. GeGLU reads rows `o` (gate)
+/// and `o + n_out` (linear); GELU applies `gelu_tanh` after the bias.
 /// Cubes: `ceil(n_out / rows)`, cube dim `(lanes, rows)` with `lanes · rows = 256`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -102,12 +106,15 @@ pub fn gemv(
     norm: &[f32],
     w: &[u32],
     scales: &[f32],
+    bias: &[f32],
     out: &mut [f32],
     counter: &[u32],
     cols: u32,
     words: u32,
     n_out: u32,
     out_stride: u32,
+    out_at: u32,
+    out_level_stride: u32,
     eps: f32,
     row_base: u32,
     level_rows: u32,
@@ -116,6 +123,7 @@ pub fn gemv(
     #[comptime] rms: bool,
     #[comptime] format: u32,
     #[comptime] mode: u32,
+    #[comptime] has_bias: bool,
 ) {
     let tid = UNIT_POS as usize;
     let lane = UNIT_POS_X as usize;
@@ -158,7 +166,8 @@ pub fn gemv(
 
     let o = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
     let live = o < n_out as usize;
-    let first = (row_base + (counter[0] % levels) * level_rows) as usize;
+    let level = counter[0] % levels;
+    let first = (row_base + level * level_rows) as usize;
     let row_a = (first + o) * words;
     let row_b = (first + o + n_out as usize) * words;
     let mut a0 = 0.0f32;
@@ -234,11 +243,21 @@ pub fn gemv(
                 scale_b = scales[first + o + n_out as usize];
             }
         }
+        let mut b_add = 0.0f32;
+        if comptime![has_bias] {
+            b_add = bias[first + o];
+        }
+        let base = (out_at + level * out_level_stride) as usize;
         for b in 0..batch {
-            let acc = red[b * threads + slot] * scale_a;
-            let at = b * stride + o;
+            let mut acc = red[b * threads + slot] * scale_a;
+            if comptime![has_bias] {
+                acc += b_add;
+            }
+            let at = base + b * stride + o;
             if comptime![mode == GEGLU] {
                 out[at] = gelu_mul(acc, red[(2 + b) * threads + slot] * scale_b);
+            } else if comptime![mode == GELU] {
+                out[at] = gelu_mul(acc, 1.0f32);
             } else if comptime![mode == ADD] {
                 out[at] += acc;
             } else {
@@ -451,18 +470,20 @@ pub fn cross_kv(encoded: &[f32], w: &[f32], keys: &mut [f32], values: &mut [f32]
     }
 }
 
-/// `x[b] = (Σ_j E[ids[b·n + j]]) / n` for every row `b` (cube `b`, cube dim 256): `E[BOS]` for
-/// frame 0, a teacher-forced depth input (`n = 1`), the temporal input from given ids.
+/// `x[b] = (Σ_j E[ids[ids_at + b·n + j]] · scale) / n` for every row `b` (cube `b`, cube dim
+/// 256): `E[BOS]` for frame 0, a teacher-forced depth input (`n = 1`), the temporal input from
+/// given ids (MRT2: `scale = √d`, multiplied before the sum as the host does).
 #[cube(launch)]
-pub fn embed_mean(ids: &[u32], table: &[f32], x: &mut [f32], n: u32, d: u32) {
+pub fn embed_mean(ids: &[u32], table: &[f32], x: &mut [f32], n: u32, d: u32, ids_at: u32, scale: f32) {
     let b = CUBE_POS_X as usize;
     let n = n as usize;
     let d = d as usize;
+    let ids_at = ids_at as usize;
     let mut i = UNIT_POS as usize;
     while i < d {
         let mut acc = 0.0f32;
         for j in 0..n {
-            acc += table[ids[b * n + j] as usize * d + i];
+            acc += table[ids[ids_at + b * n + j] as usize * d + i] * scale;
         }
         x[b * d + i] = acc / (n as f32);
         i += CUBE_DIM_X as usize;
@@ -471,7 +492,7 @@ pub fn embed_mean(ids: &[u32], table: &[f32], x: &mut [f32], n: u32, d: u32) {
 
 /// A float's bits mapped so that unsigned order is `f32::total_cmp` order.
 #[cube]
-fn order_key(v: f32) -> u32 {
+pub fn order_key(v: f32) -> u32 {
     let bits = u32::reinterpret(v);
     let mut key = bits | 0x8000_0000u32;
     if bits >= 0x8000_0000u32 {
@@ -482,13 +503,105 @@ fn order_key(v: f32) -> u32 {
 
 /// The guided logit of candidate `i`: `(1 + w)·cond − w·uncond`, or `cond` with one row.
 #[cube]
-fn guided_at(logits: &[f32], i: usize, n: usize, w: f32, #[comptime] batch: usize) -> f32 {
+pub fn guided_at(logits: &[f32], i: usize, n: usize, w: f32, #[comptime] batch: usize) -> f32 {
     let c = logits[i];
     let mut g = c;
     if comptime![batch == 2] {
         g = (1.0f32 + w) * c - w * logits[n + i];
     }
     g
+}
+
+/// Candidate `i` of a sampler: the guided logit (`capped == false`, see [`guided_at`]) or the
+/// soft-capped logit `cap · tanh(values[at + i] / cap)`.
+#[cube]
+pub fn candidate(values: &[f32], at: usize, i: usize, n: usize, w: f32, cap: f32, #[comptime] batch: usize, #[comptime] capped: bool) -> f32 {
+    let mut v = values[at + i];
+    if comptime![capped] {
+        v = f32::tanh(v / cap) * cap;
+    } else {
+        v = guided_at(values, i, n, w, batch);
+    }
+    v
+}
+
+/// The `k`-th largest of the `n` candidates (`1 ≤ k < n`) by radix select over their total-order
+/// keys, 4 bits a round from the top (8 rounds): among the keys equal to the digits decided so
+/// far, each round counts the next digit's 16 values (per thread, then 16 shared atomic adds per
+/// thread) and keeps the digit holding the `need`-th largest. Leaves that key in `pick[0]` and
+/// in `pick[1]` how many of the keys equal to it are within the k largest (k − #(key > it)).
+/// Every thread of the cube calls it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn kth_largest(
+    values: &[f32],
+    at: usize,
+    n: usize,
+    w: f32,
+    cap: f32,
+    k: u32,
+    hist: &Shared<[Atomic<u32>]>,
+    pick: &mut Shared<[u32]>,
+    #[comptime] batch: usize,
+    #[comptime] capped: bool,
+) {
+    let tid = UNIT_POS as usize;
+    let threads = CUBE_DIM_X as usize;
+    let mut thr = 0u32;
+    let mut need = k;
+    let mut mask = 0u32;
+    let mut round = 0u32;
+    while round < 8 {
+        let shift = 28 - 4 * round;
+        if tid < 16 {
+            hist[tid].store(0u32);
+        }
+        sync_cube();
+        let mut count = Array::<u32>::new(16usize);
+        for b in 0..16usize {
+            count[b] = 0u32;
+        }
+        let mut i = tid;
+        while i < n {
+            let key = order_key(candidate(values, at, i, n, w, cap, batch, capped));
+            if (key & mask) == thr {
+                let digit = ((key >> shift) & 15u32) as usize;
+                count[digit] += 1u32;
+            }
+            i += threads;
+        }
+        for b in 0..16usize {
+            if count[b] > 0u32 {
+                hist[b].fetch_add(count[b]);
+            }
+        }
+        sync_cube();
+        if tid == 0 {
+            let mut digit = 0u32;
+            let mut above = 0u32;
+            let mut found = false;
+            for s in 0..16u32 {
+                let b = 15u32 - s;
+                if !found {
+                    let c = hist[b as usize].load();
+                    if above + c >= need {
+                        digit = b;
+                        found = true;
+                    } else {
+                        above += c;
+                    }
+                }
+            }
+            pick[0] = thr | (digit << shift);
+            pick[1] = need - above;
+        }
+        sync_cube();
+        thr = pick[0];
+        need = pick[1];
+        mask |= 15u32 << shift;
+        sync_cube();
+        round += 1;
+    }
 }
 
 /// One token per launch, single cube of 256 threads, exactly the host sampler's rule
@@ -585,69 +698,15 @@ pub fn sample(
             pick_s[0] = argmax;
         }
     } else {
-        // The k-th largest key by radix select, 4 bits a round from the top (8 rounds): among
-        // the keys equal to `thr` on the bits decided so far (`mask`), each round counts the
-        // next digit's 16 values (per thread, then 16 shared atomic adds per thread) and keeps
-        // the digit holding the `need`-th largest. At the end `thr` is that key and `need` how
-        // many of the keys equal to it are kept (k − #(key > thr)), the lowest ids first.
+        // The k-th largest key (`thr`) and how many of the keys equal to it are kept (`need`,
+        // the lowest ids first).
         let all = top_k == 0 || top_k as usize >= n;
-        let k = top_k;
         let mut thr = 0u32;
-        let mut need = k;
+        let mut need = top_k;
         if !all {
-            let mut mask = 0u32;
-            let mut round = 0u32;
-            while round < 8 {
-                let shift = 28 - 4 * round;
-                if tid < 16 {
-                    hist[tid].store(0u32);
-                }
-                sync_cube();
-                let mut count = Array::<u32>::new(16usize);
-                for b in 0..16usize {
-                    count[b] = 0u32;
-                }
-                let mut i = tid;
-                while i < n {
-                    let key = order_key(guided_at(logits, i, n, w, batch));
-                    if (key & mask) == thr {
-                        let digit = ((key >> shift) & 15u32) as usize;
-                        count[digit] += 1u32;
-                    }
-                    i += threads;
-                }
-                for b in 0..16usize {
-                    if count[b] > 0u32 {
-                        hist[b].fetch_add(count[b]);
-                    }
-                }
-                sync_cube();
-                if tid == 0 {
-                    let mut digit = 0u32;
-                    let mut above = 0u32;
-                    let mut found = false;
-                    for s in 0..16u32 {
-                        let b = 15u32 - s;
-                        if !found {
-                            let c = hist[b as usize].load();
-                            if above + c >= need {
-                                digit = b;
-                                found = true;
-                            } else {
-                                above += c;
-                            }
-                        }
-                    }
-                    pick_s[0] = thr | (digit << shift);
-                    pick_s[1] = need - above;
-                }
-                sync_cube();
-                thr = pick_s[0];
-                need = pick_s[1];
-                mask |= 15u32 << shift;
-                sync_cube();
-                round += 1;
-            }
+            kth_largest(logits, 0, n, w, 1.0f32, top_k, &hist, &mut pick_s, batch, false);
+            thr = pick_s[0];
+            need = pick_s[1];
         }
         // Contiguous blocks of ids per thread, so running sums follow the id order.
         let chunk = n.div_ceil(threads);

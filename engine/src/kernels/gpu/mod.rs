@@ -10,6 +10,7 @@
 //! ```
 
 pub mod decode;
+pub mod frame;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -112,15 +113,25 @@ impl Gpu {
 
     /// Overwrites the start of `buf` with `v` (queued in order with the launches; no sync).
     pub fn write_u32(&self, buf: &Buf, v: &[u32]) {
-        assert!(v.len() <= buf.len, "write of {} values into a buffer of {}", v.len(), buf.len);
+        self.write_u32_at(buf, 0, v);
+    }
+
+    /// Overwrites `buf[at .. at + v.len()]` with `v`.
+    pub fn write_u32_at(&self, buf: &Buf, at: usize, v: &[u32]) {
+        assert!(at + v.len() <= buf.len, "write of {} values at {at} into a buffer of {}", v.len(), buf.len);
         counters::note_upload(std::mem::size_of_val(v));
         let bytes = burn::cubecl::bytes::Bytes::from_bytes_vec(u32::as_bytes(v).to_vec());
-        self.client.write(&buf.handle.clone().offset_end(((buf.len - v.len()) * 4) as u64), bytes);
+        let handle = buf.handle.clone().offset_start((at * 4) as u64).offset_end(((buf.len - at - v.len()) * 4) as u64);
+        self.client.write(&handle, bytes);
     }
 
     pub fn write_f32(&self, buf: &Buf, v: &[f32]) {
+        self.write_f32_at(buf, 0, v);
+    }
+
+    pub fn write_f32_at(&self, buf: &Buf, at: usize, v: &[f32]) {
         let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
-        self.write_u32(buf, &bits);
+        self.write_u32_at(buf, at, &bits);
     }
 
     /// Reads `buf` back: one blocking sync, counted.
@@ -136,7 +147,17 @@ impl Gpu {
     /// `m` at `precision`. Int8 keeps the host's quantization (`Matrix::to_precision`: the same
     /// bytes and row scales the host kernels use).
     pub fn matrix(&self, m: &Matrix, precision: WeightPrecision) -> Result<GpuMatrix, GpuError> {
-        let (rows, cols) = (m.rows(), m.cols());
+        self.stacked(&[m], precision)
+    }
+
+    /// The rows of `parts` one after the other (q | k | v as one product), at `precision`; every
+    /// part has the same number of columns.
+    pub fn stacked(&self, parts: &[&Matrix], precision: WeightPrecision) -> Result<GpuMatrix, GpuError> {
+        let cols = parts.first().map_or(0, |m| m.cols());
+        if let Some(m) = parts.iter().find(|m| m.cols() != cols) {
+            return Err(GpuError::Unsupported(format!("stacking a {}×{} matrix under {cols} columns", m.rows(), m.cols())));
+        }
+        let rows: usize = parts.iter().map(|m| m.rows()).sum();
         // Packs `per` elements into each u32 word, element `per·j + k` at bit `k · 32/per`.
         let pack = |per: usize, bits: &mut dyn Iterator<Item = u32>| {
             let words = cols.div_ceil(per);
@@ -147,20 +168,67 @@ impl Gpu {
             }
             (words, data)
         };
+        let values = || parts.iter().flat_map(|m| m.to_rows());
         let (format, (words, data), scales) = match precision {
-            WeightPrecision::F32 => (decode::F32, pack(1, &mut m.to_rows().into_iter().map(f32::to_bits)), None),
-            WeightPrecision::Bf16 => (decode::BF16, pack(2, &mut m.to_rows().into_iter().map(|v| u32::from(crate::kernels::Bf16::from_f32(v).0))), None),
+            WeightPrecision::F32 => (decode::F32, pack(1, &mut values().map(f32::to_bits)), None),
+            WeightPrecision::Bf16 => (decode::BF16, pack(2, &mut values().map(|v| u32::from(crate::kernels::Bf16::from_f32(v).0))), None),
             WeightPrecision::Int8 => {
-                let m8 = m.to_precision(WeightPrecision::Int8);
-                let Some((q, scale)) = m8.int8() else {
-                    return Err(GpuError::Unsupported(format!("a {rows}×{cols} matrix did not convert to int8")));
-                };
-                (decode::INT8, pack(4, &mut q.iter().map(|&v| u32::from(v as u8))), Some(self.f32s(scale)))
+                let m8: Vec<Matrix> = parts.iter().map(|m| m.to_precision(WeightPrecision::Int8)).collect();
+                let mut q = Vec::with_capacity(rows * cols);
+                let mut scale = Vec::with_capacity(rows);
+                for m in &m8 {
+                    let Some((mq, ms)) = m.int8() else {
+                        return Err(GpuError::Unsupported(format!("a {}×{} matrix did not convert to int8", m.rows(), m.cols())));
+                    };
+                    q.extend_from_slice(mq);
+                    scale.extend_from_slice(ms);
+                }
+                (decode::INT8, pack(4, &mut q.iter().map(|&v| u32::from(v as u8))), Some(self.f32s(&scale)))
             }
         };
         let scales = scales.unwrap_or_else(|| self.zeros(1));
         Ok(GpuMatrix { rows, cols, words, format, buf: self.u32s(&data), scales })
     }
+}
+
+impl Gpu {
+    /// Records the launches of `body` as a graph (a CUDA graph; cubecl's software graph on
+    /// wgpu) without running them; `None` where the backend has no graphs or refuses. The
+    /// launches are counted per replay, not here.
+    pub fn record(&self, body: &dyn Fn()) -> Option<Graph> {
+        self.client.start_capture().ok()?;
+        counters::recording(true);
+        body();
+        let launches = counters::recording(false);
+        let graph = self.client.stop_capture().ok()?;
+        Some(Graph { graph, launches })
+    }
+}
+
+/// A recorded sequence of launches and how many there are (counted per replay).
+pub struct Graph {
+    graph: burn::cubecl::client::Graph,
+    pub launches: u64,
+}
+
+impl Graph {
+    /// Runs the recorded launches again, in order on the client's stream.
+    pub fn replay(&self) -> Result<(), GpuError> {
+        // SAFETY: a graph's buffers are weights and state that its owner keeps alive for as long
+        // as it keeps the graph (the decoders drop their graphs first), used only from the
+        // recording thread's stream.
+        unsafe { self.graph.replay() }.map_err(|e| GpuError::Read(format!("graph replay: {e:?}")))?;
+        counters::note_dispatches(self.launches);
+        Ok(())
+    }
+}
+
+/// `gemv`'s cube: lanes per output row (a power of two, about 8 words each, at most 32) and rows
+/// per cube, 256 threads in all. Narrow rows (small models) get more rows per cube, so fewer
+/// cubes recompute the RMS and fewer barriers run per output.
+pub fn gemv_shape(words: usize) -> (u32, u32) {
+    let lanes = (words.div_ceil(8)).next_power_of_two().clamp(1, decode::LANES as usize) as u32;
+    (lanes, decode::THREADS / lanes)
 }
 
 static POISON_SCRATCH: AtomicBool = AtomicBool::new(false);

@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::cubecl::prelude::*;
 
-use crate::kernels::gpu::decode::{self, LANES, THREADS, TILE};
-use crate::kernels::gpu::{Buf, Gpu, GpuError, GpuMatrix, ADD, GEGLU, STORE};
-use crate::kernels::{counters, WeightPrecision};
+use crate::kernels::gpu::decode::{self, THREADS, TILE};
+use crate::kernels::gpu::{gemv_shape, Buf, Gpu, GpuError, GpuMatrix, Graph, ADD, GEGLU, STORE};
+use crate::kernels::WeightPrecision;
 use super::host_decoder::HostDecoder;
 use super::host_encoder::HostEncoder;
 use super::sampling::{SamplingParams, MIN_TEMPERATURE};
@@ -226,12 +226,16 @@ impl GpuDecoder {
             norm.unwrap_or(&self.decoder_norm).arg(),
             w.buf.arg(),
             w.scales.arg(),
+            // No biases in v1's decoder: not read (a distinct buffer, as for `norm`).
+            self.depth_bias.arg(),
             out.arg(),
             chunk.counter.arg(),
             w.cols as u32,
             w.words as u32,
             n_out as u32,
             out_stride as u32,
+            0,
+            0,
             c.rms_norm_eps,
             row_base,
             level_rows,
@@ -240,6 +244,7 @@ impl GpuDecoder {
             norm.is_some(),
             w.format,
             mode,
+            false,
         );
     }
 
@@ -321,6 +326,8 @@ impl GpuDecoder {
             chunk.x.arg(),
             per_row as u32,
             self.config.d_model as u32,
+            0,
+            1.0,
         );
     }
 
@@ -396,18 +403,9 @@ impl GpuDecoder {
     /// the warm-up frame). `None` where the backend has no graphs or a capture is refused: the
     /// chunk then goes on eagerly.
     fn capture(&self, chunk: &GpuChunk, depth_and_sample: &dyn Fn()) -> Option<(Graph, Graph)> {
-        let client = &self.gpu.client;
-        let record = |body: &dyn Fn()| -> Option<Graph> {
-            client.start_capture().ok()?;
-            counters::recording(true);
-            body();
-            let launches = counters::recording(false);
-            let graph = client.stop_capture().ok()?;
-            Some(Graph { graph, launches })
-        };
-        let temporal = record(&|| self.temporal_step(chunk))?;
-        client.graph_prepare().ok()?;
-        let depth = record(depth_and_sample)?;
+        let temporal = self.gpu.record(&|| self.temporal_step(chunk))?;
+        self.gpu.client.graph_prepare().ok()?;
+        let depth = self.gpu.record(depth_and_sample)?;
         Some((temporal, depth))
     }
 
@@ -455,14 +453,14 @@ impl GpuDecoder {
             }
             part(Part::Temporal);
             match &graphs {
-                Some((temporal, _)) => replay_graph(temporal)?,
+                Some((temporal, _)) => temporal.replay().map_err(gpu_err)?,
                 None => self.temporal_step(chunk),
             }
             for q in 0..levels {
                 part(Part::Depth);
                 match &graphs {
                     // One graph: its launches count as the depth step's.
-                    Some((_, depth)) => replay_graph(depth)?,
+                    Some((_, depth)) => depth.replay().map_err(gpu_err)?,
                     None => {
                         self.depth_step(chunk);
                         part(Part::Sampling);
@@ -484,28 +482,6 @@ impl GpuDecoder {
         }
         Ok(tokens.iter().map(|&t| t as i32).collect())
     }
-}
-
-/// `gemv`'s cube: lanes per output row (a power of two, about 8 words each, at most 32) and rows
-/// per cube, 256 threads in all. Narrow rows (small models) get more rows per cube, so fewer
-/// cubes recompute the RMS and fewer barriers run per output.
-fn gemv_shape(words: usize) -> (u32, u32) {
-    let lanes = (words.div_ceil(8)).next_power_of_two().clamp(1, LANES as usize) as u32;
-    (lanes, THREADS / lanes)
-}
-
-/// A recorded sequence of launches and how many there are (counted per replay).
-struct Graph {
-    graph: burn::cubecl::client::Graph,
-    launches: u64,
-}
-
-fn replay_graph(g: &Graph) -> Result<(), LmError> {
-    // SAFETY: the graph's buffers are the decoder's weights and the chunk's state, both alive
-    // for the whole chunk (the graphs are dropped first), used only from this thread's stream.
-    unsafe { g.graph.replay() }.map_err(|e| LmError::Backend(format!("graph replay: {e:?}")))?;
-    counters::note_dispatches(g.launches);
-    Ok(())
 }
 
 /// The logits rows a depth step computes: all `len` ids from `start`, or one level's
