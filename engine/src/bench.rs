@@ -878,6 +878,10 @@ pub struct Mrt2BenchReport {
     pub codec_gflop_per_frame: f64,
     pub codec_gflops: f64,
     pub peak_rss_bytes: Option<u64>,
+    /// Where the LM step ran (`flex`: the host kernels).
+    pub device: String,
+    /// GPU runs: the device work per frame and the predicted H100/H200 frame.
+    pub gpu: Option<Mrt2GpuCounts>,
 }
 
 impl std::fmt::Display for Mrt2BenchReport {
@@ -893,10 +897,17 @@ impl std::fmt::Display for Mrt2BenchReport {
             self.frames
         )?;
         writeln!(f, "  load                       {:8.2} s", self.load_s)?;
-        writeln!(f, "  conditioning encoder       {:8.2} ms/frame", self.encoder_ms)?;
-        writeln!(f, "  temporal stack             {:8.2} ms/frame", self.temporal_ms)?;
-        writeln!(f, "  depth stack ×12            {:8.2} ms/frame", self.depth_ms)?;
-        writeln!(f, "  logits + sampling ×12      {:8.2} ms/frame", self.logits_sampling_ms)?;
+        if let Some(g) = &self.gpu {
+            // On a GPU the host runs the encoder and the noise; the rest is one device frame.
+            writeln!(f, "  LM on {} ({}), {}", self.device, g.device, if g.replayed { "one recorded frame replayed" } else { "eager launches" })?;
+            writeln!(f, "  encoder + noise (host)     {:8.2} ms/frame", self.encoder_ms)?;
+            writeln!(f, "  device frame + tokens read {:8.2} ms/frame", self.depth_ms)?;
+        } else {
+            writeln!(f, "  conditioning encoder       {:8.2} ms/frame", self.encoder_ms)?;
+            writeln!(f, "  temporal stack             {:8.2} ms/frame", self.temporal_ms)?;
+            writeln!(f, "  depth stack ×12            {:8.2} ms/frame", self.depth_ms)?;
+            writeln!(f, "  logits + sampling ×12      {:8.2} ms/frame", self.logits_sampling_ms)?;
+        }
         writeln!(
             f,
             "  LM                         {:8.2} ms/frame  (floor {:.2} ms: {:.0} MB per frame at {:.1} GB/s read; {:.2}× the floor)",
@@ -911,7 +922,35 @@ impl std::fmt::Display for Mrt2BenchReport {
             "  codec stream step          {:8.2} ms/frame  ({:.2} GFLOP/frame → {:.1} GFLOP/s)",
             self.codec_ms_per_frame, self.codec_gflop_per_frame, self.codec_gflops
         )?;
-        write!(f, "  frame                      {:8.2} ms  (budget 40 ms; {:.2}× real time)", self.total_ms_per_frame, self.real_time_factor)
+        write!(f, "  frame                      {:8.2} ms  (budget 40 ms; {:.2}× real time)", self.total_ms_per_frame, self.real_time_factor)?;
+        if let Some(g) = &self.gpu {
+            let opt = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.1}"));
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  device work per frame (counted): {} dispatches (formula {}), {:.1} syncs, {:.0} B back, {:.1} uploads / {:.0} B",
+                opt(g.dispatches_per_frame),
+                g.expected_dispatches_per_frame,
+                g.syncs_per_frame,
+                g.d2h_bytes_per_frame,
+                g.h2d_uploads_per_frame,
+                g.h2d_bytes_per_frame
+            )?;
+            write!(
+                f,
+                "  predicted GPU frame (assumed: bandwidth H100 {:.2e} / H200 {:.2e} B/s, t_gap {} µs eager, t_sync {} µs, PCIe {:.0e} B/s; {}):",
+                g.h100_bandwidth_bytes_per_s,
+                g.h200_bandwidth_bytes_per_s,
+                g.t_gap_s * 1e6,
+                g.t_sync_s * 1e6,
+                g.pcie_bytes_per_s,
+                g.note
+            )?;
+            for p in &g.predicted {
+                write!(f, "\n    {:<6} {}: {} dispatches, {:.0} MB → H100 {:.2} ms, H200 {:.2} ms per frame", p.size, p.precision, p.dispatches, p.bytes as f64 / 1e6, p.h100_frame_ms, p.h200_frame_ms)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -926,9 +965,89 @@ pub fn mrt2_bytes_per_frame(model: &crate::mrt2::model::Mrt2Model) -> u64 {
     (w.conditioning.mulan_adapter.bytes() + temporal + c.num_levels * (depth + logits_level)) as u64
 }
 
-/// Runs `frames` MRT2 frames (after 2 warm-up frames) of the `size` preset with random weights
-/// in `precision` through the LM step and the streamed codec decode, on the host.
-pub fn bench_mrt2(size: &str, precision: crate::kernels::WeightPrecision, frames: usize) -> Result<Mrt2BenchReport, String> {
+/// Launches of one MRT2 frame on the GPU kernels (`mrt2::gpu_decoder`): the temporal input,
+/// 12 per temporal layer; per level the adapter (or a copy), 7 per depth layer, the final norm,
+/// the logits product and the draw. Every frame issues exactly these (a test holds the count).
+pub fn mrt2_gpu_dispatches_per_frame(c: &crate::mrt2::config::Mrt2Config) -> u64 {
+    (1 + 12 * c.temporal.layers + c.num_levels * (1 + 7 * c.depth.layers + 3)) as u64
+}
+
+/// A predicted GPU frame of MRT2 (a model from counts with the assumed constants of
+/// [`GpuPrediction`], not a measurement): `bytes / bandwidth + dispatches · t_gap + syncs · t_sync
+/// + uploaded bytes / PCIe`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictedFrame {
+    pub size: String,
+    pub precision: String,
+    pub dispatches: u64,
+    pub syncs: u64,
+    pub h2d_bytes: u64,
+    /// Weight bytes one frame streams at the precision.
+    pub bytes: u64,
+    pub h100_frame_ms: f64,
+    pub h200_frame_ms: f64,
+}
+
+/// Assumed host → device copy rate (PCIe 4/5 x16, effective), bytes/s.
+pub const PCIE_BYTES_PER_S: f64 = 25e9;
+
+/// Weight bytes one MRT2 frame's decoder streams on the GPU from the sizes alone: the temporal
+/// stack once, per level the adapter, the depth stack and the level's logits rows (the
+/// conditioning encoder runs on the host), at `precision` (int8 with its row scales).
+pub fn mrt2_gpu_bytes_per_frame(c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision) -> u64 {
+    let lin = |rows: usize, cols: usize| rows * cols * precision.bytes() + if precision == crate::kernels::WeightPrecision::Int8 { 4 * rows } else { 0 };
+    let (t, d) = (&c.temporal, &c.depth);
+    let temporal = t.layers * (3 * lin(t.inner(), t.d_model) + lin(t.d_model, t.inner()) + lin(t.inner(), t.d_model) + 2 * lin(t.inner(), c.encoder_width) + lin(t.d_model, t.inner()) + lin(t.ffn, t.d_model) + lin(t.d_model, t.ffn));
+    let adapter = if c.has_depth_input_adapter() { lin(d.d_model, t.d_model) } else { 0 };
+    let depth = d.layers * (3 * lin(d.inner(), d.d_model) + lin(d.d_model, d.inner()) + lin(d.ffn, d.d_model) + lin(d.d_model, d.ffn));
+    (temporal + c.num_levels * (adapter + depth + lin(c.codebook_size, d.d_model))) as u64
+}
+
+fn predict_frame(size: &str, c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision, syncs: u64, h2d_bytes: u64) -> PredictedFrame {
+    let dispatches = mrt2_gpu_dispatches_per_frame(c);
+    let bytes = mrt2_gpu_bytes_per_frame(c, precision);
+    let rest = dispatches as f64 * GpuPrediction::T_GAP_S + syncs as f64 * GpuPrediction::T_SYNC_S + h2d_bytes as f64 / PCIE_BYTES_PER_S;
+    PredictedFrame {
+        size: size.to_owned(),
+        precision: precision.to_string(),
+        dispatches,
+        syncs,
+        h2d_bytes,
+        bytes,
+        h100_frame_ms: (bytes as f64 / GpuPrediction::H100_BANDWIDTH + rest) * 1e3,
+        h200_frame_ms: (bytes as f64 / GpuPrediction::H200_BANDWIDTH + rest) * 1e3,
+    }
+}
+
+/// The device work of the timed MRT2 frames, per frame (GPU runs).
+#[derive(Clone, Debug, Serialize)]
+pub struct Mrt2GpuCounts {
+    pub device: String,
+    pub dispatches_per_frame: Option<f64>,
+    /// [`mrt2_gpu_dispatches_per_frame`] for this config.
+    pub expected_dispatches_per_frame: u64,
+    pub syncs_per_frame: f64,
+    pub d2h_bytes_per_frame: f64,
+    pub h2d_uploads_per_frame: f64,
+    pub h2d_bytes_per_frame: f64,
+    /// Whether the frames replayed a recorded frame (no: every launch eager).
+    pub replayed: bool,
+    /// The assumed constants: bandwidths, `t_gap`, `t_sync`, PCIe.
+    pub h100_bandwidth_bytes_per_s: f64,
+    pub h200_bandwidth_bytes_per_s: f64,
+    pub t_gap_s: f64,
+    pub t_sync_s: f64,
+    pub pcie_bytes_per_s: f64,
+    pub note: String,
+    /// This model and the released sizes at this precision (their own dispatch counts and bytes,
+    /// this run's syncs and uploads per frame scaled by their encoder width).
+    pub predicted: Vec<PredictedFrame>,
+}
+
+/// Runs `frames` MRT2 frames (after 2 warm-up frames) of `cfg` (named `size`) with random weights
+/// in `precision` through the LM step on `target` (the host kernels, or the GPU kernels on a
+/// GPU target) and the streamed codec decode on the host.
+pub fn bench_mrt2(size: &str, cfg: crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision, frames: usize, target: &Target) -> Result<Mrt2BenchReport, String> {
     use crate::codec::weights::{random_files, CodecWeights, CodecWidths};
     use crate::codec::{Codec, CodecConfig, DecoderStream};
     use crate::mrt2::conditioning::ConditionFrame;
@@ -936,16 +1055,15 @@ pub fn bench_mrt2(size: &str, precision: crate::kernels::WeightPrecision, frames
     use crate::mrt2::model::{FrameState, Mrt2Model};
     use crate::mrt2::weights::Mrt2Weights;
 
-    let cfg = match size {
-        "small" => Mrt2Config::mrt2_small(),
-        "base" => Mrt2Config::mrt2_base(),
-        other => return Err(format!("MRT2 size {other:?}: the presets are small and base")),
-    };
     let frames = frames.max(1);
     let started = Instant::now();
     let mut weights = Mrt2Weights::random(&cfg, 11);
     weights.set_precision(precision);
-    let model = Mrt2Model::new(cfg.clone(), weights);
+    let mut model = Mrt2Model::new(cfg.clone(), weights);
+    let gpu = target.compute == crate::Compute::Gpu;
+    if gpu {
+        model = model.on_device(&target.device).map_err(|e| e.to_string())?;
+    }
     let config = CodecConfig::spectrostream_48k_stereo();
     let [e, d, q] = random_files(&config, &CodecWidths::full_size(), 7);
     let codec_weights = CodecWeights::from_files(&e, &d, Some(&q), &config).map_err(|e| e.to_string())?;
@@ -967,15 +1085,54 @@ pub fn bench_mrt2(size: &str, precision: crate::kernels::WeightPrecision, frames
         stream.step(&codec, &codes).map_err(|e| e.to_string())?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
+    // Counting from the warm-up on: the GPU frame is recorded in the second warm-up frame, and a
+    // replay counts the launches its recording saw.
+    let counting = crate::kernels::counters::Counting::start(gpu, false);
     for _ in 0..2 {
         frame(&mut state, &mut stream)?;
     }
     state.take_times();
+    counting.restart_segment();
+    let before = counting.snapshot();
     let mut codec_ms = 0.0;
     for _ in 0..frames {
         codec_ms += frame(&mut state, &mut stream)?;
     }
+    let after = counting.snapshot();
+    drop(counting);
     let times = state.take_times();
+    let gpu_counts = gpu.then(|| {
+        let t = after.part_since(&before, None);
+        let n = frames as f64;
+        let per = |v: u64| v as f64 / n;
+        let (syncs, h2d) = (t.syncs.div_ceil(frames as u64), t.h2d_bytes.div_ceil(frames as u64));
+        let released = [("small", Mrt2Config::mrt2_small()), ("base", Mrt2Config::mrt2_base())];
+        let mut predicted = vec![predict_frame(size, &cfg, precision, syncs, h2d)];
+        for (name, c) in released {
+            if c != cfg {
+                // Their own sizes at this precision; the uploads grow with the encoder width.
+                let h2d_scaled = (h2d + 4 * c.encoder_width as u64).saturating_sub(4 * cfg.encoder_width as u64);
+                predicted.push(predict_frame(name, &c, precision, syncs, h2d_scaled));
+            }
+        }
+        Mrt2GpuCounts {
+            device: model.gpu().map_or_else(String::new, |g| g.name().to_owned()),
+            dispatches_per_frame: t.dispatches.map(per),
+            expected_dispatches_per_frame: mrt2_gpu_dispatches_per_frame(&cfg),
+            syncs_per_frame: per(t.syncs),
+            d2h_bytes_per_frame: per(t.d2h_bytes),
+            h2d_uploads_per_frame: per(t.uploads),
+            h2d_bytes_per_frame: per(t.h2d_bytes),
+            replayed: state.replaying(),
+            h100_bandwidth_bytes_per_s: GpuPrediction::H100_BANDWIDTH,
+            h200_bandwidth_bytes_per_s: GpuPrediction::H200_BANDWIDTH,
+            t_gap_s: GpuPrediction::T_GAP_S,
+            t_sync_s: GpuPrediction::T_SYNC_S,
+            pcie_bytes_per_s: PCIE_BYTES_PER_S,
+            note: "predicted: a model from counts with assumed constants, not a measurement".to_owned(),
+            predicted,
+        }
+    });
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / frames as f64;
     let (encoder_ms, temporal_ms, depth_ms, logits_sampling_ms) = (per(times.encoder), per(times.temporal), per(times.depth), per(times.logits_sampling));
     let lm_ms_per_frame = encoder_ms + temporal_ms + depth_ms + logits_sampling_ms;
@@ -1007,5 +1164,7 @@ pub fn bench_mrt2(size: &str, precision: crate::kernels::WeightPrecision, frames
         codec_gflop_per_frame: codec_gflop,
         codec_gflops: codec_gflop / (codec_ms_per_frame / 1e3),
         peak_rss_bytes: peak_rss_bytes(),
+        device: target.choice.to_string(),
+        gpu: gpu_counts,
     })
 }

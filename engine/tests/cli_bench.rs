@@ -60,3 +60,43 @@ fn bench_lm_on_the_tiny_model_reports_the_counters_in_json() {
     assert_eq!(j["prediction"]["encoder_flops_per_s"], 200e12);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `mrt bench all --model mrt2` on the GPU kernels (lavapipe in CI) at the M1 fixture's sizes:
+/// the counted device work per frame is the formula's (every frame the same launches), one
+/// sync of the 12 tokens, the two per-frame uploads, a replayed frame, and the predicted
+/// H100/H200 frames of M1, small and base with the assumed constants.
+#[cfg(feature = "wgpu")]
+#[test]
+fn bench_all_mrt2_on_the_gpu_kernels_counts_one_replayed_frame() {
+    let root = scratch("mrt2-gpu");
+    let json = root.join("bench.json");
+    let m1 = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/mrt2/M1");
+    let (ok, text) = mrt(&["bench", "all", "--model", "mrt2", "--size", "m1", "--model-dir", m1, "--device", "wgpu", "--frames", "3", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("one recorded frame replayed") && text.contains("predicted GPU frame"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let g = &j["gpu"];
+    // 1 + 12 per temporal layer (2) + 12 levels × (1 + 7 per depth layer (2) + 3).
+    assert_eq!(g["expected_dispatches_per_frame"], 241, "{g}");
+    assert_eq!(g["dispatches_per_frame"], 241.0, "{g}");
+    assert_eq!(g["syncs_per_frame"], 1.0, "{g}");
+    assert_eq!(g["d2h_bytes_per_frame"], 48.0, "{g}");
+    // The counters (6 + 2 × 12 words) and the encoder vector + noise ((32 + 12 × 1024) floats).
+    assert_eq!(g["h2d_uploads_per_frame"], 2.0, "{g}");
+    assert_eq!(g["h2d_bytes_per_frame"], 4.0 * (30.0 + 32.0 + 12.0 * 1024.0), "{g}");
+    assert_eq!(g["replayed"], true, "{g}");
+    assert_eq!(g["t_gap_s"], 4e-6);
+    let sizes: Vec<&str> = g["predicted"].as_array().unwrap().iter().map(|p| p["size"].as_str().unwrap()).collect();
+    assert_eq!(sizes, ["m1", "small", "base"]);
+    for p in g["predicted"].as_array().unwrap() {
+        let (h100, h200) = (p["h100_frame_ms"].as_f64().unwrap(), p["h200_frame_ms"].as_f64().unwrap());
+        assert!(h100 >= h200 && h200 > 0.0, "{p}");
+    }
+    assert_eq!(j["device"], "wgpu");
+
+    // The host kernels: no GPU section.
+    let (ok, text) = mrt(&["bench", "all", "--model", "mrt2", "--size", "m1", "--model-dir", m1, "--device", "flex", "--frames", "1", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(j["gpu"].is_null(), "{j}");
+}

@@ -398,3 +398,35 @@ fn a_killed_run_leaves_a_valid_wav() {
         assert!(samples.len() as u64 * 4 < 600 * 48_000 * 2 * 4, "{family}: the header counts only what was written");
     }
 }
+
+/// `--device wgpu` runs the LM's decoder on the GPU kernels (lavapipe in CI): the same tokens as
+/// the host kernels, so the same audio bit for bit (the codec decodes on the CPU either way); a
+/// state saved on the GPU (its rings read back) resumes on the GPU and on the CPU alike.
+#[cfg(feature = "wgpu")]
+#[test]
+fn the_gpu_kernels_give_the_hosts_audio_and_their_state_resumes_anywhere() {
+    let dir = scratch("gpu");
+    let host = dir.join("host.wav");
+    let (ok, text) = generate(&host, &["--seconds", "1", "--seed", "5", "--device", "flex"]);
+    assert!(ok, "{text}");
+    let gpu = dir.join("gpu.wav");
+    let (ok, text) = generate(&gpu, &["--seconds", "1", "--seed", "5", "--device", "wgpu"]);
+    assert!(ok && text.contains("LM on wgpu (GPU kernels), codec on the CPU"), "{text}");
+    let want = wav_samples(&host).1;
+    assert!(wav_samples(&gpu).1.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "the GPU kernels' audio is the host's");
+
+    let (first, state) = (dir.join("first.wav"), dir.join("state.json"));
+    let (ok, text) = generate(&first, &["--seconds", "0.4", "--seed", "5", "--device", "wgpu", "--save-state", state.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for device in ["wgpu", "flex"] {
+        let second = dir.join(format!("second-{device}.wav"));
+        let (ok, text) = generate(&second, &["--seconds", "0.6", "--resume", state.to_str().unwrap(), "--device", device]);
+        assert!(ok, "{text}");
+        let joined = [wav_samples(&first).1, wav_samples(&second).1].concat();
+        assert_eq!(joined.len(), want.len());
+        assert!(joined.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "resumed on {device}: the audio continues as one run");
+    }
+    // No burn path for MRT2.
+    let (ok, text) = generate(&dir.join("burn.wav"), &["--seconds", "0.2", "--device", "wgpu", "--kernels", "burn"]);
+    assert!(!ok && text.contains("MRT2 has no burn path"), "{text}");
+}

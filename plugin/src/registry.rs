@@ -167,23 +167,25 @@ pub fn load(key: &ModelKey, progress: &dyn mrt::assets::Progress) -> Result<Mode
     Ok(models)
 }
 
-/// MRT2: the combined checkpoint (LM + decode-only codec) on the CPU, and the style model for
-/// the prompts. MRT2 runs on the host path only: the device setting moves the style model.
+/// MRT2: the combined checkpoint (LM + decode-only codec) and the style model for the prompts.
+/// The device setting moves the LM's decoder (the GPU kernels on wgpu/cuda) and the style model;
+/// the codec's frame-by-frame decode and the conditioning encoder stay on the CPU.
 fn load_mrt2(key: &ModelKey) -> Result<Models, LoadFailure> {
     let settings = crate::params::asset_settings();
     let paths = mrt::assets::Mrt2Paths::locate_with(&key.size, key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
-    // The LM weights setting applies (MRT2 always runs on the CPU path); depth logits do not (MRT2
-    // computes only the current level's, which is exact there).
+    // The LM weights setting applies (host and GPU kernels take f32, bf16, int8); depth logits do
+    // not (MRT2 computes only the current level's, which is exact there).
     let precision = key.lm.precision;
-    let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), precision).map_err(|e| {
+    let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
+    let system = mrt::mrt2::Mrt2System::load_on(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), precision, &target).map_err(|e| {
         LoadFailure::Error(format!("loading MRT2 {} from {}: {}", paths.size, paths.checkpoint.path.display(), mrt::error_chain(&e)))
     })?;
     // MRT2's own MusicCoCa (its tflite towers and quantizer) where installed, else v1's.
     let style_files = mrt::assets::locate_mrt2_style(key.model_dir.as_deref(), &settings).map_err(asset_failure)?;
-    let target = mrt::Target::new(key.device).map_err(LoadFailure::Error)?;
     let style = mrt::style::StyleModel::load_files(&style_files, &target.device).map_err(|e| LoadFailure::Error(mrt::error_chain(&e)))?;
+    let lm_where = if target.compute == mrt::Compute::Gpu { format!("LM on {} (GPU kernels), codec on the CPU", key.device) } else { "LM and codec on the CPU".to_owned() };
     let description = format!(
-        "MRT2 {} from {} (LM and codec on the CPU, {precision} weights; {} MusicCoCa)",
+        "MRT2 {} from {} ({lm_where}, {precision} weights; {} MusicCoCa)",
         paths.size,
         paths.checkpoint.source,
         style_files.family()

@@ -72,6 +72,8 @@ pub enum Mrt2Error {
     State(String),
     #[error("prefill: {0}")]
     Prefill(String),
+    #[error("device: {0}")]
+    Device(String),
 }
 
 /// The LM and the decode-only codec of one MRT2 checkpoint.
@@ -211,12 +213,32 @@ impl Mrt2System {
     /// [`Mrt2System::load`] with the LM's projections in `precision` (f32 is exact; bf16 and
     /// int8 stream fewer bytes per frame, `mrt bench agreement` measures what they change).
     pub fn load_with(path: &std::path::Path, cfg: Mrt2Config, codec_config: CodecConfig, precision: crate::kernels::WeightPrecision) -> Result<Self, Mrt2Error> {
+        Self::load_on(path, cfg, codec_config, precision, &crate::Target::host())
+    }
+
+    /// [`Mrt2System::load_with`] with the LM's decoder on `target`: the GPU kernels on a GPU
+    /// target (`Compute::Gpu`: wgpu or CUDA), the host kernels on the CPU. The conditioning
+    /// encoder and the codec's frame-by-frame decode stay on the host; MRT2 has no burn path.
+    pub fn load_on(
+        path: &std::path::Path,
+        cfg: Mrt2Config,
+        codec_config: CodecConfig,
+        precision: crate::kernels::WeightPrecision,
+        target: &crate::Target,
+    ) -> Result<Self, Mrt2Error> {
+        if target.compute == crate::Compute::Burn {
+            return Err(Mrt2Error::Device(format!("MRT2 has no burn path: run it on the host kernels or the GPU kernels, not `--kernels burn` on {}", target.choice)));
+        }
         let store = crate::formats::safetensors::read(path).map_err(|e| Mrt2Error::Weights(WeightsError::from(e)))?;
         let codec_weights = CodecWeights::from_mrt2_store(&store, &codec_config).map_err(Mrt2Error::Codec)?;
         let mut weights = Mrt2Weights::from_store(store, &cfg).map_err(Mrt2Error::Weights)?;
         weights.set_precision(precision);
         let codec = Codec::from_weights(codec_config, codec_weights, &crate::Target::host()).map_err(Mrt2Error::Codec)?;
-        Self::new(Mrt2Model::new(cfg, weights), codec)
+        let mut model = Mrt2Model::new(cfg, weights);
+        if target.compute == crate::Compute::Gpu {
+            model = model.on_device(&target.device).map_err(|e| Mrt2Error::Device(format!("{}: {e}", target.choice)))?;
+        }
+        Self::new(model, codec)
     }
 
     pub fn config(&self) -> &Mrt2Config {

@@ -141,6 +141,20 @@ impl BenchRun {
         }
     }
 
+    /// The MRT2 config of `--size`: small and base are built in; any other size is an MRT2
+    /// fixture set's `config.json` in --model-dir (e.g. `--size m1 --model-dir
+    /// shared/fixtures/mrt2/M1`: its sizes, random weights).
+    pub fn mrt2_config(&self) -> Result<mrt::mrt2::Mrt2Config> {
+        match self.size.as_str() {
+            "small" => Ok(mrt::mrt2::Mrt2Config::mrt2_small()),
+            "base" => Ok(mrt::mrt2::Mrt2Config::mrt2_base()),
+            other => {
+                let dir = self.model_dir.as_deref().with_context(|| format!("MRT2 size `{other}`: the presets are small and base; other sizes need --model-dir with an MRT2 config.json"))?;
+                mrt::mrt2::Mrt2Config::from_fixture_json(dir.join("config.json")).with_context(|| format!("MRT2 size `{other}` from {}", dir.display()))
+            }
+        }
+    }
+
     /// Checks the chunk count, sizes the thread pool and resolves the target.
     pub fn prepare(&self) -> Result<Target> {
         if self.chunks == 0 {

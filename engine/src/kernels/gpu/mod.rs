@@ -194,7 +194,8 @@ impl Gpu {
 impl Gpu {
     /// Records the launches of `body` as a graph (a CUDA graph; cubecl's software graph on
     /// wgpu) without running them; `None` where the backend has no graphs or refuses. The
-    /// launches are counted per replay, not here.
+    /// launches are counted per replay, not here (as many as the counters saw recorded: count
+    /// from before the recording, or replays count none).
     pub fn record(&self, body: &dyn Fn()) -> Option<Graph> {
         self.client.start_capture().ok()?;
         counters::recording(true);

@@ -91,11 +91,12 @@ impl BenchWhat {
                 }
             }
             BenchWhat::All { run, model: crate::args::ModelFamily::Mrt2, frames, json } => {
-                if run.lm.kernels && run.device.is_some_and(|d| d != DeviceChoice::Flex) {
-                    anyhow::bail!("MRT2 runs on the host kernels (CPU) only so far");
+                if !run.lm.kernels {
+                    anyhow::bail!("MRT2 has no burn path: it runs on the host kernels (CPU) or the GPU kernels (wgpu, cuda)");
                 }
-                run.prepare()?;
-                let report = mrt::bench::bench_mrt2(&run.size, run.lm.precision, frames).map_err(anyhow::Error::msg)?;
+                let target = run.prepare()?;
+                let cfg = run.mrt2_config()?;
+                let report = mrt::bench::bench_mrt2(&run.size, cfg, run.lm.precision, frames, &target).map_err(anyhow::Error::msg)?;
                 println!("{report}");
                 write_json(&json, &report)?;
                 println!("JSON: {}", json.display());

@@ -202,8 +202,12 @@ impl Args {
 
         let settings = settings();
         let paths = mrt::assets::Mrt2Paths::locate_with(&model.size(ModelFamily::Mrt2)?, model.model_dir.as_deref(), &settings)?;
-        eprintln!("model mrt2 {} ({}), device host, {} weights", paths.size, paths.checkpoint.source, lm.precision);
-        let system = mrt::mrt2::Mrt2System::load_with(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision)
+        // The LM decoder on the device asked for (the GPU kernels on wgpu/cuda); the codec and
+        // the conditioning encoder on the CPU.
+        let target = lm.target(model.device)?;
+        let lm_where = if target.compute == mrt::Compute::Gpu { format!("LM on {} (GPU kernels), codec on the CPU", target.choice) } else { "host".to_owned() };
+        eprintln!("model mrt2 {} ({}), device {lm_where}, {} weights", paths.size, paths.checkpoint.source, lm.precision);
+        let system = mrt::mrt2::Mrt2System::load_on(&paths.checkpoint.path, paths.config.clone(), paths.codec_config.clone(), lm.precision, &target)
             .with_context(|| format!("loading MRT2 `{}` from {}", paths.size, paths.checkpoint.path.display()))?;
         let generator = Generator::Mrt2(system);
         let style_codes = if prompts.is_empty() {
