@@ -107,7 +107,10 @@ if CARGO_TARGET_DIR="$stub" MRT_FIXTURES="$PWD/../shared/fixtures" scripts/gpu-b
 import json, sys
 s = json.load(open(sys.argv[1]))
 ran = [x["step"] for x in s["steps"] if x.get("exit") == 0]
-want = ["conformance-l1-wgpu", "conformance-c1-wgpu", "bench-v1-base-wgpu", "bench-v1-large-wgpu", "bench-v1-large-int8-wgpu", "bench-mrt2-small-int8-host"]
+want = ["conformance-l1-wgpu", "conformance-c1-wgpu", "conformance-m1-wgpu", "bench-v1-base-wgpu", "bench-v1-large-wgpu", "bench-v1-large-int8-wgpu",
+        "bench-mrt2-small-bf16-wgpu", "bench-mrt2-base-bf16-wgpu", "bench-mrt2-small-int8-host"]
+# The step limits add up to the 8 minutes the script promises.
+assert sum(x.get("limit_s", 0) for x in s["steps"]) <= 480, s
 assert ran == want, ran
 ' "$work/gpu-out/summary.json"; then
   echo "gpu-bench plumbing: 1 passed, 0 failed" | tee -a "$log"

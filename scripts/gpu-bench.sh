@@ -5,10 +5,11 @@
 #                                    stripped and gzipped (~21 MB), and the Vulkan loader, into
 #                                    target/gpu-bench/ (small enough to carry to a GPU machine)
 #   scripts/gpu-bench.sh run [OUT]   on the GPU machine, from the repository root: correctness
-#                                    (the L1 and C1 ladders on wgpu: greedy tokens equal to the
-#                                    reference) and speed (v1 base and large on wgpu, the large LM
-#                                    with int8 decoder weights, MRT2 small on the host), JSON and
-#                                    logs into OUT (default: gpu-bench-out/)
+#                                    (the L1, C1 and M1 ladders on wgpu: greedy and sampled tokens
+#                                    equal to the reference) and speed (v1 base and large on wgpu,
+#                                    the large LM with int8 decoder weights, MRT2 small and base
+#                                    on wgpu in bf16, MRT2 small on the host), JSON and logs into
+#                                    OUT (default: gpu-bench-out/)
 #
 # `run` brings its own Vulkan loader when the machine has none and writes an NVIDIA ICD file when
 # the driver ships the library but no JSON. Every step has a timeout; the whole run stays under 8
@@ -91,20 +92,24 @@ run() {
     local secs
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
     tail -n 3 "$out/$name.log" >>"$out/run.log"
-    steps+=("{\"step\":\"$name\",\"exit\":$rc,\"seconds\":$secs,\"timed_out\":$([ $rc = 124 ] && echo true || echo false)}")
+    steps+=("{\"step\":\"$name\",\"exit\":$rc,\"limit_s\":$limit,\"seconds\":$secs,\"timed_out\":$([ $rc = 124 ] && echo true || echo false)}")
   }
 
   if [ -d "$fixtures/lm/L1" ]; then
-    step conformance-l1-wgpu 90 "$mrt" conformance "$fixtures/lm/L1" --device wgpu
-    step conformance-c1-wgpu 60 "$mrt" conformance "$fixtures/codec/C1" --device wgpu
+    step conformance-l1-wgpu 70 "$mrt" conformance "$fixtures/lm/L1" --device wgpu
+    step conformance-c1-wgpu 40 "$mrt" conformance "$fixtures/codec/C1" --device wgpu
+    step conformance-m1-wgpu 30 "$mrt" conformance "$fixtures/mrt2/M1" --device wgpu
   else
     steps+=("{\"step\":\"conformance\",\"exit\":null,\"skipped\":\"no fixtures at $fixtures (set MRT_FIXTURES)\"}")
   fi
-  step bench-v1-base-wgpu 100 "$mrt" bench all --size base --device wgpu --json "$out/v1-base-wgpu.json"
-  step bench-v1-large-wgpu 100 "$mrt" bench all --size large --device wgpu --json "$out/v1-large-wgpu.json"
+  step bench-v1-base-wgpu 80 "$mrt" bench all --size base --device wgpu --json "$out/v1-base-wgpu.json"
+  step bench-v1-large-wgpu 90 "$mrt" bench all --size large --device wgpu --json "$out/v1-large-wgpu.json"
   # The LM alone with int8 decoder weights (a quarter of f32's bytes per step).
-  step bench-v1-large-int8-wgpu 70 "$mrt" bench lm --size large --device wgpu --lm-weights int8 --json "$out/v1-large-int8-wgpu.json"
-  step bench-mrt2-small-int8-host 60 "$mrt" bench all --model mrt2 --size small --lm-weights int8 --json "$out/mrt2-small-int8-host.json"
+  step bench-v1-large-int8-wgpu 50 "$mrt" bench lm --size large --device wgpu --lm-weights int8 --json "$out/v1-large-int8-wgpu.json"
+  # MRT2 frames on the GPU kernels (one recorded frame replayed; the codec on the CPU).
+  step bench-mrt2-small-bf16-wgpu 40 "$mrt" bench all --model mrt2 --size small --device wgpu --lm-weights bf16 --frames 50 --json "$out/mrt2-small-bf16-wgpu.json"
+  step bench-mrt2-base-bf16-wgpu 40 "$mrt" bench all --model mrt2 --size base --device wgpu --lm-weights bf16 --frames 50 --json "$out/mrt2-base-bf16-wgpu.json"
+  step bench-mrt2-small-int8-host 40 "$mrt" bench all --model mrt2 --size small --lm-weights int8 --json "$out/mrt2-small-int8-host.json"
   steps+=("{\"step\":\"cuda\",\"exit\":null,\"skipped\":\"cubecl-cuda (feature cuda) downloads LLVM at build time; cuda-rt (no LLVM) compiles the decoder kernels to PTX but does not launch the decoder yet (issue 17, item 4)\"}")
 
   local joined
