@@ -135,8 +135,8 @@ pub struct Settings {
     pub size: String,
     /// Backend (`flex`, `wgpu`, `cuda`); `None` = the best one compiled in.
     pub device: Option<String>,
-    /// LM decoder weights on the CPU: f32 (exact) or bf16 (half the bytes per decode step). GPUs
-    /// run f32 whatever this says.
+    /// LM decoder weights: f32 (exact), bf16 (half the bytes per decode step) or int8, on the
+    /// host and the GPU kernels; burn's ops (`--kernels burn`) run f32 whatever this says.
     pub lm_weights: mrt::v1::lm::WeightPrecision,
     /// Depth-step logits over the whole vocabulary (exact) or the current level's ids (faster).
     pub depth_logits: mrt::v1::lm::DepthLogits,

@@ -270,3 +270,33 @@ fn a_slot_weight_automation_reaches_mrt2_at_the_next_frame() {
     assert!(first >= 6 * FRAME, "the audio changed at sample {first}, before the automation at {}", 6 * FRAME);
     assert!(first < 8 * FRAME, "the new style took until sample {first} (block {}) to be heard", first / FRAME + 1);
 }
+
+/// The *Device* setting moves MRT2's LM decoder to the GPU kernels (wgpu; lavapipe in CI): the
+/// plugin loads it there (the load log says so) and renders what the CPU renders, bit for bit
+/// (the same tokens, and the codec decodes on the CPU either way).
+#[test]
+fn mrt2_on_the_gpu_kernels_renders_what_the_cpu_renders() {
+    let _x = exclusive();
+    let frames = 16;
+    let spec = RenderSpec::offline(RATE, frames * FRAME);
+    let cpu = mrt2_plugin().render(&spec);
+    let mut p = Plugin::new();
+    p.configure(
+        |s| {
+            s["settings"]["family"] = json!("mrt2");
+            s["settings"]["device"] = json!("wgpu");
+            s["prompts"][0] = json!(PROMPT);
+        },
+        &[("seed", json!({ "i32": SEED })), ("unmask_width", json!({ "i32": 127 }))],
+    );
+    let gpu = p.render(&spec);
+    for (r, what) in [(&cpu, "cpu"), (&gpu, "wgpu")] {
+        assert_finite(r, what);
+        assert_eq!(r.len(), frames * FRAME, "{what}: length");
+        assert!(rms(&r.left[FRAME..]) > AUDIBLE_RMS, "{what} is silent");
+    }
+    let log = std::fs::read_to_string(&setup().load_log).unwrap_or_default();
+    assert!(log.lines().any(|l| l.starts_with("loaded family=mrt2") && l.contains("device=wgpu")), "no MRT2 load on wgpu in the load log:\n{log}");
+    assert_eq!(first_difference(&gpu.left, &cpu.left), None, "left: the GPU kernels play the CPU's audio");
+    assert_eq!(first_difference(&gpu.right, &cpu.right), None, "right");
+}
