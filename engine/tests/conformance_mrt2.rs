@@ -5,7 +5,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use mrt::codec::{Codec, CodecConfig, DecoderStream};
@@ -13,9 +12,9 @@ use mrt::formats::tensor::{HostTensor, TensorError, TensorStore};
 use mrt::mrt2::{FrameState, Mrt2Config, Mrt2Model, Mrt2Weights, WeightsError};
 use mrt::sampling::mrt2::{Key, SamplingParams};
 
-fn set_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mrt2/M1")
-}
+mod common;
+
+use common::mrt2::set_dir;
 
 struct Fixture {
     model: Mrt2Model,
@@ -27,14 +26,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = set_dir();
-        assert!(dir.join("config.json").is_file(), "fixture set missing: {}", dir.display());
-        let cfg = Mrt2Config::from_fixture_json(dir.join("config.json")).expect("M1 config reads");
-        let weights = Mrt2Weights::load(&dir.join("weights.safetensors"), &cfg).expect("M1 weights load");
-        let cond = mrt::formats::npy::read_i32(&dir.join("cond_tokens.npy")).expect("cond_tokens.npy reads");
-        let key = mrt::formats::npy::read_u32(&dir.join("init_rng_key.npy")).expect("init_rng_key.npy reads");
-        assert_eq!(cond.shape[1], cfg.cond_channels());
-        Fixture { model: Mrt2Model::new(cfg, weights), frames: cond.shape[0], cond_tokens: cond.data, init_key: [key.data[0], key.data[1]] }
+        let m = common::mrt2::load();
+        Fixture { model: Mrt2Model::new(m.cfg, m.weights), frames: m.frames, cond_tokens: m.cond_tokens, init_key: m.init_key }
     })
 }
 

@@ -6,35 +6,19 @@
 //! so a kernel reading scratch before writing it shows up.
 #![cfg(feature = "wgpu")]
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use mrt::kernels::WeightPrecision;
-use mrt::mrt2::{FrameState, Mrt2Config, Mrt2Model, Mrt2Weights};
-use mrt::sampling::mrt2::{Key, SamplingParams};
+use mrt::mrt2::{FrameState, Mrt2Model};
+use mrt::sampling::mrt2::SamplingParams;
 
-fn set_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mrt2/M1")
-}
+mod common;
 
-struct Fixture {
-    cfg: Mrt2Config,
-    weights: Mrt2Weights,
-    cond_tokens: Vec<i32>,
-    frames: usize,
-    init_key: Key,
-}
+use common::mrt2::{set_dir, M1};
 
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = set_dir();
-        let cfg = Mrt2Config::from_fixture_json(dir.join("config.json")).expect("M1 config reads");
-        let weights = Mrt2Weights::load(&dir.join("weights.safetensors"), &cfg).expect("M1 weights load");
-        let cond = mrt::formats::npy::read_i32(&dir.join("cond_tokens.npy")).expect("cond_tokens.npy reads");
-        let key = mrt::formats::npy::read_u32(&dir.join("init_rng_key.npy")).expect("init_rng_key.npy reads");
-        Fixture { frames: cond.shape[0], cond_tokens: cond.data, init_key: [key.data[0], key.data[1]], cfg, weights }
-    })
+fn fixture() -> &'static M1 {
+    static F: OnceLock<M1> = OnceLock::new();
+    F.get_or_init(common::mrt2::load)
 }
 
 /// The frame-`t` conditioning (the fixture's 32 frames, then again from the start).

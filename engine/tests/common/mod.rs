@@ -4,6 +4,7 @@
 
 pub mod hub;
 pub mod lm;
+pub mod mrt2;
 pub mod reference;
 
 use std::path::{Path, PathBuf};

@@ -73,6 +73,27 @@ pub fn tree_reduce<T: Numeric>(red: &mut Shared<[T]>, tid: usize, threads: usize
     }
 }
 
+/// Reduces the per-thread pairs `(red_v[tid], red_i[tid])` (a power of two of them, up to 256)
+/// into `red_v[0]`, `red_i[0]`: the largest value, the lowest index among equal ones. Every thread
+/// of the cube calls it after writing its pair; it begins and ends with a barrier.
+#[cube]
+pub fn argmax_reduce(red_v: &mut Shared<[f32]>, red_i: &mut Shared<[u32]>, tid: usize, threads: usize) {
+    sync_cube();
+    let mut half = threads / 2;
+    while half > 0 {
+        if tid < half {
+            let v = red_v[tid + half];
+            let o = red_i[tid + half];
+            if v > red_v[tid] || (v == red_v[tid] && o < red_i[tid]) {
+                red_v[tid] = v;
+                red_i[tid] = o;
+            }
+        }
+        sync_cube();
+        half /= 2;
+    }
+}
+
 /// Element `k` of a weight word, widened exactly: the f32 itself, bf16 half `k` (`<< 16`), or
 /// int8 byte `k` (shifted to the top and back, sign-extended; the row scale comes after the sum).
 #[cube]
@@ -669,21 +690,8 @@ pub fn sample(
     red_u[tid] = bad;
     red_f[tid] = best_v;
     red_i[tid] = best_i;
-    sync_cube();
-    let mut half = threads / 2;
-    while half > 0 {
-        if tid < half {
-            red_u[tid] = select(red_u[tid + half] < red_u[tid], red_u[tid + half], red_u[tid]);
-            let v = red_f[tid + half];
-            let o = red_i[tid + half];
-            if v > red_f[tid] || (v == red_f[tid] && o < red_i[tid]) {
-                red_f[tid] = v;
-                red_i[tid] = o;
-            }
-        }
-        sync_cube();
-        half /= 2;
-    }
+    tree_reduce(&mut red_u, tid, threads, MIN);
+    argmax_reduce(&mut red_f, &mut red_i, tid, threads);
     let first_bad = red_u[0];
     let top = red_f[0];
     let argmax = red_i[0];

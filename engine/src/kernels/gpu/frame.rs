@@ -15,7 +15,7 @@
 use burn::cubecl;
 use burn::cubecl::prelude::*;
 
-use super::decode::{candidate, kth_largest, tree_reduce, SUM};
+use super::decode::{argmax_reduce, candidate, kth_largest, tree_reduce, SUM};
 
 /// `norm_row` modes.
 pub const RMS_ADD: u32 = 0;
@@ -239,20 +239,7 @@ pub fn sample_gumbel(
     }
     red_f[tid] = best_v;
     red_i[tid] = best_i;
-    sync_cube();
-    let mut half = threads / 2;
-    while half > 0 {
-        if tid < half {
-            let v = red_f[tid + half];
-            let o = red_i[tid + half];
-            if v > red_f[tid] || (v == red_f[tid] && o < red_i[tid]) {
-                red_f[tid] = v;
-                red_i[tid] = o;
-            }
-        }
-        sync_cube();
-        half /= 2;
-    }
+    argmax_reduce(&mut red_f, &mut red_i, tid, threads);
     // The host's argmax: the first strict maximum, id 0 when no score beats −∞.
     let mut j = red_i[0];
     if j == n as u32 {
