@@ -928,13 +928,14 @@ impl std::fmt::Display for Mrt2BenchReport {
             writeln!(f)?;
             writeln!(
                 f,
-                "  device work per frame (counted): {} dispatches (formula {}), {:.1} syncs, {:.0} B back, {:.1} uploads / {:.0} B",
+                "  device work per frame (counted): {} dispatches (formula {}), {:.1} syncs, {:.0} B back, {:.1} uploads / {:.0} B; host issue {} µs per dispatch (eager, DryRun)",
                 opt(g.dispatches_per_frame),
                 g.expected_dispatches_per_frame,
                 g.syncs_per_frame,
                 g.d2h_bytes_per_frame,
                 g.h2d_uploads_per_frame,
-                g.h2d_bytes_per_frame
+                g.h2d_bytes_per_frame,
+                opt(g.host_us_per_dispatch)
             )?;
             write!(
                 f,
@@ -1030,6 +1031,10 @@ pub struct Mrt2GpuCounts {
     pub d2h_bytes_per_frame: f64,
     pub h2d_uploads_per_frame: f64,
     pub h2d_bytes_per_frame: f64,
+    /// Host time per dispatch of one eager frame whose launches are compiled and dropped
+    /// (cubecl's `DryRun`): the host side of a launch without the device, µs (`None` if that
+    /// frame failed on its stale reads).
+    pub host_us_per_dispatch: Option<f64>,
     /// Whether the frames replayed a recorded frame (no: every launch eager).
     pub replayed: bool,
     /// The assumed constants: bandwidths, `t_gap`, `t_sync`, PCIe.
@@ -1042,6 +1047,33 @@ pub struct Mrt2GpuCounts {
     /// This model and the released sizes at this precision (their own dispatch counts and bytes,
     /// this run's syncs and uploads per frame scaled by their encoder width).
     pub predicted: Vec<PredictedFrame>,
+}
+
+/// Host issue time per dispatch of one eager MRT2 frame under cubecl's `DryRun` (launches
+/// compiled and dropped), on a stream of its own: the frame's time minus its host encoder part,
+/// over its launches.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn mrt2_dry_run_issue(model: &crate::mrt2::model::Mrt2Model, cond: &[i32], params: &crate::sampling::mrt2::SamplingParams) -> Option<f64> {
+    use crate::mrt2::model::FrameState;
+    let g = model.gpu()?;
+    let replays = g.replays();
+    g.set_replay(false);
+    let mut st = FrameState::new(model, crate::mrt2::system::key_for_seed(Some(2)));
+    let warm = model.step(&mut st, cond, params, None);
+    st.take_times();
+    let dry = burn::cubecl::dry_run::DryRun::new();
+    let t0 = Instant::now();
+    let ran = model.step(&mut st, cond, params, None);
+    let total = t0.elapsed();
+    drop(dry);
+    g.set_replay(replays);
+    let host = st.take_times().encoder;
+    (warm.is_ok() && ran.is_ok()).then(|| total.saturating_sub(host).as_secs_f64() * 1e6 / mrt2_gpu_dispatches_per_frame(&model.cfg) as f64)
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn mrt2_dry_run_issue(_: &crate::mrt2::model::Mrt2Model, _: &[i32], _: &crate::sampling::mrt2::SamplingParams) -> Option<f64> {
+    None
 }
 
 /// Runs `frames` MRT2 frames (after 2 warm-up frames) of `cfg` (named `size`) with random weights
@@ -1124,6 +1156,7 @@ pub fn bench_mrt2(size: &str, cfg: crate::mrt2::config::Mrt2Config, precision: c
             h2d_uploads_per_frame: per(t.uploads),
             h2d_bytes_per_frame: per(t.h2d_bytes),
             replayed: state.replaying(),
+            host_us_per_dispatch: mrt2_dry_run_issue(&model, &tokens, &params),
             h100_bandwidth_bytes_per_s: GpuPrediction::H100_BANDWIDTH,
             h200_bandwidth_bytes_per_s: GpuPrediction::H200_BANDWIDTH,
             t_gap_s: GpuPrediction::T_GAP_S,

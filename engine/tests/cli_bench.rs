@@ -63,8 +63,8 @@ fn bench_lm_on_the_tiny_model_reports_the_counters_in_json() {
 
 /// `mrt bench all --model mrt2` on the GPU kernels (lavapipe in CI) at the M1 fixture's sizes:
 /// the counted device work per frame is the formula's (every frame the same launches), one
-/// sync of the 12 tokens, the two per-frame uploads, a replayed frame, and the predicted
-/// H100/H200 frames of M1, small and base with the assumed constants.
+/// sync of the 12 tokens, the two per-frame uploads, a replayed frame, the host time per launch,
+/// and the predicted H100/H200 frames of M1, small and base with the assumed constants.
 #[cfg(feature = "wgpu")]
 #[test]
 fn bench_all_mrt2_on_the_gpu_kernels_counts_one_replayed_frame() {
@@ -85,6 +85,8 @@ fn bench_all_mrt2_on_the_gpu_kernels_counts_one_replayed_frame() {
     assert_eq!(g["h2d_uploads_per_frame"], 2.0, "{g}");
     assert_eq!(g["h2d_bytes_per_frame"], 4.0 * (30.0 + 32.0 + 12.0 * 1024.0), "{g}");
     assert_eq!(g["replayed"], true, "{g}");
+    // The host side of a launch, from an eager frame under cubecl's DryRun.
+    assert!(g["host_us_per_dispatch"].as_f64().is_some_and(|us| us > 0.0), "{g}");
     assert_eq!(g["t_gap_s"], 4e-6);
     let sizes: Vec<&str> = g["predicted"].as_array().unwrap().iter().map(|p| p["size"].as_str().unwrap()).collect();
     assert_eq!(sizes, ["m1", "small", "base"]);

@@ -167,6 +167,11 @@ impl Mrt2GpuDecoder {
         self.replay.store(on, Ordering::Relaxed);
     }
 
+    /// Whether frames are recorded and replayed now.
+    pub fn replays(&self) -> bool {
+        self.replay.load(Ordering::Relaxed)
+    }
+
     /// The device state of a new stream: empty rings; the previous ids are written per frame.
     pub fn new_frame(&self) -> GpuFrame {
         let c = &self.cfg;
