@@ -787,6 +787,36 @@ impl std::fmt::Display for StreamsBenchReport {
 mod tests {
     use super::*;
 
+    /// The size formula is the sum of the loaded matrices' bytes (the products a frame runs:
+    /// temporal once, per level the adapter, the depth stack and one level's logits rows; the
+    /// host adds the conditioning product), at every precision, with and without the adapter.
+    #[test]
+    fn mrt2_frame_bytes_from_the_sizes_equal_the_loaded_matrices() {
+        use crate::mrt2::config::{Mrt2Config, StackConfig};
+        use crate::mrt2::weights::{Attention, Mrt2Weights};
+        for d_depth in [48, 64] {
+            let mut c = Mrt2Config::mrt2_small();
+            c.encoder_width = 32;
+            c.musiccoca_embedding_size = 16;
+            c.temporal = StackConfig { layers: 2, d_model: 64, ffn: 96, heads: 4, head_dim: 16 };
+            c.depth = StackConfig { layers: 2, d_model: d_depth, ffn: 80, heads: 3, head_dim: 16 };
+            for precision in [crate::kernels::WeightPrecision::F32, crate::kernels::WeightPrecision::Bf16, crate::kernels::WeightPrecision::Int8] {
+                let mut w = Mrt2Weights::random(&c, 3);
+                w.set_precision(precision);
+                let attn = |a: &Attention| a.query.bytes() + a.key.bytes() + a.value.bytes() + a.output.bytes();
+                let temporal: usize = w.temporal.iter().map(|l| attn(&l.self_attention) + attn(&l.cross_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum();
+                let depth: usize = w.depth.iter().map(|l| attn(&l.self_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum::<usize>()
+                    + w.depth_input_adapter.as_ref().map_or(0, |a| a.bytes());
+                let logits_level = w.to_logits.bytes() / w.to_logits.out_dim * c.codebook_size;
+                let summed = (temporal + c.num_levels * (depth + logits_level)) as u64;
+                assert_eq!(w.depth_input_adapter.is_some(), d_depth != 64);
+                assert_eq!(mrt2_decoder_bytes_per_frame(&c, precision, w.depth_input_adapter.is_some()), summed, "{precision:?}, depth width {d_depth}");
+                let model = crate::mrt2::model::Mrt2Model::new(c.clone(), w);
+                assert_eq!(mrt2_bytes_per_frame(&model), summed + model.weights.conditioning.mulan_adapter.bytes() as u64);
+            }
+        }
+    }
+
     #[test]
     fn encoder_arithmetic_matches_the_hand_count() {
         // NOTES.md: base 511 GFLOP (encoder 416, cross K/V 95), large 1,608 GFLOP per chunk.
@@ -955,15 +985,11 @@ impl std::fmt::Display for Mrt2BenchReport {
     }
 }
 
-/// Weight bytes of one MRT2 frame (see [`Mrt2BenchReport::lm_bytes_per_frame`]).
+/// Weight bytes of one MRT2 frame on the host (see [`Mrt2BenchReport::lm_bytes_per_frame`]): the
+/// decoder's ([`mrt2_decoder_bytes_per_frame`]) and the conditioning encoder's product.
 pub fn mrt2_bytes_per_frame(model: &crate::mrt2::model::Mrt2Model) -> u64 {
-    let (c, w) = (&model.cfg, &model.weights);
-    let attn = |a: &crate::mrt2::weights::Attention| a.query.bytes() + a.key.bytes() + a.value.bytes() + a.output.bytes();
-    let temporal: usize = w.temporal.iter().map(|l| attn(&l.self_attention) + attn(&l.cross_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum();
-    let depth: usize = w.depth.iter().map(|l| attn(&l.self_attention) + l.ffn.layer1.bytes() + l.ffn.layer2.bytes()).sum::<usize>()
-        + w.depth_input_adapter.as_ref().map_or(0, |a| a.bytes());
-    let logits_level = w.to_logits.bytes() / w.to_logits.out_dim * c.codebook_size;
-    (w.conditioning.mulan_adapter.bytes() + temporal + c.num_levels * (depth + logits_level)) as u64
+    let w = &model.weights;
+    mrt2_decoder_bytes_per_frame(&model.cfg, w.precision(), w.depth_input_adapter.is_some()) + w.conditioning.mulan_adapter.bytes() as u64
 }
 
 /// Launches of one MRT2 frame on the GPU kernels (`mrt2::gpu_decoder`): the temporal input,
@@ -992,21 +1018,22 @@ pub struct PredictedFrame {
 /// Assumed host → device copy rate (PCIe 4/5 x16, effective), bytes/s.
 pub const PCIE_BYTES_PER_S: f64 = 25e9;
 
-/// Weight bytes one MRT2 frame's decoder streams on the GPU from the sizes alone: the temporal
-/// stack once, per level the adapter, the depth stack and the level's logits rows (the
-/// conditioning encoder runs on the host), at `precision` (int8 with its row scales).
-pub fn mrt2_gpu_bytes_per_frame(c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision) -> u64 {
+/// Weight bytes one MRT2 frame's decoder streams, from the sizes alone: the temporal stack once,
+/// per level the depth input adapter (when the checkpoint has one), the depth stack and the
+/// level's logits rows, at `precision` (int8 with its row scales). The GPU streams these; the
+/// host adds the conditioning encoder's product.
+pub fn mrt2_decoder_bytes_per_frame(c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision, adapter: bool) -> u64 {
     let lin = |rows: usize, cols: usize| rows * cols * precision.bytes() + if precision == crate::kernels::WeightPrecision::Int8 { 4 * rows } else { 0 };
     let (t, d) = (&c.temporal, &c.depth);
     let temporal = t.layers * (3 * lin(t.inner(), t.d_model) + lin(t.d_model, t.inner()) + lin(t.inner(), t.d_model) + 2 * lin(t.inner(), c.encoder_width) + lin(t.d_model, t.inner()) + lin(t.ffn, t.d_model) + lin(t.d_model, t.ffn));
-    let adapter = if c.has_depth_input_adapter() { lin(d.d_model, t.d_model) } else { 0 };
+    let adapter = if adapter { lin(d.d_model, t.d_model) } else { 0 };
     let depth = d.layers * (3 * lin(d.inner(), d.d_model) + lin(d.d_model, d.inner()) + lin(d.ffn, d.d_model) + lin(d.d_model, d.ffn));
     (temporal + c.num_levels * (adapter + depth + lin(c.codebook_size, d.d_model))) as u64
 }
 
-fn predict_frame(size: &str, c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision, syncs: u64, h2d_bytes: u64) -> PredictedFrame {
+fn predict_frame(size: &str, c: &crate::mrt2::config::Mrt2Config, precision: crate::kernels::WeightPrecision, adapter: bool, syncs: u64, h2d_bytes: u64) -> PredictedFrame {
     let dispatches = mrt2_gpu_dispatches_per_frame(c);
-    let bytes = mrt2_gpu_bytes_per_frame(c, precision);
+    let bytes = mrt2_decoder_bytes_per_frame(c, precision, adapter);
     let rest = dispatches as f64 * GpuPrediction::T_GAP_S + syncs as f64 * GpuPrediction::T_SYNC_S + h2d_bytes as f64 / PCIE_BYTES_PER_S;
     PredictedFrame {
         size: size.to_owned(),
@@ -1139,12 +1166,12 @@ pub fn bench_mrt2(size: &str, cfg: crate::mrt2::config::Mrt2Config, precision: c
         let per = |v: u64| v as f64 / n;
         let (syncs, h2d) = (t.syncs.div_ceil(frames as u64), t.h2d_bytes.div_ceil(frames as u64));
         let released = [("small", Mrt2Config::mrt2_small()), ("base", Mrt2Config::mrt2_base())];
-        let mut predicted = vec![predict_frame(size, &cfg, precision, syncs, h2d)];
+        let mut predicted = vec![predict_frame(size, &cfg, precision, model.weights.depth_input_adapter.is_some(), syncs, h2d)];
         for (name, c) in released {
             if c != cfg {
                 // Their own sizes at this precision; the uploads grow with the encoder width.
                 let h2d_scaled = (h2d + 4 * c.encoder_width as u64).saturating_sub(4 * cfg.encoder_width as u64);
-                predicted.push(predict_frame(name, &c, precision, syncs, h2d_scaled));
+                predicted.push(predict_frame(name, &c, precision, c.has_depth_input_adapter(), syncs, h2d_scaled));
             }
         }
         Mrt2GpuCounts {

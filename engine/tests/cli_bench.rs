@@ -81,9 +81,10 @@ fn bench_all_mrt2_on_the_gpu_kernels_counts_one_replayed_frame() {
     assert_eq!(g["dispatches_per_frame"], 241.0, "{g}");
     assert_eq!(g["syncs_per_frame"], 1.0, "{g}");
     assert_eq!(g["d2h_bytes_per_frame"], 48.0, "{g}");
-    // The counters (6 + 2 × 12 words) and the encoder vector + noise ((32 + 12 × 1024) floats).
+    // The counters (7 + 2 × 12 words) and the encoder vector + noise + temperature
+    // ((32 + 12 × 1024 + 1) floats).
     assert_eq!(g["h2d_uploads_per_frame"], 2.0, "{g}");
-    assert_eq!(g["h2d_bytes_per_frame"], 4.0 * (30.0 + 32.0 + 12.0 * 1024.0), "{g}");
+    assert_eq!(g["h2d_bytes_per_frame"], 4.0 * (31.0 + 32.0 + 12.0 * 1024.0 + 1.0), "{g}");
     assert_eq!(g["replayed"], true, "{g}");
     // The host side of a launch, from an eager frame under cubecl's DryRun.
     assert!(g["host_us_per_dispatch"].as_f64().is_some_and(|us| us > 0.0), "{g}");

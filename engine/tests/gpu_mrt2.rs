@@ -148,3 +148,21 @@ fn bf16_and_int8_frames_match_the_host_at_the_same_precision() {
         }
     }
 }
+
+/// Temperature and top-k are data of the frame, not of the recording: changing them every frame
+/// (as an automated knob does) keeps replaying the one recorded frame and keeps the host's tokens.
+#[test]
+fn changing_the_sampling_knobs_every_frame_keeps_the_recorded_frame() {
+    let (host, gpu) = models(WeightPrecision::F32);
+    let f = fixture();
+    let settings = [SamplingParams::default(), SamplingParams { temperature: 0.4, top_k: 3 }, SamplingParams::greedy(), SamplingParams { temperature: 2.0, top_k: 5000 }];
+    let mut hs = FrameState::new(&host, f.init_key);
+    let mut gs = FrameState::new(&gpu, f.init_key);
+    for t in 0..16 {
+        let params = &settings[t % settings.len()];
+        host.step(&mut hs, cond(t), params, None).unwrap();
+        gpu.step(&mut gs, cond(t), params, None).unwrap();
+        assert_eq!(hs.tokens(), gs.tokens(), "frame {t}, {params:?}");
+        assert_eq!(gs.replaying(), t >= 1, "frame {t}: recorded once at frame 1, replayed since");
+    }
+}

@@ -32,13 +32,16 @@ use crate::kernels::gpu::frame::{self, COPY, LAYER, RMS_ADD};
 use crate::kernels::gpu::{gemv_shape, Buf, Gpu, GpuError, GpuMatrix, Graph};
 use crate::kernels::{Matrix, WeightPrecision};
 
-/// `pos` layout: level, self ring (slot, fill), cross ring (slot, fill), forced flag, then
-/// `levels` forced ids and `levels` previous ids.
+/// `pos` layout: level, self ring (slot, fill), cross ring (slot, fill), top-k, forced flag,
+/// then `levels` forced ids and `levels` previous ids. `inputs`: the encoder vector, the
+/// `levels × codebook` noise, the temperature. The sampling knobs travel as data: one recorded
+/// frame serves every setting (the plugin automates them).
 const POS_LEVEL: usize = 0;
 const POS_SELF: usize = 1;
 const POS_CROSS: usize = 3;
-const POS_FORCED: usize = 5;
-const POS_FORCED_IDS: usize = 6;
+const POS_TOP_K: usize = 5;
+const POS_FORCED: usize = 6;
+const POS_FORCED_IDS: usize = 7;
 
 /// A product with its optional bias.
 struct Lin {
@@ -181,7 +184,7 @@ impl Mrt2GpuDecoder {
         let widest = [3 * t.inner(), 3 * d.inner(), t.ffn, d.ffn].into_iter().max().unwrap_or(1);
         GpuFrame {
             pos: g.zeros(POS_FORCED_IDS + 2 * c.num_levels),
-            inputs: g.scratch(c.encoder_width + c.num_levels * c.codebook_size),
+            inputs: g.scratch(inputs_len(c)),
             tokens: g.zeros(c.num_levels),
             xt: g.scratch(t.d_model),
             xd: g.scratch(d.d_model),
@@ -196,7 +199,6 @@ impl Mrt2GpuDecoder {
             gpu: g.clone(),
             stream: StreamId::current(),
             graph: None,
-            graph_sampling: None,
             recordable: true,
             frames: 0,
         }
@@ -352,7 +354,7 @@ impl Mrt2GpuDecoder {
     }
 
     /// The level's logits (into `logits[level]`) and its token.
-    fn logits_and_sample(&self, f: &GpuFrame, sampling: &DeviceSampling) {
+    fn logits_and_sample(&self, f: &GpuFrame) {
         let c = &self.cfg;
         let n = c.codebook_size;
         self.gemv(f, &f.proj, None, &self.to_logits, &f.logits, n, 0, STORE, true);
@@ -371,8 +373,8 @@ impl Mrt2GpuDecoder {
             c.encoder_width as u32,
             c.num_levels as u32,
             c.num_reserved as u32,
-            sampling.top_k,
-            sampling.temperature,
+            POS_TOP_K as u32,
+            (inputs_len(c) - 1) as u32,
             c.soft_cap,
             crate::sampling::mrt2::large_negative(),
             self.embed_scale,
@@ -380,30 +382,30 @@ impl Mrt2GpuDecoder {
         );
     }
 
-    fn whole_frame(&self, f: &GpuFrame, sampling: &DeviceSampling) {
+    fn whole_frame(&self, f: &GpuFrame) {
         self.embed_prev(f);
         self.temporal_layers(f);
         for _ in 0..self.cfg.num_levels {
             self.depth_layers(f);
-            self.logits_and_sample(f, sampling);
+            self.logits_and_sample(f);
         }
     }
 
-    /// Runs one frame: `pos` (the counters, see the module docs) and `inputs` (the encoder vector,
-    /// then `levels × codebook` Gumbel noise) written, the launches issued (replayed after the
+    /// Runs one frame: `pos` (the counters, [`frame_counters`]) and `inputs` (the encoder vector,
+    /// `levels × codebook` Gumbel noise, the temperature; [`inputs_len`]) written, the launches issued (replayed after the
     /// first frame), the tokens read back. With `observe`, the frame runs eagerly and its
     /// temporal input and output and every level's raw logits are read back (and the full-width
     /// logits when `observe.full` is given).
-    pub fn run_frame(&self, f: &mut GpuFrame, pos: &[u32], inputs: &[f32], sampling: DeviceSampling, observe: Option<&mut Observed>, tokens: &mut [i32]) -> Result<(), GpuError> {
+    pub fn run_frame(&self, f: &mut GpuFrame, pos: &[u32], inputs: &[f32], observe: Option<&mut Observed>, tokens: &mut [i32]) -> Result<(), GpuError> {
         // Everything on the stream's own cubecl stream, whichever thread steps it: cubecl picks a
         // stream per thread, and a capture prepared, recorded and replayed on different streams
         // (a rayon pool hands the step to any of its threads) loses the ordering of the replay
         // against its writes and reads.
         let stream = f.stream;
-        stream.executes(|| self.run_frame_on_stream(f, pos, inputs, sampling, observe, tokens))
+        stream.executes(|| self.run_frame_on_stream(f, pos, inputs, observe, tokens))
     }
 
-    fn run_frame_on_stream(&self, f: &mut GpuFrame, pos: &[u32], inputs: &[f32], sampling: DeviceSampling, observe: Option<&mut Observed>, tokens: &mut [i32]) -> Result<(), GpuError> {
+    fn run_frame_on_stream(&self, f: &mut GpuFrame, pos: &[u32], inputs: &[f32], observe: Option<&mut Observed>, tokens: &mut [i32]) -> Result<(), GpuError> {
         let c = &self.cfg;
         let g = &self.gpu;
         g.write_u32(&f.pos, pos);
@@ -426,21 +428,17 @@ impl Mrt2GpuDecoder {
                         self.gemv(f, &f.proj, None, &self.to_logits, buf, vocab, 0, STORE, false);
                         full[level * vocab..(level + 1) * vocab].copy_from_slice(&g.read_f32(buf)?[..vocab]);
                     }
-                    self.logits_and_sample(f, &sampling);
+                    self.logits_and_sample(f);
                 }
                 o.raw_valid_logits = g.read_f32(&f.logits)?;
             }
             None => {
                 let replay = self.replay.load(Ordering::Relaxed) && f.recordable;
-                if f.graph_sampling != Some(sampling) {
-                    f.graph = None;
-                }
                 if replay && f.graph.is_none() && f.frames >= 1 {
                     // Frames before this one were the warm-up (kernels compiled, pools filled).
-                    let graph = g.record(&|| self.whole_frame(f, &sampling));
+                    let graph = g.record(&|| self.whole_frame(f));
                     f.recordable = graph.is_some();
                     f.graph = graph;
-                    f.graph_sampling = Some(sampling);
                 }
                 match &f.graph {
                     Some(graph) if replay => graph.replay()?,
@@ -449,7 +447,7 @@ impl Mrt2GpuDecoder {
                             // Before the warm-up frame; refused where there are no graphs.
                             let _ = g.client.graph_prepare();
                         }
-                        self.whole_frame(f, &sampling);
+                        self.whole_frame(f);
                     }
                 }
             }
@@ -461,15 +459,6 @@ impl Mrt2GpuDecoder {
         }
         Ok(())
     }
-}
-
-/// The sampling knobs as the device sampler takes them (baked into a recorded frame: a change
-/// records it again).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DeviceSampling {
-    /// `clamp(top_k, 1, logits_width)`, then at most the codebook.
-    pub top_k: u32,
-    pub temperature: f32,
 }
 
 /// What an observed frame reads back.
@@ -503,7 +492,6 @@ pub struct GpuFrame {
     cross_kv: Vec<(Buf, Buf)>,
     depth_kv: Vec<(Buf, Buf)>,
     graph: Option<Graph>,
-    graph_sampling: Option<DeviceSampling>,
     /// False once a recording failed (the backend has no graphs): frames then run eagerly.
     recordable: bool,
     /// Frames run on this state (the first is the warm-up; the second is recorded).
@@ -545,14 +533,22 @@ impl GpuFrame {
 
 /// Counters of one frame for [`Mrt2GpuDecoder::run_frame`]: ring slots and fill counts after
 /// this frame's push, the forced ids (if any) and the previous frame's ids.
-pub fn frame_counters(cfg: &Mrt2Config, self_ring: (usize, usize), cross_ring: (usize, usize), forced: Option<&[i32]>, prev: &[i32], out: &mut Vec<u32>) {
+#[allow(clippy::too_many_arguments)]
+pub fn frame_counters(cfg: &Mrt2Config, self_ring: (usize, usize), cross_ring: (usize, usize), top_k: usize, forced: Option<&[i32]>, prev: &[i32], out: &mut Vec<u32>) {
     out.clear();
-    out.extend([0, self_ring.0 as u32, self_ring.1 as u32, cross_ring.0 as u32, cross_ring.1 as u32, u32::from(forced.is_some())]);
+    let top_k = top_k.min(u32::MAX as usize) as u32;
+    out.extend([0, self_ring.0 as u32, self_ring.1 as u32, cross_ring.0 as u32, cross_ring.1 as u32, top_k, u32::from(forced.is_some())]);
     match forced {
         Some(f) => out.extend(f.iter().map(|&id| id as u32)),
         None => out.extend(std::iter::repeat_n(0, cfg.num_levels)),
     }
     out.extend(prev.iter().map(|&id| id as u32));
     debug_assert_eq!(out.len(), POS_FORCED_IDS + 2 * cfg.num_levels);
-    debug_assert_eq!(POS_LEVEL, 0);
+    debug_assert_eq!((POS_LEVEL, POS_TOP_K, POS_FORCED), (0, 5, 6));
+}
+
+/// Values of a frame's `inputs` upload: the encoder vector, the noise of every level, the
+/// temperature (last).
+pub fn inputs_len(c: &Mrt2Config) -> usize {
+    c.encoder_width + c.num_levels * c.codebook_size + 1
 }

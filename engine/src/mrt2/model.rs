@@ -29,8 +29,8 @@ use crate::kernels::host::{dot_rows, in_pool, layer_norm, rms_norm};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::gpu_decoder::{frame_counters, DeviceSampling, GpuFrame, Mrt2GpuDecoder, Observed};
-use crate::sampling::mrt2::{fill_gumbel, fold_in, sample_window, Key, SampleScratch, SamplingParams};
+use super::gpu_decoder::{frame_counters, inputs_len, GpuFrame, Mrt2GpuDecoder, Observed};
+use crate::sampling::mrt2::{fill_gumbel, fold_in, sample_window, window_top_k, Key, SampleScratch, SamplingParams};
 
 /// Errors of a frame step. The state is left untouched when a step fails, except after a
 /// [`StepError::Device`] failure.
@@ -208,7 +208,7 @@ impl FrameState {
             frame: g.new_frame(),
             observe: false,
             counters: Vec::new(),
-            inputs: vec![0.0; c.encoder_width + levels * cb],
+            inputs: vec![0.0; inputs_len(c)],
             observed: Observed::default(),
         });
         Self {
@@ -558,8 +558,8 @@ impl Mrt2Model {
         // Every layer's ring moves in step: the first one's cursor is every one's.
         let self_ring = self_kv.iter_mut().map(KvRing::advance).last().unwrap_or((0, 0));
         let cross_ring = cross_kv.iter_mut().map(KvRing::advance).last().unwrap_or((0, 0));
-        frame_counters(c, self_ring, cross_ring, forced, prev_tokens, &mut d.counters);
-        let sampling = DeviceSampling { top_k: params.top_k.clamp(1, c.logits_width().max(1)).min(cb) as u32, temperature: params.temperature };
+        frame_counters(c, self_ring, cross_ring, window_top_k(params.top_k, c.logits_width(), cb), forced, prev_tokens, &mut d.counters);
+        d.inputs[w + c.num_levels * cb] = params.temperature;
         let encoded = Instant::now();
         let observe = if d.observe {
             d.observed.full = raw_full_logits.as_ref().map(|f| vec![0.0; f.len()]);
@@ -568,7 +568,7 @@ impl Mrt2Model {
             None
         };
         let observing = observe.is_some();
-        g.run_frame(&mut d.frame, &d.counters, &d.inputs, sampling, observe, tokens).map_err(|e| StepError::Device(format!("frame {frame} on {}: {e}", g.name())))?;
+        g.run_frame(&mut d.frame, &d.counters, &d.inputs, observe, tokens).map_err(|e| StepError::Device(format!("frame {frame} on {}: {e}", g.name())))?;
         if observing {
             let o = &d.observed;
             temporal_input.copy_from_slice(&o.temporal_input);

@@ -108,6 +108,12 @@ impl Default for SamplingParams {
     }
 }
 
+/// The k of a draw within a window of `window` ids: `top_k` clipped to `[1, logits_width]` as
+/// in the reference, and at most the window (a k that covers the window keeps all of it).
+pub fn window_top_k(top_k: usize, logits_width: usize, window: usize) -> usize {
+    top_k.clamp(1, logits_width.max(1)).min(window)
+}
+
 /// Scratch of [`sample_window`], allocated once for a window of `n` ids.
 #[derive(Debug, Clone, Default)]
 pub struct SampleScratch {
@@ -130,11 +136,10 @@ pub fn sample_window(capped: &[f32], noise: &[f32], params: &SamplingParams, log
     let n = capped.len();
     assert_eq!(noise.len(), n, "sample_window: {} noise values for {n} logits", noise.len());
     let neg = large_negative();
-    let k = params.top_k.clamp(1, logits_width.max(1));
     // The k-th largest over the full width: the window's values lie above the masked ones, so it
     // is the smallest of the window's k largest; when k covers the window every value is kept
     // (the k-th is then a masked value or the window's minimum, which keep the same set).
-    top_k_ids(capped, k.min(n), &mut scratch.order);
+    top_k_ids(capped, window_top_k(params.top_k, logits_width, n), &mut scratch.order);
     let kth = scratch.order.iter().map(|&i| capped[i as usize]).fold(f32::INFINITY, f32::min);
     let t = params.temperature;
     let scores = &mut scratch.scores[..n];

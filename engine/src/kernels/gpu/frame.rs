@@ -171,8 +171,10 @@ pub fn norm_row(y: &[f32], g: &[f32], b: &[f32], out: &mut [f32], d: u32, eps: f
 
 /// One level's token, one cube of 256 threads, exactly the host's rule
 /// (`sampling::mrt2::sample_window`): the level `pos[0]`'s `n` raw logits (`logits[level · n ..]`)
-/// soft-capped, the k-th largest (`1 ≤ top_k`; `top_k ≥ n` keeps all) with ties kept, scores
-/// `(kept ? capped : neg) + noise[noise_at + level · n + i] · temperature`, the first strict
+/// soft-capped, the k-th largest (`top_k = pos[topk_at]`, at least 1; `top_k ≥ n` keeps all) with
+/// ties kept, scores
+/// `(kept ? capped : neg) + noise[noise_at + level · n + i] · T` (`T = noise[temperature_at]`:
+/// both knobs are data, so a recorded frame serves every setting), the first strict
 /// maximum (`sampling::topk::argmax`).
 /// The id is `row_base + level · n + j`, or `pos[forced_at + 1 + level]` when
 /// `pos[forced_at] ≠ 0`. Writes `tokens[level]`, the next level's input `x = E[id] · scale`
@@ -191,8 +193,8 @@ pub fn sample_gumbel(
     noise_at: u32,
     levels: u32,
     row_base: u32,
-    top_k: u32,
-    temperature: f32,
+    topk_at: u32,
+    temperature_at: u32,
     cap: f32,
     neg: f32,
     scale: f32,
@@ -208,6 +210,8 @@ pub fn sample_gumbel(
     let hist = Shared::<[Atomic<u32>]>::new_slice(16usize);
 
     let level = pos[0];
+    let top_k = pos[topk_at as usize];
+    let temperature = noise[temperature_at as usize];
     let at = level as usize * n;
     let all = top_k as usize >= n;
     let mut kth = f32::reinterpret(0xFF80_0000u32); // −∞: keeps every finite value

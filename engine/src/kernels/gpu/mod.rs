@@ -113,25 +113,20 @@ impl Gpu {
 
     /// Overwrites the start of `buf` with `v` (queued in order with the launches; no sync).
     pub fn write_u32(&self, buf: &Buf, v: &[u32]) {
-        self.write_u32_at(buf, 0, v);
-    }
-
-    /// Overwrites `buf[at .. at + v.len()]` with `v`.
-    pub fn write_u32_at(&self, buf: &Buf, at: usize, v: &[u32]) {
-        assert!(at + v.len() <= buf.len, "write of {} values at {at} into a buffer of {}", v.len(), buf.len);
-        counters::note_upload(std::mem::size_of_val(v));
-        let bytes = burn::cubecl::bytes::Bytes::from_bytes_vec(u32::as_bytes(v).to_vec());
-        let handle = buf.handle.clone().offset_start((at * 4) as u64).offset_end(((buf.len - at - v.len()) * 4) as u64);
-        self.client.write(&handle, bytes);
+        self.write_bytes(buf, u32::as_bytes(v));
     }
 
     pub fn write_f32(&self, buf: &Buf, v: &[f32]) {
-        self.write_f32_at(buf, 0, v);
+        self.write_bytes(buf, f32::as_bytes(v));
     }
 
-    pub fn write_f32_at(&self, buf: &Buf, at: usize, v: &[f32]) {
-        let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
-        self.write_u32_at(buf, at, &bits);
+    /// `bytes` (whole 4-byte elements) over the start of `buf`: one copy into the queued write.
+    fn write_bytes(&self, buf: &Buf, bytes: &[u8]) {
+        let n = bytes.len() / 4;
+        assert!(n <= buf.len, "write of {n} values into a buffer of {}", buf.len);
+        counters::note_upload(bytes.len());
+        let handle = buf.handle.clone().offset_end(((buf.len - n) * 4) as u64);
+        self.client.write(&handle, burn::cubecl::bytes::Bytes::from_bytes_vec(bytes.to_vec()));
     }
 
     /// Reads `buf` back: one blocking sync, counted.
